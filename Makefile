@@ -1,0 +1,36 @@
+# The two set-up commands: `make demo` and `make test`. Both create .venv and install edgec into it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EDGEC := $(VENV)/bin/edgec
+MOBILENET := models/mobilenet_v2/mobilenet_v2.onnx
+
+.PHONY: install models demo test bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[all,dev]'
+	touch $@
+
+models: install $(MOBILENET)
+
+$(MOBILENET): models/mobilenet_v2/fetch.py models/mobilenet_v2/export.py models/mobilenet_v2/model.py
+	$(PY) models/mobilenet_v2/fetch.py
+	$(PY) models/mobilenet_v2/export.py
+
+demo: install
+	$(EDGEC) build --target onnxruntime models/digits/digits_cnn.onnx -o out/demo-digits --force
+	$(EDGEC) verify out/demo-digits
+	$(EDGEC) bench out/demo-digits --iters 200
+
+test: models
+	$(PY) -m pytest -q -n 2 --dist loadfile
+
+bench: models
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf out .pytest_cache

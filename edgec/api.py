@@ -1,0 +1,266 @@
+"""The Python API that the CLI wraps: build, inspect, verify, bench, targets."""
+from __future__ import annotations
+
+import copy
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edgec import __version__
+from edgec import ir as eir
+from edgec import package
+from edgec.errors import InputError, UnsupportedError, VerificationError
+from edgec.package import npz
+from edgec.targets import PRECISIONS, Target, load_target
+
+
+def _quiet(*_args, **_kwargs):
+    pass
+
+
+def build(
+    source: str,
+    target: str | Target = "onnxruntime",
+    output: str | Path = "out",
+    *,
+    precision: str | None = None,
+    input_shapes: tuple[str, ...] = (),
+    weights: str | None = None,
+    calibration: str | None = None,
+    force: bool = False,
+    options: dict | None = None,
+    log=_quiet,
+) -> dict:
+    """Compile `source` for `target` into the artifact folder `output`; return its manifest."""
+    from edgec import frontends, passes
+    from edgec.backends import BuildContext, get_backend
+
+    started = time.perf_counter()
+    target = target if isinstance(target, Target) else load_target(target)
+    precision = precision or target.precision
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    if precision not in target.precisions:
+        raise UnsupportedError(
+            f"target {target.name} does not build {precision}; it builds {', '.join(target.precisions)}"
+        )
+    output = Path(output)
+    if output.exists() and not force:
+        raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
+    specs = [eir.InputSpec.parse(s) for s in input_shapes]
+    backend = get_backend(target.backend)
+    options = dict(options or {})
+
+    model = frontends.load(source, specs, weights)
+    notes = eir.resolve_static_shapes(model) if target.static_shapes else []
+    for note in notes:
+        log(note)
+    original = copy.deepcopy(model)
+    report = passes.optimize(model)
+    log(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")
+    unsupported = backend.unsupported(model)
+    if unsupported:
+        listing = "; ".join(str(u) for u in unsupported)
+        raise UnsupportedError(
+            f"target {target.name} cannot take {len(unsupported)} node(s): {listing}. "
+            f"Try `edgec inspect {source}` to see which targets can"
+        )
+
+    calibration_data = None
+    if calibration is not None:
+        from edgec.quantize.data import load_calibration
+
+        calibration_data = load_calibration(calibration, model, target, options)
+    quantization = None
+    float_model = model
+    if precision != "fp32":
+        from edgec.quantize import quantize_for_target
+
+        model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, options, log)
+
+    from edgec.package.samples import reference_outputs, sample_inputs
+
+    samples_in = sample_inputs(original, calibration_data.arrays if calibration_data else None)
+    samples_ref = reference_outputs(original, samples_in)
+    with package.staging(output, force) as stage:
+        ctx = BuildContext(target, precision, stage, calibration_data, options, float_model, log)
+        log(f"lowering with the {backend.name} backend")
+        lowered = backend.lower(model, ctx)
+        (stage / "samples").mkdir()
+        npz.save(stage / "samples" / "inputs.npz", samples_in)
+        npz.save(stage / "samples" / "expected.npz", samples_ref)
+        package.install_harness(stage, backend.harness, backend.requirements(target))
+        manifest = _manifest(source, target, backend, precision, lowered, quantization, stage, original,
+                             report, options, input_shapes, calibration, notes)
+        package.write_manifest(stage, manifest)
+        package.write_readme(stage, manifest)
+        manifest["verification"] = _verify_on_host(stage, manifest, samples_in, log)
+        manifest["build"]["seconds"] = round(time.perf_counter() - started, 3)
+        package.write_manifest(stage, manifest)
+    if not manifest["verification"]["passed"]:
+        log(f"warning: the artifact in {output} did not pass verification on the build host")
+    return manifest
+
+
+def _manifest(source, target, backend, precision, lowered, quantization, stage, original, report, options,
+              input_shapes, calibration, notes) -> dict:
+    import onnx_ir as ir
+
+    source_path = Path(source.rsplit(":", 1)[0] if ".py:" in source else source)
+    source_file = source_path if source_path.is_file() else None
+    files = {name: package.file_entry(stage / name) for name in lowered.model_files}
+    return {
+        "schema_version": package.SCHEMA_VERSION,
+        "edgec_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_host": {"machine": platform.machine(), "python": platform.python_version()},
+        "source": {
+            "name": source_path.stem or source,
+            "path": str(source),
+            "sha256": package.sha256(source_file) if source_file else None,
+            "bytes": source_file.stat().st_size if source_file else None,
+            "opset": original.opset_imports.get("", None),
+            "inputs": eir.io_specs(original.graph.inputs),
+            "outputs": eir.io_specs(original.graph.outputs),
+        },
+        "target": target.to_dict(),
+        "backend": {"name": backend.name, **lowered.meta},
+        "runtime": {
+            "name": backend.runtime,
+            "version": backend.runtime_version(),
+            "requirement": f"{backend.runtime}=={backend.runtime_version()}",
+        },
+        "precision": precision,
+        "quantization": quantization,
+        "model": {"main": lowered.model_files[0], "files": files,
+                  "bytes": sum(f["bytes"] for f in files.values())},
+        "inputs": lowered.inputs,
+        "outputs": lowered.outputs,
+        "samples": {
+            "inputs": "samples/inputs.npz",
+            "expected": "samples/expected.npz",
+            "host": "samples/host.npz",
+            "tolerance": package.TOLERANCE[precision],
+            "host_tolerance": package.HOST_TOLERANCE,
+        },
+        "build": {
+            "options": {k: v for k, v in sorted(options.items())},
+            "input_shapes": list(input_shapes),
+            "calibration": str(calibration) if calibration else None,
+            "passes": {"nodes_before": report.nodes_before, "nodes_after": report.nodes_after,
+                       "ops_after": report.ops_after},
+            "notes": notes,
+        },
+        "sizes": {"source_bytes": source_file.stat().st_size if source_file else None,
+                  "model_bytes": sum(f["bytes"] for f in files.values())},
+        "ir_version": ir.__version__,
+    }
+
+
+def _verify_on_host(stage: Path, manifest: dict, samples_in: dict, log) -> dict:
+    """Record the artifact's own outputs on this machine, then run its harness's verify."""
+    from edgec.runners.local import LocalRunner
+
+    runner = LocalRunner()
+    host = stage / manifest["samples"]["host"]
+    result = runner.run_harness(stage, ["infer", "--inputs", str(stage / manifest["samples"]["inputs"]),
+                                        "--outputs", str(host)])
+    if result.returncode != 0:
+        raise VerificationError(f"the artifact failed to run on the build host: {_last_line(result.stderr)}")
+    npz.save(host, npz.load(host))  # rewrite with fixed timestamps so builds are byte-identical
+    result = runner.run_harness(stage, ["verify"])
+    if result.returncode not in (0, 1):
+        raise VerificationError(f"verification crashed on the build host: {_last_line(result.stderr)}")
+    log(result.stdout.strip())
+    return {"device": "local (build host)", "passed": result.report.get("passed", False),
+            "checks": result.report.get("checks", {}), "extra": result.report.get("extra", {})}
+
+
+def _last_line(text: str) -> str:
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def run_harness(artifact: str | Path, command: list[str], device: str | None = None):
+    """Run the artifact's own harness on a device and return its HarnessResult."""
+    from edgec.runners import get_runner
+
+    artifact = Path(artifact)
+    manifest = package.read_manifest(artifact)
+    device = device or "local"
+    runner = get_runner(device)
+    return manifest, runner.run_harness(artifact, command)
+
+
+def verify(artifact: str | Path, device: str | None = None) -> dict:
+    manifest, result = run_harness(artifact, ["verify"], device)
+    if result.returncode not in (0, 1) or not result.report:
+        raise VerificationError(f"the harness failed on {result.device}: {_last_line(result.stderr or result.stdout)}")
+    report = dict(result.report, device=result.device, emulated=result.emulated, output=result.stdout)
+    return report
+
+
+def bench(artifact: str | Path, device: str | None = None, warmup: int = 10, iters: int = 100,
+          threads: int | None = None) -> dict:
+    args = ["bench", "--warmup", str(warmup), "--iters", str(iters)]
+    if threads:
+        args += ["--threads", str(threads)]
+    manifest, result = run_harness(artifact, args, device)
+    if result.returncode != 0:
+        raise VerificationError(f"benchmark failed on {result.device}: {_last_line(result.stderr or result.stdout)}")
+    report = dict(result.report, device=result.device, emulated=result.emulated,
+                  target=manifest["target"]["name"], precision=manifest["precision"],
+                  model_bytes=manifest["model"]["bytes"], model=manifest["source"]["name"])
+    if result.emulated:
+        report["note"] = "emulated: these timings prove the artifact runs, not how fast the device is"
+    return report
+
+
+def profile(artifact: str | Path, device: str | None = None, iters: int = 20) -> dict:
+    manifest, result = run_harness(artifact, ["profile", "--iters", str(iters)], device)
+    if result.returncode != 0:
+        raise VerificationError(f"profiling failed on {result.device}: {_last_line(result.stderr or result.stdout)}")
+    return dict(result.report, device=result.device, emulated=result.emulated)
+
+
+def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None) -> dict:
+    """Describe a model (or an artifact): I/O, ops, parameters, MACs, and what each target cannot take."""
+    path = Path(source)
+    if path.is_dir() and (path / package.MANIFEST).exists():
+        return {"artifact": package.read_manifest(path)}
+    from edgec import frontends, passes
+    from edgec.backends import get_backend
+    from edgec.ir import stats
+    from edgec.targets import available
+
+    import onnx_ir.passes.common as common
+
+    model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights)
+    common.ShapeInferencePass()(model)
+    macs, complete = stats.macs_by_op(model)
+    coverage = {}
+    for target in available():
+        missing = get_backend(target.backend).unsupported(model)
+        coverage[target.name] = [{"op": u.op_type, "node": u.node, "reason": u.reason} for u in missing]
+    return {
+        "model": {
+            "path": str(source),
+            "bytes": path.stat().st_size if path.is_file() else None,
+            "opset": model.opset_imports.get("", None),
+            "producer": model.producer_name,
+            "inputs": eir.io_specs(model.graph.inputs),
+            "outputs": eir.io_specs(model.graph.outputs),
+            "operators": passes.op_histogram(model),
+            "parameters": stats.parameter_count(model),
+            "macs": {"by_op": macs, "total": sum(macs.values()), "complete": complete},
+        },
+        "unsupported_by_target": coverage,
+    }
+
+
+def targets() -> list[dict]:
+    from edgec.targets import available
+
+    return [t.to_dict() for t in available()]

@@ -1,0 +1,93 @@
+"""What every backend provides: op coverage, lowering, and the runtime its harness needs.
+
+A backend module must import its runtime lazily (inside `lower`), because `edgec inspect`
+asks every backend for its coverage without wanting to load OpenVINO, TVM or LiteRT.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx_ir as ir
+
+from edgec.targets import Target
+
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+@dataclass(frozen=True)
+class UnsupportedOp:
+    """One node a backend cannot take, and why."""
+
+    op_type: str
+    node: str
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.op_type} (node '{self.node}')" + (f": {self.reason}" if self.reason else "")
+
+
+@dataclass
+class BuildContext:
+    """Everything a backend may need to lower one model."""
+
+    target: Target
+    precision: str
+    out_dir: Path
+    calibration: dict | None = None  # input name -> array [N, ...], already validated
+    options: dict = field(default_factory=dict)  # backend options from the CLI (io_layout, quantizer, ...)
+    float_model: ir.Model | None = None  # the optimized float model, when `model` is a QDQ graph
+    log: object = print
+
+
+@dataclass
+class Lowered:
+    """What a backend wrote into the artifact folder."""
+
+    model_files: list[str]  # paths relative to the artifact; the first one is the model the harness loads
+    inputs: list[dict]  # the artifact's interface: name, shape, dtype, layout (and quantization if integer)
+    outputs: list[dict]
+    meta: dict = field(default_factory=dict)  # backend facts for the manifest
+
+
+class Backend:
+    """Base class: subclasses set the class attributes and implement `lower`."""
+
+    name = ""
+    runtime = ""  # the pip distribution the harness imports
+    harness = ""  # adapter module in edgec/package/harness/, copied into the artifact
+    supported_ops: frozenset[str] | None = None  # None: every standard ONNX operator
+    quantizes_itself = False  # True when the backend calibrates from ctx.calibration on its own
+
+    def requirements(self, target: Target) -> list[str]:
+        """pip lines the device needs to run the harness."""
+        return ["numpy>=1.24", f"{self.runtime}=={self.runtime_version()}"]
+
+    def runtime_version(self) -> str:
+        from importlib.metadata import version
+
+        return version(self.runtime)
+
+    def unsupported(self, model: ir.Model) -> list[UnsupportedOp]:
+        """Nodes this backend cannot lower; checked before any work is spent."""
+        found = []
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):
+            if node.domain not in STANDARD_DOMAINS and node.domain not in self.extra_domains():
+                found.append(UnsupportedOp(node.op_type, node.name or "", f"custom domain '{node.domain}'"))
+            elif self.supported_ops is not None and node.op_type not in self.supported_ops:
+                found.append(UnsupportedOp(node.op_type, node.name or ""))
+            else:
+                reason = self.check_node(node)
+                if reason:
+                    found.append(UnsupportedOp(node.op_type, node.name or "", reason))
+        return found
+
+    def extra_domains(self) -> tuple[str, ...]:
+        return ()
+
+    def check_node(self, node: ir.Node) -> str:
+        """Return why a node of a supported type still cannot be lowered, or ''."""
+        return ""
+
+    def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
+        raise NotImplementedError

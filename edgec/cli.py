@@ -1,0 +1,186 @@
+"""The edgec command line: parse options, call edgec.api, print tables or JSON. No logic here."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from edgec.errors import EdgecError
+
+PRECISION = click.Choice(["fp32", "fp16", "int8"])
+
+
+class EdgecGroup(click.Group):
+    """Turn EdgecError into one line and exit code 2; other errors exit 1 (traceback with --debug)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgecError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"edgec: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"edgec: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                       err=True)
+            sys.exit(1)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _emit(ctx, data: dict, render, json_path: str | None = None):
+    """Print `data` as JSON (--json -) or as a rich table, and save JSON to a file if asked."""
+    if json_path and json_path != "-":
+        with open(json_path, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+    if json_path == "-":
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        from edgec.report import tables
+
+        getattr(tables, render)(data)
+
+
+JSON_OPTION = click.option("--json", "json_path", metavar="FILE",
+                           help="also write the result as JSON to FILE ('-' prints JSON instead of a table)")
+
+
+@click.group(cls=EdgecGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show tracebacks for errors")
+@click.version_option(package_name="edgec")
+@click.pass_context
+def main(ctx, debug):
+    """edgec compiles trained models for edge devices and proves they run there.
+
+    \b
+      edgec build --target tflite-arm model.onnx -o out/
+      edgec verify out/ --device rpi4-emulated
+      edgec bench out/
+    """
+    ctx.obj = {"debug": debug}
+
+
+@main.command()
+@click.argument("source")
+@click.option("-t", "--target", default="onnxruntime", show_default=True,
+              help="target name (see `edgec targets`) or path of a target .toml")
+@click.option("-o", "--output", required=True, help="artifact folder to write")
+@click.option("--precision", type=PRECISION, help="numeric precision (default: the target's)")
+@click.option("--calibration", metavar="PATH",
+              help="calibration data for int8: .npz keyed by input name, .npy, an image folder, or 'random'")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
+              help="fix an input's shape, e.g. input:1,3,224,224 (repeatable)")
+@click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
+@click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@JSON_OPTION
+@click.pass_context
+def build(ctx, source, target, output, precision, calibration, input_shapes, weights, force, json_path):
+    """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target."""
+    from edgec import api
+
+    console = _console()
+    with console.status("building...") as status:
+        def log(message):
+            console.print(f"  {message}", markup=False, highlight=False)
+
+        manifest = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
+                             weights=weights, calibration=calibration, force=force, log=log)
+        status.stop()
+    _emit(ctx, manifest, "build_summary", json_path)
+    if not manifest["verification"]["passed"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("source")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
+@click.option("--weights", metavar="FILE")
+@JSON_OPTION
+@click.pass_context
+def inspect(ctx, source, input_shapes, weights, json_path):
+    """Describe a model (I/O, operators, parameters, MACs, target coverage) or an artifact."""
+    from edgec import api
+
+    _emit(ctx, api.inspect(source, input_shapes, weights), "inspect", json_path)
+
+
+DEVICE_OPTION = click.option("-d", "--device", default=None,
+                             help="local (default), rpi4-emulated, rpi5-emulated or ssh://user@host")
+
+
+@main.command()
+@click.argument("artifact")
+@DEVICE_OPTION
+@JSON_OPTION
+@click.pass_context
+def verify(ctx, artifact, device, json_path):
+    """Run the artifact's samples on a device and compare with the expected outputs."""
+    from edgec import api
+
+    report = api.verify(artifact, device)
+    _emit(ctx, report, "verify", json_path)
+    sys.exit(0 if report["passed"] else 1)
+
+
+@main.command()
+@click.argument("artifact")
+@DEVICE_OPTION
+@click.option("--warmup", default=10, show_default=True)
+@click.option("--iters", default=100, show_default=True)
+@click.option("--threads", type=int, help="runtime threads (default: the target's)")
+@JSON_OPTION
+@click.pass_context
+def bench(ctx, artifact, device, warmup, iters, threads, json_path):
+    """Measure latency percentiles, throughput, load time and peak memory on a device."""
+    from edgec import api
+
+    _emit(ctx, api.bench(artifact, device, warmup, iters, threads), "bench", json_path)
+
+
+@main.command()
+@click.argument("artifact")
+@DEVICE_OPTION
+@click.option("--iters", default=20, show_default=True)
+@JSON_OPTION
+@click.pass_context
+def profile(ctx, artifact, device, iters, json_path):
+    """Per-layer times of the artifact on a device, where the runtime offers them."""
+    from edgec import api
+
+    _emit(ctx, api.profile(artifact, device, iters), "profile", json_path)
+
+
+@main.command()
+@JSON_OPTION
+@click.pass_context
+def targets(ctx, json_path):
+    """List the bundled targets and what each supports."""
+    from edgec import api
+
+    _emit(ctx, {"targets": api.targets()}, "targets", json_path)
+
+
+@main.group()
+def device():
+    """Prepare devices that verify and bench can run on."""
+
+
+@device.command("setup")
+@click.argument("name")
+@JSON_OPTION
+@click.pass_context
+def device_setup(ctx, name, json_path):
+    """Install what an emulated device needs (qemu, an aarch64 Python); cached, safe to repeat."""
+    from edgec.runners.emulated import setup_device
+
+    _emit(ctx, setup_device(name), "key_values", json_path)

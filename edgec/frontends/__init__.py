@@ -1,0 +1,44 @@
+"""Frontends turn a user's source model into the common IR, keyed by what the source looks like."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx_ir as ir
+
+from edgec import ir as eir
+from edgec.errors import InputError
+
+
+def source_format(source: str) -> str:
+    """'onnx', 'torch' or 'tf', judged from the path the user gave."""
+    path = Path(source.rsplit(":", 1)[0] if source.count(":") == 1 and ".py:" in source else source)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix in (".py", ".pt2"):
+        return "torch"
+    if suffix in (".keras", ".h5") or (path.is_dir() and (path / "saved_model.pb").exists()):
+        return "tf"
+    if not path.exists():
+        raise InputError(f"model file not found: {path}")
+    if suffix in ("", ".pb", ".tflite", ".pt", ".pth"):
+        hint = {".pth": "a .pth holds weights only: pass model.py:ClassName --weights FILE.pth"}.get(suffix, "")
+        raise InputError(f"cannot build from {path}: " + (hint or "give an .onnx file, model.py:Class, .pt2, .keras, .h5 or a SavedModel folder"))
+    return "onnx"  # unknown suffix: let the ONNX reader say whether it is one
+
+
+def load(source: str, input_specs=(), weights: str | None = None) -> ir.Model:
+    """Load any supported source as an onnx_ir Model with the user's input shapes applied."""
+    fmt = source_format(source)
+    if fmt == "onnx":
+        model = eir.load(source)
+    elif fmt == "torch":
+        from edgec.frontends import torch as frontend
+
+        model = frontend.load(source, list(input_specs), weights)
+    else:
+        from edgec.frontends import tensorflow as frontend
+
+        model = frontend.load(source, list(input_specs))
+    eir.apply_input_specs(model, list(input_specs))
+    return model

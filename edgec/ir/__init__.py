@@ -1,0 +1,130 @@
+"""The common IR: onnx_ir models, loaded and saved with clear errors, and input specs."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx_ir as ir
+
+from edgec.errors import InputError, UnsupportedError
+
+# Models above this size keep their weights in an external .data file (protobuf's 2 GB limit).
+EXTERNAL_DATA_THRESHOLD = 1 << 30
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A user's fixed shape for one model input, from `--input-shape name:1,3,224,224`."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "InputSpec":
+        match = re.fullmatch(r"\s*([^:\s]+)\s*:\s*(\d+(?:\s*[,x]\s*\d+)*)\s*", text)
+        if not match:
+            raise InputError(
+                f"malformed --input-shape '{text}': write NAME:D1,D2,..., e.g. input:1,3,224,224"
+            )
+        dims = tuple(int(d) for d in re.split(r"\s*[,x]\s*", match.group(2)))
+        if any(d <= 0 for d in dims):
+            raise InputError(f"--input-shape '{text}': every dimension must be a positive integer")
+        return cls(match.group(1), dims)
+
+
+def load(path: str | Path) -> ir.Model:
+    """Read an ONNX file (external data included) or raise an InputError that says why not."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an ONNX file (SavedModel folders need the tf extra)")
+    try:
+        model = ir.load(path)
+    except Exception as exc:  # protobuf reports truncation and garbage as assorted errors
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path} is not a readable ONNX model ({reason}); re-export it or check the download") from exc
+    if not model.graph.outputs or not len(model.graph):
+        raise InputError(f"{path} is not a valid ONNX model: its graph has no nodes or outputs")
+    return model
+
+
+def save(model: ir.Model, path: str | Path) -> Path:
+    """Write a model as one file, or with an external .data file when it is too large for one."""
+    path = Path(path)
+    size = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+    if size > EXTERNAL_DATA_THRESHOLD:
+        ir.save(model, path, external_data=path.name + ".data")
+    else:
+        ir.save(model, path)
+    return path
+
+
+def apply_input_specs(model: ir.Model, specs: list[InputSpec]) -> None:
+    """Fix the named inputs' shapes; every name must be a real input of rank-matching shape."""
+    inputs = {value.name: value for value in model.graph.inputs}
+    for spec in specs:
+        value = inputs.get(spec.name)
+        if value is None:
+            raise InputError(
+                f"--input-shape names '{spec.name}', but the model's inputs are: {', '.join(inputs)}"
+            )
+        if value.shape is not None and len(value.shape) != len(spec.shape):
+            raise InputError(
+                f"--input-shape {spec.name}: gives {len(spec.shape)} dimensions, the model's input has "
+                f"{len(value.shape)} ({format_shape(value.shape)})"
+            )
+        value.shape = ir.Shape(spec.shape)
+
+
+def resolve_static_shapes(model: ir.Model) -> list[str]:
+    """Make every input shape static for targets that need it.
+
+    A symbolic leading (batch) dimension becomes 1 and is reported; any other symbolic
+    dimension is an error that names the input and the flag that fixes it.
+    """
+    notes = []
+    for value in model.graph.inputs:
+        if value.shape is None:
+            raise UnsupportedError(
+                f"input '{value.name}' has no known shape; fix it with --input-shape {value.name}:D1,D2,..."
+            )
+        dims = list(value.shape)
+        for axis, dim in enumerate(dims):
+            if isinstance(dim, int):
+                continue
+            if axis == 0:
+                dims[0] = 1
+                notes.append(f"batch dimension of input '{value.name}' set to 1 (use --input-shape to choose)")
+                continue
+            example = ",".join(str(d) if isinstance(d, int) else "N" for d in dims)
+            raise UnsupportedError(
+                f"input '{value.name}' has a symbolic dimension '{dim}' at axis {axis} and this target needs "
+                f"static shapes: fix it with --input-shape {value.name}:{example}"
+            )
+        value.shape = ir.Shape(dims)
+    return notes
+
+
+def format_shape(shape) -> str:
+    if shape is None:
+        return "?"
+    return "[" + ",".join(str(d) if isinstance(d, int) else str(d) for d in shape) + "]"
+
+
+def numpy_dtype(value: ir.Value) -> str:
+    """The numpy name of a value's element type ('float32', 'int8', ...)."""
+    return value.dtype.numpy().name if value.dtype is not None else "unknown"
+
+
+def io_specs(values) -> list[dict]:
+    """Plain descriptions of graph inputs or outputs, for manifests and tables."""
+    return [
+        {
+            "name": v.name,
+            "shape": [d if isinstance(d, int) else str(d) for d in v.shape] if v.shape is not None else None,
+            "dtype": numpy_dtype(v),
+        }
+        for v in values
+    ]

@@ -1,0 +1,70 @@
+"""Graph passes on the common IR, composed with onnx_ir's PassManager.
+
+`optimize` folds constants and BatchNormalization (onnxscript's optimizer), canonicalizes
+exporter flavours, removes dead code and identities, and marks fusable activation pairs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx_ir as ir
+import onnx_ir.passes.common as common
+from onnxscript import optimizer
+from onnxscript.rewriter import RewritePass
+
+from edgec.passes.canonicalize import RULES, PositiveAxesPass
+from edgec.passes.fusion import MarkActivationFusionPass
+
+
+class FoldConstantsAndBatchNormPass(ir.passes.InPlacePass):
+    """onnxscript's optimizer: constant folding, BN into Conv/Gemm, algebraic clean-ups."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        before = len(model.graph)
+        optimizer.optimize_ir(model)
+        return ir.passes.PassResult(model, len(model.graph) != before)
+
+
+def canonicalize() -> ir.passes.PassManager:
+    return ir.passes.PassManager(
+        [
+            common.ShapeInferencePass(),
+            RewritePass(RULES),
+            common.IdentityEliminationPass(),
+            PositiveAxesPass(),
+            common.RemoveUnusedNodesPass(),
+        ]
+    )
+
+
+def pipeline() -> ir.passes.Sequential:
+    return ir.passes.Sequential(
+        canonicalize(),
+        FoldConstantsAndBatchNormPass(),
+        canonicalize(),
+        common.TopologicalSortPass(),
+        MarkActivationFusionPass(),
+    )
+
+
+@dataclass
+class OptimizeReport:
+    nodes_before: int
+    nodes_after: int
+    ops_before: dict
+    ops_after: dict
+
+
+def op_histogram(model: ir.Model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def optimize(model: ir.Model) -> OptimizeReport:
+    """Run the whole pipeline in place and say what changed."""
+    before = op_histogram(model)
+    pipeline()(model)
+    after = op_histogram(model)
+    return OptimizeReport(sum(before.values()), sum(after.values()), before, after)

@@ -1,0 +1,47 @@
+"""Mark Conv/Gemm/MatMul + activation pairs that a backend may fuse into one kernel.
+
+The graph keeps both nodes (every runtime can still execute it), and the producer carries
+`edgec.fused_activation` naming the activation; backends with fused activations (TFLite,
+OpenVINO, TensorRT) read the mark instead of rediscovering the pattern.
+"""
+from __future__ import annotations
+
+import onnx_ir as ir
+
+FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"}
+MARK = "edgec.fused_activation"
+
+
+def activation_name(node: ir.Node) -> str | None:
+    """The fused-activation name of an activation node, or None if it has no fused form."""
+    if node.op_type in ("Relu", "Sigmoid", "Tanh", "HardSwish"):
+        return node.op_type
+    if node.op_type == "Clip":
+        bounds = [v.const_value.numpy().item() if v is not None and v.const_value is not None else None
+                  for v in list(node.inputs[1:3]) + [None] * (3 - len(node.inputs))]
+        low, high = bounds[0], bounds[1]
+        if low == 0.0 and high == 6.0:
+            return "Relu6"
+        if low == 0.0 and high is None:
+            return "Relu"
+        if low == -1.0 and high == 1.0:
+            return "ReluN1To1"
+    return None
+
+
+class MarkActivationFusionPass(ir.passes.InPlacePass):
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        modified = False
+        for node in model.graph:
+            if node.op_type not in FUSABLE_PRODUCERS or len(node.outputs) != 1:
+                continue
+            output = node.outputs[0]
+            users = output.uses()
+            if len(users) != 1 or output in model.graph.outputs:
+                continue
+            consumer = users[0].node
+            name = activation_name(consumer)
+            if name and consumer.inputs[0] is output:
+                node.metadata_props[MARK] = name
+                modified = True
+        return ir.passes.PassResult(model, modified)

@@ -1,0 +1,127 @@
+"""Rich tables for each command's result. Each function takes the plain dict the API returned."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _mb(n) -> str:
+    return "?" if n is None else f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _io(rows) -> str:
+    return "\n".join(f"{r['name']} {r['shape']} {r['dtype']}" + (f" {r['layout']}" if r.get("layout") else "")
+                     for r in rows)
+
+
+def build_summary(m: dict) -> None:
+    table = _table(f"built {m['source']['name']} for {m['target']['name']}", "", "")
+    table.add_row("precision", m["precision"])
+    table.add_row("model", f"{m['model']['main']} ({_mb(m['model']['bytes'])}; source {_mb(m['sizes']['source_bytes'])})")
+    table.add_row("inputs", _io(m["inputs"]))
+    table.add_row("outputs", _io(m["outputs"]))
+    table.add_row("graph", f"{m['build']['passes']['nodes_before']} -> {m['build']['passes']['nodes_after']} nodes")
+    q = m.get("quantization") or {}
+    if q.get("fallback", {}).get("float_layers"):
+        table.add_row("kept in float", ", ".join(q["fallback"]["float_layers"]))
+    v = m["verification"]
+    table.add_row("verify (build host)", "[green]passed[/]" if v["passed"] else "[red]FAILED[/]")
+    table.add_row("build time", f"{m['build'].get('seconds', 0):.1f} s")
+    console.print(table)
+    layers = q.get("layers") or []
+    if layers:
+        layer_table(layers[:5], "worst quantized layers")
+
+
+def layer_table(layers: list[dict], title: str) -> None:
+    table = _table(title, "layer", "op", "SQNR dB", "cosine", "precision")
+    for layer in layers:
+        table.add_row(layer["name"], layer["op"], f"{layer['sqnr_db']:.1f}", f"{layer['cosine']:.5f}",
+                      layer.get("precision", "int8"))
+    console.print(table)
+
+
+def inspect(data: dict) -> None:
+    if "artifact" in data:
+        m = data["artifact"]
+        build_summary(m)
+        layers = (m.get("quantization") or {}).get("layers") or []
+        if layers:
+            layer_table(layers, "per-layer quantization error (worst first)")
+        return
+    model = data["model"]
+    table = _table(f"{model['path']}", "", "")
+    table.add_row("size", _mb(model["bytes"]))
+    table.add_row("opset", str(model["opset"]))
+    table.add_row("inputs", _io(model["inputs"]))
+    table.add_row("outputs", _io(model["outputs"]))
+    table.add_row("parameters", f"{model['parameters']:,}")
+    macs = model["macs"]
+    table.add_row("MACs", f"{macs['total']:,}" + ("" if macs["complete"] else " (some shapes unknown)"))
+    console.print(table)
+    ops = _table("operators", "op", "count", "MACs")
+    for op, count in model["operators"].items():
+        ops.add_row(op, str(count), f"{macs['by_op'].get(op, 0):,}")
+    console.print(ops)
+    cover = _table("target coverage", "target", "cannot take")
+    for target, missing in data["unsupported_by_target"].items():
+        text = "; ".join(f"{u['op']} ({u['node']})" + (f": {u['reason']}" if u["reason"] else "") for u in missing)
+        cover.add_row(target, text or "[green]everything[/]")
+    console.print(cover)
+
+
+def verify(r: dict) -> None:
+    title = f"verify on {r['device']}" + (" (emulated)" if r.get("emulated") else "")
+    table = _table(title, "output", "against", "max abs err", "of range", "tolerance", "top-1", "")
+    for kind, check in r["checks"].items():
+        for name, e in check.items():
+            top1 = f"{e['top1_agreement']:.0%}" if "top1_agreement" in e else ""
+            table.add_row(name, kind, f"{e['max_abs_err']:.3g}", f"{e['rel_err']:.3g}", f"{e['tolerance']:g}", top1,
+                          "[green]ok[/]" if e["passed"] else "[red]FAIL[/]")
+    for name, check in (r.get("extra") or {}).items():
+        table.add_row(name, "", "", "", "", "", "[green]ok[/]" if check["passed"] else "[red]FAIL[/]")
+    console.print(table)
+    console.print("[green]PASSED[/]" if r["passed"] else "[red]FAILED[/]")
+
+
+def bench(r: dict) -> None:
+    title = f"{r['model']} · {r['target']} · {r['precision']} on {r['device']} ({r['machine']}, {r['threads']} threads)"
+    table = _table(title, "mean", "p50", "p90", "p99", "min", "max", "std", "throughput", "load", "peak RSS", "size")
+    table.add_row(*(f"{r[k]:.3f} ms" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms")),
+                  f"{r['throughput_per_s']:.1f}/s", f"{r['load_time_ms']:.0f} ms",
+                  f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "?", _mb(r["model_bytes"]))
+    console.print(table)
+    if r.get("note"):
+        console.print(f"[yellow]{r['note']}[/]")
+
+
+def profile(r: dict) -> None:
+    table = _table(f"per-layer profile on {r['device']}", "layer", "op", "ms", "share")
+    total = r["total_ms"] or 1.0
+    for layer in sorted(r["layers"], key=lambda x: -x["ms"])[:30]:
+        table.add_row(layer["name"], layer["op"], f"{layer['ms']:.4f}", f"{100 * layer['ms'] / total:.1f}%")
+    console.print(table)
+
+
+def targets(data: dict) -> None:
+    table = _table("targets", "name", "backend", "arch / cpu", "precisions", "device", "description")
+    for t in data["targets"]:
+        table.add_row(t["name"], t["backend"], f"{t['arch']} {t['cpu']}".strip(), ", ".join(t["precisions"]),
+                      t["device"], t["description"])
+    console.print(table)
+
+
+def key_values(data: dict) -> None:
+    table = _table("", "", "")
+    for key, value in data.items():
+        table.add_row(str(key), str(value))
+    console.print(table)
