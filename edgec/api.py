@@ -88,6 +88,8 @@ def build(
         ctx = BuildContext(target, precision, stage, calibration_data, options, float_model, log)
         log(f"lowering with the {backend.name} backend")
         lowered = backend.lower(model, ctx)
+        samples_in = to_interface(samples_in, lowered.inputs, quantize=True)
+        samples_ref = to_interface(samples_ref, lowered.outputs, quantize=False)
         (stage / "samples").mkdir()
         npz.save(stage / "samples" / "inputs.npz", samples_in)
         npz.save(stage / "samples" / "expected.npz", samples_ref)
@@ -102,6 +104,27 @@ def build(
     if not manifest["verification"]["passed"]:
         log(f"warning: the artifact in {output} did not pass verification on the build host")
     return manifest
+
+
+def to_interface(arrays: dict, specs: list[dict], quantize: bool) -> dict:
+    """Bring source-model arrays into the artifact's interface: its layout and, for inputs, its dtype.
+
+    A spec may carry `source_perm` (the transpose from the source layout, e.g. NCHW to NHWC)
+    and `quantization` ({scale, zero_point}) for integer I/O.
+    """
+    import numpy as np
+
+    result = {}
+    for spec in specs:
+        value = arrays[spec["name"]]
+        if spec.get("source_perm"):
+            value = np.ascontiguousarray(np.transpose(value, spec["source_perm"]))
+        q = spec.get("quantization")
+        if quantize and q:
+            info = np.iinfo(spec["dtype"])
+            value = np.clip(np.round(value / q["scale"]) + q["zero_point"], info.min, info.max)
+        result[spec["name"]] = value.astype(spec["dtype"]) if quantize else value
+    return result
 
 
 def _manifest(source, target, backend, precision, lowered, quantization, stage, original, report, options,

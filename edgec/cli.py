@@ -81,12 +81,29 @@ def main(ctx, debug):
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
               help="fix an input's shape, e.g. input:1,3,224,224 (repeatable)")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
+@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
+              help="how int8 activation ranges are chosen (default minmax)")
+@click.option("--quantizer", type=click.Choice(["edgec", "nncf"]),
+              help="int8 engine: edgec's own QDQ engine or NNCF (openvino-cpu)")
+@click.option("--max-accuracy-drop", type=float, metavar="X",
+              help="keep the most harmful layers in float until the accuracy drop is at most X percentage points")
+@click.option("--eval", "eval_data", metavar="PATH",
+              help=".npz with inputs (and optionally 'labels') to measure the accuracy drop on")
+@click.option("--io-layout", type=click.Choice(["nchw", "nhwc"]), help="tflite-arm: the artifact's image layout")
+@click.option("--io-dtype", type=click.Choice(["float32", "int8"]), help="tflite-arm: float or integer I/O for int8")
+@click.option("--tune-trials", type=int, metavar="N", help="tvm: MetaSchedule tuning trials (0: untuned)")
+@click.option("--tuning-db", metavar="PATH", help="tvm: tuning database folder to reuse and extend")
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
 @JSON_OPTION
 @click.pass_context
-def build(ctx, source, target, output, precision, calibration, input_shapes, weights, force, json_path):
-    """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target."""
+def build(ctx, source, target, output, precision, calibration, input_shapes, weights, force, json_path, **options):
+    """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
+
+    A PyTorch model.py is imported and run as Python code: build only sources you trust.
+    """
     from edgec import api
+
+    options = {k: v for k, v in options.items() if v is not None}
 
     console = _console()
     with console.status("building...") as status:
@@ -94,7 +111,7 @@ def build(ctx, source, target, output, precision, calibration, input_shapes, wei
             console.print(f"  {message}", markup=False, highlight=False)
 
         manifest = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
-                             weights=weights, calibration=calibration, force=force, log=log)
+                             weights=weights, calibration=calibration, force=force, options=options, log=log)
         status.stop()
     _emit(ctx, manifest, "build_summary", json_path)
     if not manifest["verification"]["passed"]:

@@ -9,6 +9,9 @@ from edgec.errors import InputError
 # backend name -> "module:Class"
 REGISTRY = {
     "onnxruntime": "edgec.backends.onnxruntime:OnnxRuntimeBackend",
+    "tflite": "edgec.backends.tflite:TFLiteBackend",
+    "openvino": "edgec.backends.openvino:OpenVINOBackend",
+    "tvm": "edgec.backends.tvm:TVMBackend",
 }
 
 

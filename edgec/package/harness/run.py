@@ -94,6 +94,16 @@ def run_all(session, manifest, arrays):
     return {name: np.concatenate(parts) for name, parts in results.items()}
 
 
+def dequantize(manifest, outputs):
+    """Integer outputs (--io-dtype int8) back to real values, with the manifest's scale and zero point."""
+    result = dict(outputs)
+    for spec in manifest["outputs"]:
+        q = spec.get("quantization")
+        if q and spec["name"] in result:
+            result[spec["name"]] = (result[spec["name"]].astype(np.float64) - q["zero_point"]) * q["scale"]
+    return result
+
+
 def compare(outputs, reference, tolerance):
     """Per-output agreement: max abs error, error relative to the reference range, top-1."""
     report = {}
@@ -115,7 +125,7 @@ def cmd_verify(args, manifest, session, info):
     samples = manifest["samples"]
     inputs = load_npz(os.path.join(HERE, samples["inputs"]))
     outputs = run_all(session, manifest, inputs)
-    checks = {"reference": compare(outputs, load_npz(os.path.join(HERE, samples["expected"])),
+    checks = {"reference": compare(dequantize(manifest, outputs), load_npz(os.path.join(HERE, samples["expected"])),
                                    samples["tolerance"])}
     if samples.get("host"):
         checks["build_host"] = compare(outputs, load_npz(os.path.join(HERE, samples["host"])),
