@@ -1,7 +1,6 @@
 """The Python API that the CLI wraps: build, inspect, verify, bench, targets."""
 from __future__ import annotations
 
-import copy
 import platform
 import sys
 import time
@@ -57,7 +56,7 @@ def build(
     notes = eir.resolve_static_shapes(model) if target.static_shapes else []
     for note in notes:
         log(note)
-    original = copy.deepcopy(model)
+    original = eir.clone(model)
     report = passes.optimize(model)
     log(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")
     unsupported = backend.unsupported(model)

@@ -81,6 +81,9 @@ def main(ctx, debug):
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
               help="fix an input's shape, e.g. input:1,3,224,224 (repeatable)")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
+@click.option("--preprocess", metavar="SPEC",
+              help="image-folder calibration: size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,scale=255,"
+                   "order=rgb,layout=nchw")
 @click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
               help="how int8 activation ranges are chosen (default minmax)")
 @click.option("--quantizer", type=click.Choice(["edgec", "nncf"]),

@@ -57,7 +57,10 @@ class Backend:
     runtime = ""  # the pip distribution the harness imports
     harness = ""  # adapter module in edgec/package/harness/, copied into the artifact
     supported_ops: frozenset[str] | None = None  # None: every standard ONNX operator
-    quantizes_itself = False  # True when the backend calibrates from ctx.calibration on its own
+
+    def quantizes_itself(self, options: dict) -> bool:
+        """True when, for these options, the backend quantizes from ctx.calibration on its own."""
+        return False
 
     def requirements(self, target: Target) -> list[str]:
         """pip lines the device needs to run the harness."""

@@ -2,6 +2,8 @@
 
 Graph optimizations are saved at ORT_ENABLE_EXTENDED: ORT_ENABLE_ALL adds layout
 transformations specific to the build machine's CPU, which the device applies at load time.
+int8 arrives as a QDQ graph (onnxruntime runs it with integer kernels); fp16 stores the
+weights in half precision, since onnxruntime's x86 CPU kernels compute in fp32.
 """
 from __future__ import annotations
 
@@ -35,9 +37,17 @@ class OnnxRuntimeBackend(Backend):
             options.optimized_model_filepath = str(out)
             ort.InferenceSession(str(plain), options, providers=["CPUExecutionProvider"])
         saved = ir.load(out)
+        meta = {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}
+        if ctx.precision == "fp16":
+            from edgec.quantize.fp16 import store_weights_fp16
+
+            meta["fp16_weights"] = store_weights_fp16(saved)
+            eir.save(saved, out)
+            meta["compute"] = "fp32 (weights stored as fp16)"
+        meta["nodes"] = len(saved.graph)
         return Lowered(
             model_files=[MODEL_FILE],
             inputs=eir.io_specs(saved.graph.inputs),
             outputs=eir.io_specs(saved.graph.outputs),
-            meta={"graph_optimization_level": "ORT_ENABLE_EXTENDED", "nodes": len(saved.graph)},
+            meta=meta,
         )

@@ -61,6 +61,11 @@ def save(model: ir.Model, path: str | Path) -> Path:
     return path
 
 
+def clone(model: ir.Model) -> ir.Model:
+    """An independent copy (deepcopy recurses too deep on large graphs)."""
+    return ir.from_proto(ir.to_proto(model))
+
+
 def apply_input_specs(model: ir.Model, specs: list[InputSpec]) -> None:
     """Fix the named inputs' shapes; every name must be a real input of rank-matching shape."""
     inputs = {value.name: value for value in model.graph.inputs}

@@ -43,10 +43,10 @@ def build_summary(m: dict) -> None:
 
 
 def layer_table(layers: list[dict], title: str) -> None:
-    table = _table(title, "layer", "op", "SQNR dB", "cosine", "precision")
+    table = _table(title, "layer", "op", "SQNR dB", "SQNR lost here", "cosine", "precision")
     for layer in layers:
-        table.add_row(layer["name"], layer["op"], f"{layer['sqnr_db']:.1f}", f"{layer['cosine']:.5f}",
-                      layer.get("precision", "int8"))
+        table.add_row(layer["name"], layer["op"], f"{layer['sqnr_db']:.1f}", f"{layer['added_db']:.1f}",
+                      f"{layer['cosine']:.5f}", layer.get("precision", "int8"))
     console.print(table)
 
 

@@ -1,0 +1,76 @@
+"""Quantization for every target: one engine, each target's own int8 scheme, and the proof.
+
+`quantize_for_target` is the single entry point the build calls. int8 yields a QDQ graph in
+the common IR that follows the target's `[quantization]` scheme; every backend lowers that.
+fp16 passes the float model through: each backend stores or runs fp16 its own way.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import onnx_ir as ir
+
+from edgec.errors import InputError
+from edgec.quantize.data import CalibrationData, load_eval
+from edgec.quantize.qdq import Quantizer, Scheme
+
+
+def _progress(log):
+    from rich.progress import Progress
+
+    state = {}
+
+    def update(done, total):
+        if "bar" not in state:
+            state["bar"] = Progress(transient=True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("calibrating", total=total)
+        state["bar"].update(state["task"], completed=done)
+        if done >= total:
+            state.pop("bar").stop()
+
+    return update
+
+
+def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
+                        options: dict, log) -> tuple[ir.Model, dict]:
+    """Return the model the backend lowers and the manifest's `quantization` record."""
+    if precision == "fp16":
+        return model, {"precision": "fp16", "weights": "float16"}
+    if precision != "int8":
+        return model, None
+    if calibration is None:
+        raise InputError(
+            "int8 needs calibration data: pass --calibration FILE.npz (arrays keyed by input name), a .npy, "
+            "a folder of images with --preprocess, or --calibration random to calibrate on noise"
+        )
+    scheme = Scheme.from_target(target.quantization)
+    method = options.get("calibration_method", "minmax")
+    record = {"precision": "int8", "scheme": scheme.to_dict(), "method": method,
+              "calibration": calibration.describe()}
+    if calibration.random:
+        log("warning: calibrating on random noise (--calibration random): expect poor int8 accuracy")
+        record["warning"] = "calibrated on random noise"
+    if backend.quantizes_itself(options):
+        record["engine"] = backend.name
+        return model, record
+
+    from edgec.quantize import fallback, report
+
+    with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
+        log(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
+        quantizer = Quantizer(model, scheme, calibration, method, Path(tmp), _progress(log))
+        qdq = quantizer.run()
+        layers = report.layer_errors(model, qdq, calibration)
+        record.update(engine="edgec (onnxruntime quantize_static, QDQ)", layers=layers)
+        budget = options.get("max_accuracy_drop")
+        if budget is not None:
+            if not options.get("eval_data"):
+                raise InputError("--max-accuracy-drop needs --eval PATH: an .npz of inputs (and optional 'labels')")
+            judge = fallback.AccuracyJudge(model, load_eval(options["eval_data"], model))
+            qdq, record["fallback"] = fallback.run(quantizer, layers, judge, budget, qdq, log)
+            kept = set(record["fallback"]["float_layers"])
+            for layer in layers:
+                layer["precision"] = "float" if layer["name"] in kept else "int8"
+    return qdq, record

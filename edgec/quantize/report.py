@@ -1,0 +1,134 @@
+"""Per-layer quantization error: where does an int8 model lose accuracy?
+
+For every quantized activation we compare the float model's tensor with the same tensor
+after quantization (the DequantizeLinear that follows it in the QDQ graph) on calibration
+samples, as SQNR in dB and cosine similarity. Errors accumulate through the network, so
+each layer also gets `added_db`: how much SQNR it loses relative to its quantized inputs.
+That is the measure of harm the fallback uses.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec import ir as eir
+from edgec.quantize.data import CalibrationData
+
+REPORT_SAMPLES = 32
+SQNR_CAP = 200.0
+
+
+def _dequantized(qdq: ir.Model) -> dict[str, str]:
+    """float activation name -> name of its DequantizeLinear(QuantizeLinear(x)) output."""
+    mapping = {}
+    for node in qdq.graph:
+        if node.op_type != "QuantizeLinear" or node.inputs[0].is_initializer():
+            continue
+        for use in node.outputs[0].uses():
+            if use.node.op_type == "DequantizeLinear":
+                mapping[node.inputs[0].name] = use.node.outputs[0].name
+                break
+    return mapping
+
+
+def _source(value: ir.Value | None) -> str | None:
+    """The float activation a node input was dequantized from, or None (weights, plain inputs)."""
+    dq = value.producer() if value is not None else None
+    if dq is None or dq.op_type != "DequantizeLinear":
+        return None
+    q = dq.inputs[0].producer()
+    return q.inputs[0].name if q is not None and q.op_type == "QuantizeLinear" else None
+
+
+def quantized_layers(qdq: ir.Model) -> dict[str, dict]:
+    """node name -> {op, output, inputs} for nodes computing on dequantized activations."""
+    dequantized = _dequantized(qdq)
+    layers = {}
+    for node in qdq.graph:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.outputs:
+            continue
+        inputs = [s for s in (_source(v) for v in node.inputs) if s is not None]
+        output = node.outputs[0].name
+        if inputs and output in dequantized:
+            layers[node.name] = {"op": node.op_type, "output": output, "inputs": inputs}
+    return layers
+
+
+def _session(model: ir.Model, outputs: list[str], folder: Path, name: str):
+    import onnxruntime as ort
+
+    model = eir.clone(model)  # a copy we may extend with outputs
+    values = {v.name: v for node in model.graph for v in node.outputs}
+    values.update({v.name: v for v in model.graph.inputs})
+    existing = {v.name for v in model.graph.outputs} | {v.name for v in model.graph.inputs}
+    for tensor in outputs:
+        if tensor not in existing:
+            model.graph.outputs.append(values[tensor])
+    path = eir.save(model, folder / f"{name}.onnx")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _fetch(session, names: list[str], feed: dict) -> dict:
+    graph_inputs = {n: v for n, v in feed.items() if n in names}
+    rest = [n for n in names if n not in graph_inputs]
+    return {**graph_inputs, **dict(zip(rest, session.run(rest, feed)))}
+
+
+def _float_name(name: str, dq_name: str, known: set[str]) -> str | None:
+    """The float model's name for a quantized tensor: graph outputs keep their name on the DQ side."""
+    return name if name in known else dq_name if dq_name in known else None
+
+
+def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -> dict[str, tuple[float, float]]:
+    """QDQ-graph tensor name -> (SQNR dB, cosine) of its quantized version, over calibration samples."""
+    known = {v.name for node in float_model.graph for v in node.outputs} | {v.name for v in float_model.graph.inputs}
+    dequantized = {}
+    aliases = {}
+    for name, dq_name in _dequantized(qdq).items():
+        float_name = _float_name(name, dq_name, known)
+        if float_name is not None:
+            dequantized[float_name] = dq_name
+            aliases[float_name] = name
+    float_names = sorted(dequantized)
+    quant_names = sorted(set(dequantized.values()))
+    sums = {name: np.zeros(4) for name in float_names}  # signal², noise², dot, quantized²
+    with tempfile.TemporaryDirectory(prefix="edgec-qerr-") as tmp:
+        fsess = _session(float_model, float_names, Path(tmp), "float")
+        qsess = _session(qdq, quant_names, Path(tmp), "qdq")
+        for i, feed in enumerate(data.rows(1)):
+            if i >= REPORT_SAMPLES:
+                break
+            f = _fetch(fsess, float_names, feed)
+            q = _fetch(qsess, quant_names, feed)
+            for name in float_names:
+                a, b = f[name].astype(np.float64).ravel(), q[dequantized[name]].astype(np.float64).ravel()
+                sums[name] += [a @ a, (a - b) @ (a - b), a @ b, b @ b]
+    errors = {}
+    for name, (signal, noise, dot, quant) in sums.items():
+        sqnr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else SQNR_CAP
+        cosine = dot / np.sqrt(signal * quant) if signal > 0 and quant > 0 else 1.0
+        errors[aliases[name]] = (float(min(sqnr, SQNR_CAP)), float(cosine))
+    return errors
+
+
+def layer_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -> list[dict]:
+    """One row per quantized layer, the most harmful (largest SQNR loss) first."""
+    layers = quantized_layers(qdq)
+    if not layers:
+        return []
+    errors = tensor_errors(float_model, qdq, data)
+    rows = []
+    for name, layer in layers.items():
+        if layer["output"] not in errors:
+            continue
+        sqnr, cosine = errors[layer["output"]]
+        sqnr_in = min(errors[i][0] for i in layer["inputs"] if i in errors) if layer["inputs"] else SQNR_CAP
+        rows.append({"name": name, "op": layer["op"], "tensor": layer["output"], "sqnr_db": sqnr,
+                     "cosine": cosine, "added_db": max(0.0, sqnr_in - sqnr)})
+    return sorted(rows, key=lambda r: (-r["added_db"], r["sqnr_db"]))
