@@ -1,6 +1,7 @@
 """Frontends turn a user's source model into the common IR, keyed by what the source looks like."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import onnx_ir as ir
@@ -11,7 +12,7 @@ from edgec.errors import InputError
 
 def source_format(source: str) -> str:
     """'onnx', 'torch' or 'tf', judged from the path the user gave."""
-    path = Path(source.rsplit(":", 1)[0] if source.count(":") == 1 and ".py:" in source else source)
+    path = Path(source.rsplit(":", 1)[0] if re.search(r"\.py:\w+$", source) else source)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
