@@ -1,0 +1,261 @@
+"""The lowering context: which TFLite tensor holds each ONNX value, in which layout and type.
+
+Every ONNX value maps to a `Ref`: a tensor index, the permutation it is stored in (see
+layout.py) and, for int8 tensors, the quantization that gives its real value. Op lowerings
+(ops.py) ask for their inputs in the layout and type they need; the context inserts the
+TRANSPOSE, RESHAPE, QUANTIZE or DEQUANTIZE that bridges the gap once and reuses it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.backends.tflite import layout
+from edgec.backends.tflite.flatbuffer import ModelWriter
+from edgec.backends.tflite.quant import QConst, QParams, constant, dequantized_constant, integer_dtype, node_params
+from edgec.errors import UnsupportedError
+
+# Operator versions for int8 kernels, as TensorFlow's converter writes them (float ops are version 1).
+INT8_VERSIONS = {
+    "CONV_2D": 3, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 4, "TRANSPOSE_CONV": 3, "ADD": 2, "SUB": 2,
+    "MUL": 2, "MEAN": 2, "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "SOFTMAX": 2, "LOGISTIC": 2, "TANH": 2,
+    "CONCATENATION": 2, "PAD": 2, "PADV2": 2, "STRIDED_SLICE": 2, "SPLIT": 2, "SPLIT_V": 2, "TRANSPOSE": 2,
+    "RESIZE_BILINEAR": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "DEQUANTIZE": 2, "QUANTIZE": 2, "LEAKY_RELU": 2,
+    "RELU": 2, "RELU6": 2, "RELU_N1_TO_1": 2, "MAXIMUM": 2, "MINIMUM": 2,
+}
+# Ops whose int8 output has fixed parameters in TFLite: (scale, zero point).
+FIXED_OUTPUT = {"LOGISTIC": (1.0 / 256, -128), "SOFTMAX": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A TFLite tensor holding an ONNX value: `index`, storage permutation, int8 quantization or None."""
+
+    index: int
+    perm: tuple[int, ...]
+    quant: QParams | None = None
+
+
+class Lowering:
+    def __init__(self, model: ir.Model, precision: str, io_layout: str, io_dtype: str):
+        self.model = model
+        self.precision = precision
+        self.io_layout = io_layout
+        self.io_dtype = io_dtype
+        self.w = ModelWriter()
+        self.refs: dict[ir.Value, Ref] = {}
+        self.cache: dict[tuple, Ref] = {}
+        self.consumed: set[ir.Node] = set()  # activation nodes fused into their producer
+        self.opset = model.opset_imports.get("", 17)
+
+    # ---- shapes and constants -------------------------------------------------------------
+
+    def shape(self, value: ir.Value) -> list[int]:
+        if value.shape is None or not all(isinstance(d, int) for d in value.shape):
+            raise UnsupportedError(
+                f"value '{value.name}' has no static shape; tflite-arm needs static shapes (use --input-shape)")
+        return list(value.shape)
+
+    def qconst(self, value: ir.Value | None) -> QConst | None:
+        """A constant behind a DequantizeLinear (the QDQ engine's weights and biases)."""
+        node = value.producer() if value is not None else None
+        if node is not None and node.op_type == "DequantizeLinear":
+            return dequantized_constant(node)
+        return None
+
+    def const(self, value: ir.Value | None) -> np.ndarray | None:
+        """A constant's real value, dequantized if it sits behind a DequantizeLinear."""
+        if value is None:
+            return None
+        data = constant(value)
+        if data is not None:
+            return data
+        q = self.qconst(value)
+        return q.real() if q is not None else None
+
+    def is_const(self, value: ir.Value | None) -> bool:
+        return self.const(value) is not None
+
+    # ---- tensors ---------------------------------------------------------------------------
+
+    def new(self, value: ir.Value, perm, quant: QParams | None = None, dtype: str | None = None) -> Ref:
+        """A fresh output tensor for `value`, stored in `perm`."""
+        perm = tuple(perm)
+        dtype = dtype or ("int8" if quant is not None else "float32")
+        index = self.w.tensor(value.name, layout.apply(self.shape(value), perm), dtype, quant=quant)
+        ref = Ref(index, perm, quant)
+        self.refs[value] = ref
+        return ref
+
+    def scratch(self, name: str, shape, quant: QParams | None = None, dtype: str | None = None) -> int:
+        return self.w.tensor(name, shape, dtype or ("int8" if quant is not None else "float32"), quant=quant)
+
+    def weight(self, name: str, data: np.ndarray) -> int:
+        """A float constant operand; in fp16 builds it is stored as float16 with a DEQUANTIZE."""
+        data = np.asarray(data, np.float32)
+        if self.precision != "fp16":
+            return self.w.tensor(name, data.shape, "float32", data)
+        half = self.w.tensor(name + "/fp16", data.shape, "float16", data.astype(np.float16))
+        full = self.w.tensor(name, data.shape, "float32")
+        self.w.operator("DEQUANTIZE", [half], [full], version=3)
+        return full
+
+    def qweight(self, name: str, q: QConst, dtype: str | None = None) -> int:
+        return self.w.tensor(name, q.data.shape, dtype or q.data.dtype.name, q.data, quant=q.params)
+
+    def param(self, name: str, data, dtype: str = "int32") -> int:
+        data = np.asarray(data, dtype)
+        return self.w.tensor(name, data.shape, dtype, data)
+
+    def emit(self, op: str, inputs: list[int], outputs: list[int], options=None) -> None:
+        quantized = any(self.w.tensors[i].quantization is not None for i in list(inputs) + list(outputs) if i >= 0)
+        version = INT8_VERSIONS.get(op, 1) if quantized else 1
+        self.w.operator(op, inputs, outputs, options, version)
+
+    # ---- getting inputs in the layout and type an op needs ---------------------------------
+
+    def ref(self, value: ir.Value) -> Ref:
+        if value not in self.refs:
+            raise UnsupportedError(f"value '{value.name}' is used before it is computed (the graph is not sorted)")
+        return self.refs[value]
+
+    def get(self, value: ir.Value, perm=None, float_: bool = False, memory: bool = False) -> Ref:
+        """The value's tensor, stored in `perm` (None: as it is), dequantized to float if asked.
+
+        `memory=True` only needs the bytes in `perm`'s order (for RESHAPE): moving size-1 axes is free.
+        """
+        ref = self.ref(value)
+        if perm is not None and tuple(perm) != ref.perm:
+            shape = self.shape(value)
+            if memory and layout.same_memory(shape, ref.perm, perm):
+                ref = Ref(ref.index, tuple(perm), ref.quant)
+            else:
+                ref = self._convert(value, ref, ("transpose", tuple(perm)), lambda r: self._transpose(value, r, perm))
+        if float_ and ref.quant is not None:
+            ref = self._convert(value, ref, ("float",), lambda r: self._dequantize(value, r))
+        return ref
+
+    def _convert(self, value, ref, key, make) -> Ref:
+        full = (ref.index,) + key
+        if full not in self.cache:
+            self.cache[full] = make(ref)
+        return self.cache[full]
+
+    def _transpose(self, value, ref: Ref, perm) -> Ref:
+        move = layout.between(ref.perm, perm)
+        shape = layout.apply(self.shape(value), perm)
+        name = value.name + "/" + "".join(str(p) for p in perm)
+        out = self._like(ref, name, shape)
+        self.emit("TRANSPOSE", [ref.index, self.param(name + "/perm", move)], [out])
+        return Ref(out, tuple(perm), ref.quant)
+
+    def _like(self, ref: Ref, name: str, shape) -> int:
+        dtype = _dtype_name(self.w, ref.index)
+        return self.w.tensor(name, shape, dtype, quant=ref.quant)
+
+    def _dequantize(self, value, ref: Ref) -> Ref:
+        out = self.scratch(value.name + "/float", self.w.shape(ref.index))
+        self.emit("DEQUANTIZE", [ref.index], [out])
+        return Ref(out, ref.perm, None)
+
+    def requantize(self, ref: Ref, params: QParams, name: str) -> Ref:
+        """The same real value with other int8 parameters (or quantized from float)."""
+        if ref.quant is not None and params.close_to(ref.quant):
+            return ref
+        out = self.scratch(name, self.w.shape(ref.index), params)
+        self.emit("QUANTIZE", [ref.index], [out])
+        return Ref(out, ref.perm, params)
+
+    # ---- int8 decisions -----------------------------------------------------------------
+
+    def output_params(self, value: ir.Value) -> QParams | None:
+        """The int8 parameters every consumer of `value` quantizes it with, if all of them do."""
+        uses = [u.node for u in value.uses()]
+        if not uses or value in self.model.graph.outputs:
+            return None
+        params = [node_params(n) if n.op_type == "QuantizeLinear" and integer_dtype(n) == "int8" else None
+                  for n in uses]
+        if any(p is None for p in params) or any(not p.close_to(params[0]) for p in params[1:]):
+            return None
+        return params[0] if params[0].per_tensor else None
+
+    def quantized(self, value: ir.Value) -> bool:
+        return self.ref(value).quant is not None
+
+    def int8_mode(self, inputs: list[ir.Value], output: ir.Value) -> QParams | None:
+        """Output parameters when an op can run in int8: every activation input is int8 and the output is
+        quantized by all its consumers; None means run it in float."""
+        if self.precision != "int8":
+            return None
+        if any(v is not None and not self.is_const(v) and not self.quantized(v) for v in inputs):
+            return None
+        return self.output_params(output)
+
+    def fused_activation(self, node: ir.Node) -> tuple[int, ir.Value]:
+        """(TFLite fused activation, the value the fused op produces) for a Conv/Gemm/Add node."""
+        from edgec.passes.fusion import MARK, activation_name
+
+        fb = self.w.fb.ActivationFunctionType
+        output = node.outputs[0]
+        name = node.metadata_props.get(MARK)
+        uses = output.uses()
+        if not name or len(uses) != 1 or output in self.model.graph.outputs:
+            return fb.NONE, output
+        act = uses[0].node
+        code = {"Relu": fb.RELU, "Relu6": fb.RELU6, "ReluN1To1": fb.RELU_N1_TO_1}.get(activation_name(act) or "")
+        if code is None:
+            return fb.NONE, output
+        self.consumed.add(act)
+        return code, act.outputs[0]
+
+    # ---- graph inputs and outputs ---------------------------------------------------------
+
+    def interface_perm(self, value: ir.Value) -> tuple[int, ...]:
+        rank = len(self.shape(value))
+        return layout.NHWC if self.io_layout == "nhwc" and rank == 4 else layout.identity(rank)
+
+    def add_inputs(self) -> None:
+        for value in self.model.graph.inputs:
+            quant = self.output_params(value) if self.io_dtype == "int8" and self.precision == "int8" else None
+            ref = self.new(value, self.interface_perm(value), quant, dtype=None if quant else _value_dtype(value))
+            self.w.inputs.append(ref.index)
+
+    def add_outputs(self) -> None:
+        inputs = set(self.w.inputs)
+        for value in self.model.graph.outputs:
+            want_int = self.io_dtype == "int8" and self.precision == "int8"
+            ref = self.get(value, self.interface_perm(value), float_=not want_int)
+            index = ref.index
+            if index in inputs or index in self.w.outputs or self.w.tensors[index].buffer:
+                index = self._like(ref, value.name, self.w.shape(ref.index))
+                self.emit("RESHAPE", [ref.index, self.param(value.name + "/shape", self.w.shape(ref.index))], [index])
+            self.w.tensors[index].name = value.name
+            self.refs[value] = Ref(index, ref.perm, ref.quant)
+            self.w.outputs.append(index)
+
+    def interface(self, values) -> list[dict]:
+        specs = []
+        for value in values:
+            ref = self.refs[value]
+            tensor = self.w.tensors[ref.index]
+            rank = len(tensor.shape)
+            spec = {"name": value.name, "shape": list(tensor.shape), "dtype": _dtype_name(self.w, ref.index)}
+            if rank == 4:
+                spec["layout"] = "NHWC" if ref.perm == layout.NHWC else "NCHW"
+            if ref.perm != layout.identity(rank):
+                spec["source_perm"] = list(ref.perm)
+            if ref.quant is not None:
+                spec["quantization"] = ref.quant.to_dict()
+            specs.append(spec)
+        return specs
+
+
+def _value_dtype(value: ir.Value) -> str:
+    return value.dtype.numpy().name if value.dtype is not None else "float32"
+
+
+def _dtype_name(writer: ModelWriter, index: int) -> str:
+    names = {v: k for k, v in vars(writer.fb.TensorType).items() if not k.startswith("_")}
+    return names[writer.tensors[index].type].lower()

@@ -1,0 +1,138 @@
+"""LiteRT (TensorFlow Lite) adapter for the edgec harness (run.py), XNNPACK as the CPU delegate.
+
+It uses ai-edge-litert, or tflite-runtime where that is what the device has. Per-operator
+times: LiteRT's Python API exposes no profiler, so `profile` times each operator as its own
+one-operator model (same delegate, same threads) cut from this model; the numbers add up to
+about the whole model's latency, without the fusion across operators that XNNPACK may do.
+"""
+import os
+import time
+
+import numpy as np
+
+try:
+    from ai_edge_litert import interpreter as _litert
+    RUNTIME = "ai-edge-litert"
+except ImportError:  # a device with the older standalone runtime
+    from tflite_runtime import interpreter as _litert
+    RUNTIME = "tflite-runtime"
+
+
+def runtime_version():
+    from importlib.metadata import version
+
+    return version(RUNTIME)
+
+
+class Session:
+    def __init__(self, folder, manifest, threads):
+        self.path = os.path.join(folder, manifest["model"]["main"])
+        self.threads = int(threads) if threads else None
+        self.interpreter = self._open(self.path)
+        self.inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
+        self.outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
+
+    def _open(self, path=None, content=None, **flags):
+        interpreter = _litert.Interpreter(model_path=path, model_content=content, num_threads=self.threads, **flags)
+        interpreter.allocate_tensors()
+        return interpreter
+
+    def run(self, feeds):
+        it = self.interpreter
+        batch = {name: value for name, value in feeds.items()}
+        for name, detail in self.inputs.items():
+            value = batch[name]
+            if list(value.shape) != list(detail["shape"]):
+                it.resize_tensor_input(detail["index"], list(value.shape), strict=True)
+                it.allocate_tensors()
+            it.set_tensor(detail["index"], value)
+        it.invoke()
+        return {name: it.get_tensor(d["index"]) for name, d in self.outputs.items()}
+
+    def _delegation(self):
+        """(operators, operators the XNNPACK delegate took): with node fusion off every delegated
+        operator becomes its own DELEGATE node with that operator's outputs."""
+        it = self._open(self.path, experimental_disable_delegate_node_fusion=True)
+        nodes = it._get_ops_details()
+        delegated = [n for n in nodes if n["op_name"] == "DELEGATE"]
+        original = [n for n in nodes if n["op_name"] != "DELEGATE"]
+        covered = {tuple(int(t) for t in n["outputs"]) for n in delegated}
+        missing = [n["op_name"] for n in original if tuple(int(t) for t in n["outputs"]) not in covered]
+        return original, missing
+
+    def verify_checks(self):
+        original, missing = self._delegation()
+        if missing:
+            counts = {}
+            for name in missing:
+                counts[name] = counts.get(name, 0) + 1
+            detail = f"{len(missing)} of {len(original)} operators run outside XNNPACK: " + \
+                ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
+        else:
+            detail = f"all {len(original)} operators delegated to XNNPACK"
+        return {"xnnpack_delegation": {"passed": not missing, "detail": detail}}
+
+    def profile(self, feed, warmup, iters):
+        """Per-operator mean time (ms): each operator runs alone as a one-operator model."""
+        try:
+            from ai_edge_litert.tools import flatbuffer_utils
+        except ImportError:
+            raise SystemExit("error: per-operator profiling needs ai-edge-litert (tflite-runtime lacks the schema)")
+        model = flatbuffer_utils.read_model(self.path)
+        graph = model.subgraphs[0]
+        names = {v: k for k, v in vars(flatbuffer_utils.BuiltinOperator).items() if not k.startswith("_")}
+        records = []
+        for index, op in enumerate(graph.operators):
+            content = _single_op_model(flatbuffer_utils, model, op)
+            it = self._open(content=content)
+            for detail in it.get_input_details():
+                it.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+            for _ in range(warmup):
+                it.invoke()
+            start = time.perf_counter()
+            for _ in range(iters):
+                it.invoke()
+            ms = (time.perf_counter() - start) * 1000.0 / max(iters, 1)
+            code = model.operatorCodes[op.opcodeIndex]
+            out_name = graph.tensors[op.outputs[0]].name
+            records.append({"name": f"{index}:{_text(out_name)}", "op": names.get(max(code.builtinCode,
+                                                                                      code.deprecatedBuiltinCode), "?"),
+                            "ms": ms})
+        return records
+
+
+def _text(name):
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def _single_op_model(utils, model, op):
+    """A copy of `model` whose graph is just `op`, its non-constant inputs as graph inputs."""
+    import copy
+
+    graph = model.subgraphs[0]
+    used = [i for i in list(op.inputs) + list(op.outputs) if i >= 0]
+    remap = {old: new for new, old in enumerate(dict.fromkeys(used))}
+    single = copy.copy(model)
+    buffers = [utils.BufferT()]
+    tensors = []
+    for old in remap:
+        tensor = copy.copy(graph.tensors[old])
+        data = model.buffers[tensor.buffer].data if tensor.buffer else None
+        if data is not None and len(data):
+            buffers.append(model.buffers[tensor.buffer])
+            tensor.buffer = len(buffers) - 1
+        else:
+            tensor.buffer = 0
+        tensors.append(tensor)
+    sub = utils.SubGraphT()
+    sub.tensors = tensors
+    new_op = copy.copy(op)
+    new_op.inputs = [remap[i] if i >= 0 else -1 for i in op.inputs]
+    new_op.outputs = [remap[i] for i in op.outputs]
+    sub.operators = [new_op]
+    sub.inputs = [remap[i] for i in dict.fromkeys(op.inputs) if i >= 0 and not tensors[remap[i]].buffer]
+    sub.outputs = [remap[i] for i in op.outputs]
+    single.subgraphs = [sub]
+    single.buffers = buffers
+    single.signatureDefs = None
+    return bytes(utils.convert_object_to_bytearray(single))
