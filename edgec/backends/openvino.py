@@ -1,0 +1,130 @@
+"""OpenVINO IR (.xml + .bin) for Intel and other x86 CPUs: fp32, fp16 weights, int8.
+
+int8 comes from edgec's QDQ graph (OpenVINO turns QuantizeLinear/DequantizeLinear pairs into
+FakeQuantize and runs u8/i8 kernels) or from NNCF (`--quantizer nncf`). fp16 stores the
+weights in half precision and computes in f32. The float layers always run in f32: left to
+itself OpenVINO picks bf16 on CPUs that have it. The build compiles the saved IR once with
+the artifact's own harness and records, per layer, the precision the compiled model ran.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import onnx_ir as ir
+
+from edgec import ir as eir
+from edgec.backends.base import STANDARD_DOMAINS, Backend, BuildContext, Lowered, UnsupportedOp
+from edgec.errors import UnsupportedError, require
+
+MODEL_FILE = "model.xml"
+WEIGHTS_FILE = "model.bin"
+INFERENCE_PRECISION = "f32"
+DEFAULT_QUANTIZER = "edgec"
+# Layers whose data input comes through a FakeQuantize are meant to run int8.
+QUANTIZABLE = frozenset({"Convolution", "GroupConvolution", "ConvolutionBackpropData",
+                         "GroupConvolutionBackpropData", "MatMul"})
+# Shape-only operators that may sit between a FakeQuantize and the layer it feeds.
+SHAPE_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Transpose"})
+# Standard ONNX operators OpenVINO's ONNX frontend converts: a fast path for coverage. Models with
+# any other operator are asked of the frontend itself.
+COMMON_OPS = frozenset("""
+Abs Acos Add And ArgMax ArgMin AveragePool BatchNormalization Cast Ceil Clip Concat Constant ConstantOfShape
+Conv ConvTranspose Cos CumSum DepthToSpace DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand Flatten
+Floor Gather GatherElements GatherND Gelu Gemm GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual GRU
+HardSigmoid HardSwish Identity If InstanceNormalization LayerNormalization LeakyRelu Less LessOrEqual Log
+LogSoftmax Loop LRN LSTM MatMul Max MaxPool Mean Min Mod Mul Neg NonZero Not Or Pad Pow PRelu QuantizeLinear
+Range Reciprocal ReduceL2 ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum Relu Reshape Resize ScatterND Shape
+Sigmoid Sign Sin Slice Softmax Softplus SpaceToDepth Split Sqrt Squeeze Sub Sum Tanh Tile TopK Transpose
+Unsqueeze Where Xor
+""".split())
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    runtime = "openvino"
+    harness = "rt_openvino.py"
+
+    def quantizes_itself(self, options: dict) -> bool:
+        return options.get("quantizer", DEFAULT_QUANTIZER) == "nncf"
+
+    def unsupported(self, model: ir.Model) -> list[UnsupportedOp]:
+        """Nodes OpenVINO's ONNX frontend cannot convert, by its own answer when a model has rare ops."""
+        nodes = list(ir.traversal.RecursiveGraphIterator(model.graph))
+        if all(n.domain in STANDARD_DOMAINS and n.op_type in COMMON_OPS for n in nodes):
+            return []
+        try:
+            from openvino.frontend import FrontEndManager
+        except ImportError:
+            return super().unsupported(model)
+        producers = {out.name: n for n in nodes for out in n.outputs}
+        frontend = FrontEndManager().load_by_framework("onnx")
+        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp:
+            converted = frontend.convert_partially(frontend.load(str(eir.save(model, Path(tmp) / "m.onnx"))))
+        found = []
+        for op in converted.get_ordered_ops():
+            if "FrameworkNode" not in op.get_type_name():
+                continue
+            node = next((producers[o.get_any_name()] for o in op.outputs() if o.get_names()
+                         and o.get_any_name() in producers), None)
+            domain = node.domain if node is not None else ""
+            reason = f"custom domain '{domain}'" if domain not in STANDARD_DOMAINS else "OpenVINO has no converter for it"
+            found.append(UnsupportedOp(node.op_type if node is not None else op.get_type_name(),
+                                       (node.name if node is not None else "") or op.get_friendly_name(), reason))
+        return found
+
+    def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
+        ov = require("openvino", "openvino")
+        quantizer = None
+        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp:
+            nncf_int8 = ctx.precision == "int8" and self.quantizes_itself(ctx.options)
+            source = ctx.float_model if nncf_int8 and ctx.float_model is not None else model
+            ov_model = ov.convert_model(str(eir.save(source, Path(tmp) / "model.onnx")))
+        if nncf_int8:
+            from edgec.backends import openvino_nncf
+
+            ov_model, quantizer = openvino_nncf.quantize(ov_model, ctx, _batch(source))
+        elif ctx.precision == "int8":
+            quantizer = {"quantizer": "edgec", "format": "QDQ"}
+        ov.save_model(ov_model, ctx.out_dir / MODEL_FILE, compress_to_fp16=ctx.precision == "fp16")
+        meta = {
+            "device": "CPU",
+            "inference_precision": INFERENCE_PRECISION,
+            "weights": {"fp32": "f32", "fp16": "f16", "int8": "i8"}[ctx.precision],
+            "int8_layers": _int8_layers(ov.Core().read_model(ctx.out_dir / MODEL_FILE)),
+            **(quantizer or {}),
+        }
+        if ctx.precision == "int8" and not meta["int8_layers"]:
+            raise UnsupportedError("int8 build left no convolution or matmul quantized: this model has nothing "
+                                   "OpenVINO runs in int8; build it in fp32 or fp16")
+        meta["layers"] = _compiled_layers(ctx, meta)
+        # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.
+        return Lowered(model_files=[MODEL_FILE, WEIGHTS_FILE], inputs=eir.io_specs(model.graph.inputs),
+                       outputs=eir.io_specs(model.graph.outputs), meta=meta)
+
+
+def _batch(model: ir.Model) -> int:
+    first = model.graph.inputs[0].shape
+    return first[0] if first is not None and len(first) and isinstance(first[0], int) else 1
+
+
+def _int8_layers(ov_model) -> list[str]:
+    """Names of the convolutions and matmuls whose data input is quantized (FakeQuantize)."""
+    names = []
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() not in QUANTIZABLE:
+            continue
+        source = op.input_value(0).get_node()
+        while source.get_type_name() in SHAPE_OPS:
+            source = source.input_value(0).get_node()
+        if source.get_type_name() == "FakeQuantize":
+            names.append(op.get_friendly_name())
+    return names
+
+
+def _compiled_layers(ctx: BuildContext, meta: dict) -> list[dict]:
+    """Compile the saved IR with the artifact's own harness adapter and read what precision each layer ran."""
+    from edgec.package.harness import rt_openvino
+
+    manifest = {"model": {"main": MODEL_FILE}, "backend": meta}
+    return rt_openvino.Session(str(ctx.out_dir), manifest, ctx.target.threads).layers()
