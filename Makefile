@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EDGEC := $(VENV)/bin/edgec
 MOBILENET := models/mobilenet_v2/mobilenet_v2.onnx
+MOBILENET_CALIB := models/mobilenet_v2/calibration.npz
 
 .PHONY: install models demo test bench lint clean
 
@@ -15,11 +16,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[all,dev]'
 	touch $@
 
-models: install $(MOBILENET)
+models: install $(MOBILENET) $(MOBILENET_CALIB)
 
 $(MOBILENET): models/mobilenet_v2/fetch.py models/mobilenet_v2/export.py models/mobilenet_v2/model.py
 	$(PY) models/mobilenet_v2/fetch.py
 	$(PY) models/mobilenet_v2/export.py
+
+$(MOBILENET_CALIB): models/mobilenet_v2/calibration.py
+	$(PY) models/mobilenet_v2/calibration.py
 
 demo: install
 	$(EDGEC) build --target onnxruntime models/digits/digits_cnn.onnx -o out/demo-digits --force

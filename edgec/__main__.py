@@ -1,3 +1,3 @@
 from edgec.cli import main
 
-main()
+main(prog_name="edgec")

@@ -52,8 +52,18 @@ def build(
     backend = get_backend(target.backend)
     options = dict(options or {})
 
+    if precision == "int8" and calibration is None:
+        from edgec.quantize import MISSING_CALIBRATION
+
+        raise InputError(MISSING_CALIBRATION)
+
     model = frontends.load(source, specs, weights)
     notes = eir.resolve_static_shapes(model) if target.static_shapes else []
+    calibration_data = None
+    if calibration is not None:
+        from edgec.quantize.data import load_calibration
+
+        calibration_data = load_calibration(calibration, model, target, options)
     for note in notes:
         log(note)
     original = eir.clone(model)
@@ -67,11 +77,6 @@ def build(
             f"Try `edgec inspect {source}` to see which targets can"
         )
 
-    calibration_data = None
-    if calibration is not None:
-        from edgec.quantize.data import load_calibration
-
-        calibration_data = load_calibration(calibration, model, target, options)
     quantization = None
     float_model = model
     if precision != "fp32":
@@ -260,11 +265,17 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
     import onnx_ir.passes.common as common
 
     model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights)
-    common.ShapeInferencePass()(model)
-    macs, complete = stats.macs_by_op(model)
+    per_sample = eir.clone(model)  # MACs for one sample: a symbolic batch counts as 1
+    try:
+        eir.resolve_static_shapes(per_sample)
+    except UnsupportedError:
+        pass
+    common.ShapeInferencePass()(per_sample)
+    macs, complete = stats.macs_by_op(per_sample)
+    passes.optimize(per_sample)  # coverage is judged on the graph a build would lower
     coverage = {}
     for target in available():
-        missing = get_backend(target.backend).unsupported(model)
+        missing = get_backend(target.backend).unsupported(per_sample)
         coverage[target.name] = [{"op": u.op_type, "node": u.node, "reason": u.reason} for u in missing]
     return {
         "model": {

@@ -15,6 +15,11 @@ from edgec.errors import InputError
 from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
 
+MISSING_CALIBRATION = (
+    "int8 needs calibration data: pass --calibration FILE.npz (arrays keyed by input name), a .npy, "
+    "a folder of images with --preprocess, or --calibration random to calibrate on noise"
+)
+
 
 def _progress(log):
     from rich.progress import Progress
@@ -41,10 +46,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     if precision != "int8":
         return model, None
     if calibration is None:
-        raise InputError(
-            "int8 needs calibration data: pass --calibration FILE.npz (arrays keyed by input name), a .npy, "
-            "a folder of images with --preprocess, or --calibration random to calibrate on noise"
-        )
+        raise InputError(MISSING_CALIBRATION)
     scheme = Scheme.from_target(target.quantization)
     method = options.get("calibration_method", "minmax")
     record = {"precision": "int8", "scheme": scheme.to_dict(), "method": method,

@@ -125,7 +125,7 @@ def check_arrays(arrays: dict, model: ir.Model, source: str) -> dict[str, np.nda
         )
         if not ok:
             raise InputError(
-                f"{source}: input '{name}' has shape {list(array.shape)}, expected {expected} "
+                f"{source}: input '{name}' has shape {list(array.shape)}, expected [{', '.join(map(str, expected))}] "
                 f"(samples stacked along axis 0)"
             )
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):

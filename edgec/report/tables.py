@@ -10,7 +10,7 @@ console = Console()
 def _table(title: str, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     return table
 
 
@@ -72,10 +72,10 @@ def inspect(data: dict) -> None:
     for op, count in model["operators"].items():
         ops.add_row(op, str(count), f"{macs['by_op'].get(op, 0):,}")
     console.print(ops)
-    cover = _table("target coverage", "target", "cannot take")
+    cover = _table("target coverage", "target", "unsupported operators")
     for target, missing in data["unsupported_by_target"].items():
         text = "; ".join(f"{u['op']} ({u['node']})" + (f": {u['reason']}" if u["reason"] else "") for u in missing)
-        cover.add_row(target, text or "[green]everything[/]")
+        cover.add_row(target, text or "[green]none[/]")
     console.print(cover)
 
 

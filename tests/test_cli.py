@@ -1,0 +1,88 @@
+"""The command line as a user meets it: bad input gets one line and exit 2, --help stays light."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import edgec
+
+
+def assert_one_line_error(proc, *words):
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("edgec: error:") and "Traceback" not in proc.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_help_imports_no_heavy_module():
+    code = ("import sys, edgec.cli; heavy = [m for m in ('numpy', 'onnx', 'onnx_ir', 'onnxruntime', 'rich', "
+            "'torch', 'tensorflow', 'openvino', 'tvm') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert edgec("--help", check=True).stdout.startswith("Usage: edgec")
+
+
+@pytest.fixture
+def truncated(tmp_path, digits_model):
+    path = tmp_path / "truncated.onnx"
+    path.write_bytes(digits_model.read_bytes()[: digits_model.stat().st_size // 3])
+    return path
+
+
+@pytest.fixture
+def not_onnx(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_text("definitely not protobuf\n" * 20)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "not_onnx", "truncated", "unknown_target", "bad_shape", "unknown_input"])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tmp_path, digits_model, request):
+    source = {"missing": tmp_path / "nope.onnx", "not_onnx": None, "truncated": None}.get(case, digits_model)
+    if case in ("not_onnx", "truncated"):
+        source = request.getfixturevalue(case)
+    extra = {"unknown_target": ["--target", "tflite-moon"], "bad_shape": ["--input-shape", "input:1,x,8"],
+             "unknown_input": ["--input-shape", "image:1,1,8,8"]}.get(case, [])
+    out = tmp_path / "artifact"
+    proc = edgec("build", source, "-o", out, *extra)
+    words = {"missing": ["not found"], "unknown_target": ["unknown target", "edgec targets"],
+             "bad_shape": ["malformed --input-shape"], "unknown_input": ["image", "input"],
+             "not_onnx": ["ONNX"], "truncated": ["ONNX"]}[case]
+    assert_one_line_error(proc, *words)
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".artifact")]
+
+
+def test_existing_output_needs_force(tmp_path, digits_model):
+    out = tmp_path / "artifact"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    assert_one_line_error(edgec("build", digits_model, "-o", out), "already exists", "--force")
+    assert (out / "keep.txt").exists()
+    edgec("build", digits_model, "-o", out, "--force", check=True)
+    assert (out / "edgec.json").exists() and not (out / "keep.txt").exists()
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = edgec("--debug", "build", tmp_path / "nope.onnx", "-o", tmp_path / "o")
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_verify_of_non_artifact_and_unknown_device(tmp_path, digits_model):
+    assert_one_line_error(edgec("verify", tmp_path), "not an edgec artifact")
+    out = tmp_path / "a"
+    edgec("build", digits_model, "-o", out, check=True)
+    assert_one_line_error(edgec("verify", out, "--device", "toaster"), "unknown device")
+
+
+def test_targets_lists_bundled_targets_as_json():
+    import json
+
+    data = json.loads(edgec("targets", "--json", "-", check=True).stdout)
+    names = {t["name"] for t in data["targets"]}
+    assert "onnxruntime" in names
+    assert all(t["backend"] for t in data["targets"])
