@@ -1,0 +1,152 @@
+"""openvino-cpu end to end: real OpenVINO on the real models, int8 proven from the runtime graph."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from conftest import ROOT, accuracy, edgec, harness, infer, manifest
+
+pytest.importorskip("openvino")
+
+INT8 = ("u8", "i8")
+
+
+def error_lines(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("edgec: error:")]
+
+
+@pytest.fixture(scope="module")
+def digits_fp32(tmp_path_factory, digits_model):
+    out = tmp_path_factory.mktemp("ov") / "digits_fp32"
+    edgec("build", digits_model, "-t", "openvino-cpu", "--precision", "fp32", "-o", out, check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits_int8(tmp_path_factory, digits_model, digits_files):
+    out = tmp_path_factory.mktemp("ov") / "digits_int8"
+    edgec("build", digits_model, "-t", "openvino-cpu", "--calibration", digits_files["calib"], "-o", out, check=True)
+    return out
+
+
+def test_fp32_runs_f32_not_bf16(digits_fp32, digits_data, digits_accuracy, tmp_path):
+    m = manifest(digits_fp32)
+    assert m["backend"]["inference_precision"] == "f32"
+    assert {layer["precision"] for layer in m["backend"]["layers"]} <= {"f32", "i32"}
+    assert set(m["model"]["files"]) == {"model.xml", "model.bin"}
+    logits = infer(digits_fp32, {"input": digits_data["x_test"]}, tmp_path)["logits"]
+    assert accuracy(logits, digits_data["y_test"]) == pytest.approx(digits_accuracy, abs=1e-9)
+    assert m["verification"]["checks"]["reference"]["logits"]["rel_err"] < 1e-6  # bf16 would give ~1e-3
+
+
+def test_fp16_stores_half_weights(tmp_path, digits_model, digits_fp32):
+    out = tmp_path / "fp16"
+    edgec("build", digits_model, "-t", "openvino-cpu", "--precision", "fp16", "-o", out, check=True)
+    m = manifest(out)
+    assert m["backend"]["weights"] == "f16"
+    assert m["model"]["files"]["model.bin"]["bytes"] < 0.6 * manifest(digits_fp32)["model"]["files"]["model.bin"]["bytes"]
+    assert m["verification"]["passed"]
+
+
+def test_digits_int8_accuracy_and_proof(digits_int8, digits_data, digits_accuracy, tmp_path):
+    m = manifest(digits_int8)
+    assert m["precision"] == "int8" and m["backend"]["quantizer"] == "edgec"
+    logits = infer(digits_int8, {"input": digits_data["x_test"]}, tmp_path)["logits"]
+    assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
+    ran = {layer["type"]: layer["precision"] for layer in m["backend"]["layers"]}
+    assert ran["Convolution"] in INT8 and ran["FullyConnected"] in INT8
+    assert len(m["backend"]["int8_layers"]) == 4  # 3 convolutions and the classifier
+    assert m["verification"]["extra"]["int8_layers"]["passed"]
+
+
+def test_verify_fails_when_int8_layers_run_float(digits_int8, digits_fp32, tmp_path):
+    """Swap the float model in under an int8 manifest: the runtime graph gives it away."""
+    art = tmp_path / "tampered"
+    shutil.copytree(digits_int8, art)
+    m = manifest(art)
+    for name in ("model.xml", "model.bin"):
+        shutil.copy(digits_fp32 / name, art / name)
+        m["model"]["files"][name] = manifest(digits_fp32)["model"]["files"][name]
+    (art / "edgec.json").write_text(json.dumps(m))
+    proc = harness(art, "verify", "--json", tmp_path / "v.json")
+    assert proc.returncode == 1
+    check = json.loads((tmp_path / "v.json").read_text())["extra"]["int8_layers"]
+    assert not check["passed"] and "0/4" in check["detail"] and "ran f32" in check["detail"]
+
+
+def test_bench_latency_and_throughput_modes_and_profile(digits_int8, tmp_path):
+    proc = harness(digits_int8, "bench", "--warmup", "5", "--iters", "50", "--json", tmp_path / "b.json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["p50_ms"] > 0
+    assert report["throughput_mode"]["requests"] >= 1 and report["throughput_mode"]["inferences_per_s"] > 0
+    proc = harness(digits_int8, "profile", "--iters", "5", "--json", tmp_path / "p.json")
+    assert proc.returncode == 0, proc.stderr
+    layers = json.loads((tmp_path / "p.json").read_text())["layers"]
+    convs = [layer for layer in layers if layer["op"] == "Convolution"]
+    assert len(convs) == 3 and all("I8" in layer["kernel"] for layer in convs)
+
+
+def test_unsupported_operator_exit_2(tmp_path, digits_model):
+    model = onnx.load(digits_model)
+    model.graph.node.append(onnx.helper.make_node("Det", ["input"], ["det"], name="my_det"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("det", onnx.TensorProto.FLOAT, None))
+    path = tmp_path / "with_det.onnx"
+    onnx.save(model, path)
+    proc = edgec("build", path, "-t", "openvino-cpu", "--precision", "fp32", "-o", tmp_path / "out")
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert len(lines) == 1 and "Det (node 'my_det')" in lines[0] and "openvino-cpu" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_calibration_of_wrong_shape_exit_2(tmp_path, digits_model):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, input=np.zeros((10, 1, 9, 9), np.float32))
+    for quantizer in ("edgec", "nncf"):
+        proc = edgec("build", digits_model, "-t", "openvino-cpu", "--quantizer", quantizer, "--calibration", bad,
+                     "-o", tmp_path / "out")
+        assert proc.returncode == 2
+        lines = error_lines(proc)
+        assert len(lines) == 1 and "[10, 1, 9, 9]" in lines[0], proc.stderr
+
+
+def test_coverage_fast_path_does_not_load_openvino(digits_model):
+    code = ("import sys; from edgec import ir; from edgec.backends import get_backend; "
+            f"m = ir.load({str(digits_model)!r}); assert get_backend('openvino').unsupported(m) == []; "
+            "assert 'openvino' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_nncf_with_accuracy_control(tmp_path, digits_model, digits_files, digits_data, digits_accuracy):
+    out = tmp_path / "nncf"
+    edgec("build", digits_model, "-t", "openvino-cpu", "--quantizer", "nncf", "--calibration", digits_files["calib"],
+          "--max-accuracy-drop", "0.5", "--eval", digits_files["eval"], "-o", out, check=True)
+    m = manifest(out)
+    assert m["backend"]["quantizer"] == "nncf"
+    assert m["backend"]["accuracy_control"]["metric"] == "accuracy"
+    assert m["verification"]["extra"]["int8_layers"]["passed"]
+    logits = infer(out, {"input": digits_data["x_test"]}, tmp_path)["logits"]
+    assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
+
+
+@pytest.mark.slow
+def test_mobilenet_int8_agrees_and_runs_int8_convolutions(tmp_path, mobilenet_model, mobilenet_files, photos):
+    out = tmp_path / "mnv2"
+    edgec("build", mobilenet_model, "-t", "openvino-cpu", "--calibration", mobilenet_files["calib"], "-o", out,
+          check=True)
+    m = manifest(out)
+    convs = [layer for layer in m["backend"]["layers"] if layer["type"] == "Convolution"]
+    assert len(convs) == 52 and all(layer["precision"] in INT8 for layer in convs)
+    assert len(m["backend"]["int8_layers"]) == 53 and m["verification"]["extra"]["int8_layers"]["passed"]
+    logits = infer(out, {"input": photos["x"]}, tmp_path)["logits"]
+    fp32_top1 = photos["logits"].argmax(1)
+    top5 = np.argsort(-logits, 1)[:, :5]
+    assert all(fp32_top1[i] in top5[i] for i in range(len(fp32_top1)))
+    assert np.mean(logits.argmax(1) == fp32_top1) >= 0.8
