@@ -30,10 +30,7 @@ def lowers(*op_types, check=None):
 
 
 def check(node: ir.Node) -> str:
-    """Why this node cannot be lowered exactly, or ''."""
-    for value in list(node.inputs) + list(node.outputs):
-        if value is not None and value.shape is not None and not all(isinstance(d, int) for d in value.shape):
-            return f"value '{value.name}' has a symbolic shape {list(value.shape)}: fix it with --input-shape"
+    """Why this node cannot be lowered exactly, or ''. Shape-dependent checks wait for static shapes."""
     fn = CHECKS.get(node.op_type)
     return fn(node) if fn else ""
 
@@ -45,8 +42,12 @@ def _attr_ints(node, name, default):
     return list(attr.as_ints()) if attr is not None else list(default)
 
 
-def _shape(value) -> list[int] | None:
+def _shape(value) -> list | None:
     return list(value.shape) if value is not None and value.shape is not None else None
+
+
+def _static(*dims) -> bool:
+    return all(isinstance(d, int) for d in dims)
 
 
 def _is_const(value) -> bool:
@@ -56,10 +57,6 @@ def _is_const(value) -> bool:
         return True
     producer = value.producer()
     return producer is not None and producer.op_type == "DequantizeLinear" and producer.inputs[0].const_value is not None
-
-
-def _padding_enum(L):
-    return L.w.fb.Padding
 
 
 def onnx_pads(node, in_hw, kernel, strides, dilations) -> list[int]:
@@ -135,6 +132,13 @@ def _window_output(in_hw, kernel, strides, dilations, plan):
     return [(i - ((k - 1) * d + 1)) // s + 1 for i, k, s, d in zip(in_hw, kernel, strides, dilations)]
 
 
+def _per_output_channel(q: QConst | None, axis: int) -> QConst | None:
+    """Quantized weights TFLite can take: per-tensor, or per-channel along the output channels."""
+    if q is None or q.params.per_tensor or q.params.axis == axis:
+        return q
+    return None
+
+
 # ---- convolutions -------------------------------------------------------------------------
 
 def _check_conv(node) -> str:
@@ -168,7 +172,7 @@ def conv(L: Lowering, node: ir.Node) -> None:
     cin, cout = x_shape[1], w_shape[0]
     depthwise = group > 1 and group == cin and cout % group == 0
 
-    wq = L.qconst(w)
+    wq = _per_output_channel(L.qconst(w), 0)
     q = L.int8_mode([x], out) if wq is not None else None
     ref = L.get(x, layout.NHWC, float_=q is None)
     pads = onnx_pads(node, x_shape[2:], kernel, strides, dilations)
@@ -261,7 +265,7 @@ def gemm(L: Lowering, node: ir.Node) -> None:
     c = node.inputs[2] if len(node.inputs) > 2 else None
     alpha, beta = node.attributes.get_float("alpha", 1.0), node.attributes.get_float("beta", 1.0)
     trans_b = node.attributes.get_int("transB", 0)
-    bq = L.qconst(bw)
+    bq = _per_output_channel(L.qconst(bw), 0 if trans_b else 1)
     act, out = L.fused_activation(node)
     q = L.int8_mode([a], out) if bq is not None and alpha == 1.0 and beta == 1.0 else None
     n = L.shape(out)[1]
@@ -309,7 +313,7 @@ def matmul(L: Lowering, node: ir.Node) -> None:
     rank = len(L.shape(a))
     if L.is_const(b):
         act, out = L.fused_activation(node)
-        bq = L.qconst(b)
+        bq = _per_output_channel(L.qconst(b), 1)
         q = L.int8_mode([a], out) if bq is not None else None
         if q is not None:
             params = QParams(bq.params.scale, bq.params.zero_point, 0)
@@ -470,12 +474,15 @@ def _check_pool(node) -> str:
         return "storage_order=1 is not supported"
     kernel, strides, dilations = _window(node)
     in_hw = _shape(node.inputs[0])[2:]
+    out_shape = _shape(node.outputs[0])
+    if out_shape is None or not _static(*in_hw, *out_shape[2:]):
+        return ""
     pads = onnx_pads(node, in_hw, kernel, strides, dilations)
     plan = padding_plan(pads, in_hw, kernel, strides, dilations)
     padded = [i + pads[d] + pads[d + 2] for d, i in enumerate(in_hw)]
     floor_out = _window_output(in_hw if plan == "SAME" else padded, kernel, strides, dilations,
                                "SAME" if plan == "SAME" else "VALID")
-    if node.outputs[0].shape is not None and list(node.outputs[0].shape[2:]) != floor_out:
+    if out_shape[2:] != floor_out:
         return "ceil_mode=1 changes the output size here, which TFLite pooling cannot"
     if node.op_type == "AveragePool" and any(pads) and plan == "EXPLICIT" \
             and not node.attributes.get_int("count_include_pad", 0):
@@ -744,7 +751,9 @@ def _tf_coordinates(size_in, size_out, align, half, nearest):
 def resize_plan(node):
     """(TFLite op, align_corners, half_pixel_centers) that computes exactly what ONNX Resize does, or a reason."""
     x, out = _shape(node.inputs[0]), _shape(node.outputs[0])
-    if x is None or out is None or len(x) != 4 or x[:2] != out[:2]:
+    if x is None or out is None or len(x) != 4:
+        return "only resizing H and W of a 4-D NCHW tensor is supported"
+    if x[:2] != out[:2]:
         return "only resizing H and W of a 4-D NCHW tensor is supported"
     mode = node.attributes.get_string("mode", "nearest")
     if mode not in ("nearest", "linear") or node.attributes.get_int("antialias", 0) \
@@ -767,6 +776,8 @@ def resize_plan(node):
 
 
 def _check_resize(node) -> str:
+    if not _static(*(_shape(node.inputs[0]) or []), *(_shape(node.outputs[0]) or [])):
+        return ""  # judged when the build makes shapes static
     plan = resize_plan(node)
     return plan if isinstance(plan, str) else ""
 
