@@ -133,6 +133,9 @@ def main() -> None:
         x_calib=x[calib_idx],
         calib_indices=calib_idx.astype(np.int64),
     )
+    # the same arrays keyed by the ONNX input name, ready for edgec's --calibration and --eval
+    np.savez_compressed(HERE / "calibration.npz", input=x[calib_idx])
+    np.savez_compressed(HERE / "test.npz", input=x[test_idx], labels=y[test_idx])
     metrics = {
         "test_accuracy": acc,
         "train_accuracy": train_acc,
@@ -152,7 +155,7 @@ def main() -> None:
     print(
         f"digits: trained {metrics['n_params']} params in {train_s:.1f} s, "
         f"test accuracy {acc:.4f} ({round(acc * len(test_idx))}/{len(test_idx)}), "
-        f"wrote {', '.join(p for p in ['digits_cnn.pth', 'digits_cnn.onnx', 'split.npz', 'metrics.json'])} "
+        f"wrote {', '.join(p for p in ['digits_cnn.pth', 'digits_cnn.onnx', 'split.npz', 'calibration.npz', 'test.npz', 'metrics.json'])} "
         f"to {os.path.relpath(HERE)}"
     )
 
