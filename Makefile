@@ -6,7 +6,7 @@ EDGEC := $(VENV)/bin/edgec
 MOBILENET := models/mobilenet_v2/mobilenet_v2.onnx
 MOBILENET_CALIB := models/mobilenet_v2/calibration.npz
 
-.PHONY: install models demo test bench lint clean
+.PHONY: install models demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -25,10 +25,15 @@ $(MOBILENET): models/mobilenet_v2/fetch.py models/mobilenet_v2/export.py models/
 $(MOBILENET_CALIB): models/mobilenet_v2/calibration.py
 	$(PY) models/mobilenet_v2/calibration.py
 
+DEMO := out/demo-digits-tflite-int8
+
+# The flagship: the digits CNN as a full-integer .tflite, proven on an emulated Raspberry Pi 4.
 demo: install
-	$(EDGEC) build --target onnxruntime models/digits/digits_cnn.onnx -o out/demo-digits --force
-	$(EDGEC) verify out/demo-digits
-	$(EDGEC) bench out/demo-digits --iters 200
+	$(EDGEC) build --target tflite-arm models/digits/digits_cnn.onnx -o $(DEMO) --force \
+		--precision int8 --calibration models/digits/calibration.npz
+	$(EDGEC) verify $(DEMO) --device rpi4-emulated
+	$(EDGEC) bench $(DEMO) --iters 200
+	$(EDGEC) bench $(DEMO) --device rpi4-emulated --iters 20
 
 test: models
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -95,10 +95,14 @@ def verify(r: dict) -> None:
 
 def bench(r: dict) -> None:
     title = f"{r['model']} · {r['target']} · {r['precision']} on {r['device']} ({r['machine']}, {r['threads']} threads)"
-    table = _table(title, "mean", "p50", "p90", "p99", "min", "max", "std", "throughput", "load", "peak RSS", "size")
-    table.add_row(*(f"{r[k]:.3f} ms" for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms")),
-                  f"{r['throughput_per_s']:.1f}/s", f"{r['load_time_ms']:.0f} ms",
-                  f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "?", _mb(r["model_bytes"]))
+    table = _table(title, "metric", "value")
+    for key in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms"):
+        table.add_row(key[:-3], f"{r[key]:.3f} ms")
+    table.add_row("throughput", f"{r['throughput_per_s']:.1f} inferences/s (batch {r['batch']})")
+    table.add_row("load time", f"{r['load_time_ms']:.0f} ms")
+    table.add_row("peak RSS", f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else "?")
+    table.add_row("model size", _mb(r["model_bytes"]))
+    table.add_row("runs", f"{r['iters']} after {r['warmup']} warm-up")
     console.print(table)
     if r.get("note"):
         console.print(f"[yellow]{r['note']}[/]")
