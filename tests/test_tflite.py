@@ -127,8 +127,9 @@ CASES = {
                          f"y = MatMul (t, m) }}", dict(**CONV_W, m=weights(6, 5))),
     "softmax_channels": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n y = Softmax <axis=1> (c) }}", CONV_W),
     "softmax_spatial": (f"g ({X}) => (y) {{ y = Softmax <axis=2> (x) }}", {}),
-    "resize_nearest": (f"g ({X}) => (y) {{ y = Resize <mode=\"nearest\", coordinate_transformation_mode=\"asymmetric\", "
-                       f"nearest_mode=\"floor\"> (x, , sc) }}", dict(sc=np.array([1, 1, 2, 2], np.float32))),
+    "resize_nearest": (f"g ({X}) => (y) {{ y = Resize <mode=\"nearest\", "
+                       f"coordinate_transformation_mode=\"asymmetric\", nearest_mode=\"floor\"> (x, , sc) }}",
+                       dict(sc=np.array([1, 1, 2, 2], np.float32))),
     "resize_bilinear_half_pixel": (f"g ({X}) => (y) {{ y = Resize <mode=\"linear\"> (x, , sc) }}",
                                    dict(sc=np.array([1, 1, 2, 2], np.float32))),
     "resize_bilinear_align_corners": (f"g ({X}) => (y) {{ y = Resize <mode=\"linear\", "

@@ -149,7 +149,7 @@ class _AlignedBuffer:
             builder.StartVector(1, len(self.data), BUFFER_ALIGNMENT)
             builder.head = builder.head - len(self.data)
             builder.Bytes[builder.head:builder.head + len(self.data)] = self.data
-            offset = builder.EndVector(len(self.data))
+            offset = builder.EndVector()
         self.fb.BufferStart(builder)
         if offset is not None:
             self.fb.BufferAddData(builder, offset)

@@ -56,7 +56,8 @@ def _is_const(value) -> bool:
     if value.const_value is not None:
         return True
     producer = value.producer()
-    return producer is not None and producer.op_type == "DequantizeLinear" and producer.inputs[0].const_value is not None
+    return (producer is not None and producer.op_type == "DequantizeLinear"
+            and producer.inputs[0].const_value is not None)
 
 
 def onnx_pads(node, in_hw, kernel, strides, dilations) -> list[int]:
@@ -674,8 +675,9 @@ def split(L: Lowering, node: ir.Node) -> None:
     sizes = [L.shape(o)[axis] for o in node.outputs]
     ref = L.get(x)
     results = [L.new(o, ref.perm, ref.quant).index for o in node.outputs]
-    L.emit("SPLIT_V", [ref.index, L.param(x.name + "/sizes", sizes), L.param(x.name + "/axis", layout.axis(axis, ref.perm))],
-           results, L.w.options("SplitVOptions", numSplits=len(sizes)))
+    stored_axis = L.param(x.name + "/axis", layout.axis(axis, ref.perm))
+    L.emit("SPLIT_V", [ref.index, L.param(x.name + "/sizes", sizes), stored_axis], results,
+           L.w.options("SplitVOptions", numSplits=len(sizes)))
 
 
 def _check_pad(node) -> str:

@@ -153,7 +153,8 @@ def _single_op_model(utils, model, op, unpackers):
         new_op.inputs = [remap[i] if i >= 0 else -1 for i in o.inputs]
         new_op.outputs = [remap[i] for i in o.outputs]
         sub.operators.append(new_op)
-    sub.inputs = [remap[i] for i in dict.fromkeys(op.inputs) if i >= 0 and not _constant(model, i) and i not in produced]
+    sub.inputs = [remap[i] for i in dict.fromkeys(op.inputs)
+                  if i >= 0 and not _constant(model, i) and i not in produced]
     sub.outputs = [remap[i] for i in op.outputs]
     single = copy.copy(model)
     single.subgraphs = [sub]
