@@ -62,9 +62,36 @@ def op_histogram(model: ir.Model) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _origins(model: ir.Model) -> dict[str, str]:
+    """output name -> the source node a user knows it by (a BatchNorm's output: its Conv's name)."""
+    origins = {}
+    for node in model.graph:
+        source = node
+        if node.op_type == "BatchNormalization" and node.inputs[0].producer() is not None:
+            source = node.inputs[0].producer()
+        for value in node.outputs:
+            origins[value.name] = source.name
+    return origins
+
+
+def _restore_names(model: ir.Model, origins: dict[str, str]) -> None:
+    """Give nodes that rewrites created (named node_*) the name of the source node they replace,
+    so per-layer reports speak the names of the user's model."""
+    taken = {node.name for node in model.graph}
+    for node in model.graph:
+        if not node.name.startswith("node_") or not node.outputs:
+            continue
+        name = origins.get(node.outputs[0].name)
+        if name and name not in taken:
+            taken.add(name)
+            node.name = name
+
+
 def optimize(model: ir.Model) -> OptimizeReport:
     """Run the whole pipeline in place and say what changed."""
     before = op_histogram(model)
+    origins = _origins(model)
     pipeline()(model)
+    _restore_names(model, origins)
     after = op_histogram(model)
     return OptimizeReport(sum(before.values()), sum(after.values()), before, after)
