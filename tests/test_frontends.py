@@ -202,3 +202,31 @@ def test_inspect_takes_a_saved_model(keras_digits):
     model = api.inspect(str(keras_digits["folder"] / "saved_model"))["model"]
     assert [(i["name"], i["shape"]) for i in model["inputs"]] == [("image", ["batch", 8, 8, 1])]
     assert model["operators"]["Conv"] == 2 and model["parameters"] > 5000
+
+
+@pytest.mark.slow
+def test_layout_rule_removes_the_transpose_before_a_keras_flatten(keras_digits):
+    """tf2onnx keeps Transpose(NCHW->NHWC) before Flatten+Dense; permuting the Dense rows removes it."""
+    import keras
+    import onnx_ir as ir
+    import onnxruntime as ort
+    from onnxscript.rewriter import RewritePass
+
+    from edgec import frontends, passes
+    from edgec.ir import InputSpec
+    from edgec.passes import layout
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((6, 6, 3), name="image"),
+                              keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                              keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dense(5)])
+    path = keras_digits["folder"] / "flatten.keras"
+    model.save(path)
+    graph = frontends.load(str(path), [InputSpec.parse("image:2,6,6,3")])
+    passes.optimize(graph)
+    assert passes.op_histogram(graph)["Transpose"] == 2
+    assert RewritePass(layout.RULES)(graph).modified
+    assert passes.op_histogram(graph)["Transpose"] == 1  # the NHWC input's own, for the NCHW Conv
+    x = np.random.default_rng(0).random((2, 6, 6, 3), dtype=np.float32)
+    session = ort.InferenceSession(ir.serde.serialize_model(graph).SerializeToString())
+    assert np.abs(session.run(None, {"image": x})[0] - model(x).numpy()).max() < 1e-5
