@@ -124,3 +124,21 @@ def test_canonicalize_removes_flavours_numerically():
     np.testing.assert_allclose(run(model, {"x": x})[0], before, atol=1e-6)
     conv = next(n for n in model.graph if n.op_type == "Conv")
     assert conv.metadata_props[MARK] == "Relu"
+
+
+def test_per_channel_affine_after_conv_folds_into_conv():
+    """BatchNorm as tf2onnx sometimes leaves it: Conv -> Mul[C,1,1] -> Add[C,1,1]."""
+    rng = np.random.default_rng(2)
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], rng.standard_normal(108)),
+             helper.make_tensor("b", TensorProto.FLOAT, [4], rng.standard_normal(4)),
+             helper.make_tensor("s", TensorProto.FLOAT, [4, 1, 1], rng.uniform(0.5, 2, 4)),
+             helper.make_tensor("t", TensorProto.FLOAT, [4, 1, 1], rng.standard_normal(4))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Mul", ["c", "s"], ["m"]), helper.make_node("Add", ["m", "t"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])], inits)
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
+    before = run(model, {"x": x})[0]
+    assert passes.optimize(model).ops_after == {"Conv": 1}
+    np.testing.assert_allclose(run(model, {"x": x})[0], before, atol=1e-5)

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 from onnxscript import optimizer
-from onnxscript.rewriter import RewritePass
+from onnxscript.rewriter import RewritePass, pattern
 
-from edgec.passes.canonicalize import RULES, PositiveAxesPass
+from edgec.passes import canonicalize, fold, layout
+from edgec.passes.canonicalize import PositiveAxesPass
 from edgec.passes.fusion import MarkActivationFusionPass
 
 
@@ -25,11 +26,11 @@ class FoldConstantsAndBatchNormPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, len(model.graph) != before)
 
 
-def canonicalize() -> ir.passes.PassManager:
+def canonicalization() -> ir.passes.PassManager:
     return ir.passes.PassManager(
         [
             common.ShapeInferencePass(),
-            RewritePass(RULES),
+            RewritePass(pattern.RewriteRuleSet([*canonicalize.RULES, *layout.RULES, *fold.RULES])),
             common.IdentityEliminationPass(),
             PositiveAxesPass(),
             common.RemoveUnusedNodesPass(),
@@ -39,9 +40,9 @@ def canonicalize() -> ir.passes.PassManager:
 
 def pipeline() -> ir.passes.Sequential:
     return ir.passes.Sequential(
-        canonicalize(),
+        canonicalization(),
         FoldConstantsAndBatchNormPass(),
-        canonicalize(),
+        canonicalization(),
         common.TopologicalSortPass(),
         MarkActivationFusionPass(),
     )

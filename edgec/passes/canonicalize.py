@@ -65,7 +65,7 @@ reduce_mean_rules = [
     pattern.RewriteRule(_reduce_mean_axes_attr, _global_average_pool, _spatial_mean),
 ]
 
-RULES = pattern.RewriteRuleSet([dropout_rule, *reduce_mean_rules])
+RULES = [dropout_rule, *reduce_mean_rules]
 
 # ---- Negative axes become positive where the rank is known ---------------------------------
 

@@ -41,4 +41,4 @@ def _flatten_nchw_matmul(op, x, shape, w, **_):
 
 flatten_rule = pattern.RewriteRule(_flatten_nhwc_matmul, _flatten_nchw_matmul, _is_flatten_into_weights)
 
-RULES = pattern.RewriteRuleSet([flatten_rule])
+RULES = [flatten_rule]
