@@ -55,13 +55,23 @@ def test_fp16_stores_half_weights(tmp_path, digits_model, digits_fp32):
 
 def test_digits_int8_accuracy_and_proof(digits_int8, digits_data, digits_accuracy, tmp_path):
     m = manifest(digits_int8)
-    assert m["precision"] == "int8" and m["backend"]["quantizer"] == "edgec"
+    assert m["precision"] == "int8" and m["backend"]["quantizer"] == "nncf"  # the target's default
     logits = infer(digits_int8, {"input": digits_data["x_test"]}, tmp_path)["logits"]
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
     ran = {layer["type"]: layer["precision"] for layer in m["backend"]["layers"]}
     assert ran["Convolution"] in INT8 and ran["FullyConnected"] in INT8
     assert len(m["backend"]["int8_layers"]) == 4  # 3 convolutions and the classifier
     assert m["verification"]["extra"]["int8_layers"]["passed"]
+
+
+def test_digits_int8_edgec_quantizer(tmp_path, digits_model, digits_files, digits_data, digits_accuracy):
+    out = tmp_path / "qdq"
+    edgec("build", digits_model, "-t", "openvino-cpu", "--quantizer", "edgec", "--calibration", digits_files["calib"],
+          "-o", out, check=True)
+    m = manifest(out)
+    assert m["backend"]["quantizer"] == "edgec" and m["verification"]["extra"]["int8_layers"]["passed"]
+    logits = infer(out, {"input": digits_data["x_test"]}, tmp_path)["logits"]
+    assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
 
 
 def test_verify_fails_when_int8_layers_run_float(digits_int8, digits_fp32, tmp_path):
