@@ -42,8 +42,14 @@ def build(
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
     if precision not in target.precisions:
+        from edgec.targets import available
+
+        why = target.options.get("refused", {}).get(precision)
+        others = [t.name for t in available() if precision in t.precisions]
         raise UnsupportedError(
-            f"target {target.name} does not build {precision}; it builds {', '.join(target.precisions)}"
+            f"target {target.name} does not build {precision}" + (f" ({why})" if why else "")
+            + f"; it builds {', '.join(target.precisions)}"
+            + (f"; targets that build {precision}: {', '.join(others)}" if others else "")
         )
     output = Path(output)
     if output.exists() and not force:
@@ -52,10 +58,9 @@ def build(
     backend = get_backend(target.backend)
     options = dict(options or {})
 
-    if precision == "int8" and calibration is None:
-        from edgec.quantize import MISSING_CALIBRATION
+    from edgec.quantize import check_options
 
-        raise InputError(MISSING_CALIBRATION)
+    check_options(precision, calibration, options)
 
     model = frontends.load(source, specs, weights)
     notes = eir.resolve_static_shapes(model) if target.static_shapes else []

@@ -21,6 +21,17 @@ MISSING_CALIBRATION = (
 )
 
 
+def check_options(precision: str, calibration, options: dict) -> None:
+    """Refuse inconsistent quantization options before any work is spent."""
+    if precision == "int8" and calibration is None:
+        raise InputError(MISSING_CALIBRATION)
+    if options.get("max_accuracy_drop") is not None:
+        if precision != "int8":
+            raise InputError("--max-accuracy-drop applies to --precision int8 only")
+        if not options.get("eval_data"):
+            raise InputError("--max-accuracy-drop needs --eval PATH: an .npz of inputs (and optional 'labels')")
+
+
 def _progress(log):
     from rich.progress import Progress
 
@@ -45,19 +56,18 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         return model, {"precision": "fp16", "weights": "float16"}
     if precision != "int8":
         return model, None
-    if calibration is None:
-        raise InputError(MISSING_CALIBRATION)
-    scheme = Scheme.from_target(target.quantization)
-    method = options.get("calibration_method", "minmax")
-    record = {"precision": "int8", "scheme": scheme.to_dict(), "method": method,
-              "calibration": calibration.describe()}
+    check_options(precision, calibration, options)
+    record = {"precision": "int8", "calibration": calibration.describe()}
     if calibration.random:
         log("warning: calibrating on random noise (--calibration random): expect poor int8 accuracy")
         record["warning"] = "calibrated on random noise"
     if backend.quantizes_itself(options):
-        record["engine"] = backend.name
+        record["engine"] = f"{backend.name} (see backend.quantizer)"
         return model, record
 
+    scheme = Scheme.from_target(target.quantization)
+    method = options.get("calibration_method", "minmax")
+    record.update(scheme=scheme.to_dict(), method=method)
     from edgec.quantize import fallback, report
 
     with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
@@ -68,8 +78,6 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         record.update(engine="edgec (onnxruntime quantize_static, QDQ)", layers=layers)
         budget = options.get("max_accuracy_drop")
         if budget is not None:
-            if not options.get("eval_data"):
-                raise InputError("--max-accuracy-drop needs --eval PATH: an .npz of inputs (and optional 'labels')")
             judge = fallback.AccuracyJudge(model, load_eval(options["eval_data"], model))
             qdq, record["fallback"] = fallback.run(quantizer, layers, judge, budget, qdq, log)
             kept = set(record["fallback"]["float_layers"])
