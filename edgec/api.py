@@ -216,13 +216,12 @@ def _last_line(text: str) -> str:
 
 
 def run_harness(artifact: str | Path, command: list[str], device: str | None = None):
-    """Run the artifact's own harness on a device and return its HarnessResult."""
+    """Run the artifact's own harness on a device (default: the target's) and return its HarnessResult."""
     from edgec.runners import get_runner
 
     artifact = Path(artifact)
     manifest = package.read_manifest(artifact)
-    device = device or "local"
-    runner = get_runner(device)
+    runner = get_runner(device or manifest["target"].get("device") or "local")
     return manifest, runner.run_harness(artifact, command)
 
 

@@ -135,7 +135,7 @@ def inspect(ctx, source, input_shapes, weights, json_path):
 
 
 DEVICE_OPTION = click.option("-d", "--device", default=None,
-                             help="local (default), rpi4-emulated, rpi5-emulated or ssh://user@host")
+                             help="local, rpi4-emulated, rpi5-emulated or ssh://user@host (default: the target's device)")
 
 
 @main.command()

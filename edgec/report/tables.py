@@ -117,11 +117,13 @@ def profile(r: dict) -> None:
 
 
 def targets(data: dict) -> None:
-    table = _table("targets", "name", "backend", "arch / cpu", "precisions", "device", "description")
+    table = _table("targets", "name", "backend", "arch / cpu", "precisions", "default device")
     for t in data["targets"]:
-        table.add_row(t["name"], t["backend"], f"{t['arch']} {t['cpu']}".strip(), ", ".join(t["precisions"]),
-                      t["device"], t["description"])
+        table.add_row(t["name"], t["backend"], f"{t['arch']} {t['cpu']}".strip(), ",".join(t["precisions"]),
+                      t["device"])
     console.print(table)
+    for t in data["targets"]:
+        console.print(f"[bold]{t['name']}[/]: {t['description']}", highlight=False)
 
 
 def key_values(data: dict) -> None:
