@@ -1,0 +1,121 @@
+"""Apache TVM (Relax) for any CPU LLVM knows: x86 here, aarch64 boards by cross-compiling.
+
+The model becomes a Relax module, compiled with the best MetaSchedule records the tuning
+database holds for the target, and exported as one shared library that the TVM runtime's
+Relax VM runs. Untuned TVM code is tens of times slower than onnxruntime, so the build says
+plainly when a model is untuned. A cross-compiled artifact also carries a build-host twin of
+its library, so the build machine can record the reference outputs the device must match.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx_ir as ir
+
+from edgec import ir as eir
+from edgec.backends.base import Backend, BuildContext, Lowered
+from edgec.errors import UnsupportedError
+
+TVM_REQUIREMENTS = ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1"]
+UNTUNED_NOTE = ("untuned: TVM's default CPU schedules, typically tens of times slower than onnxruntime; "
+                "build with --tune-trials N (e.g. 256) to tune once into the tuning database")
+
+
+def library_name(arch: str) -> str:
+    return f"model.{arch}.so"
+
+
+class TVMBackend(Backend):
+    name = "tvm"
+    runtime = "apache-tvm"
+    harness = "rt_tvm.py"
+
+    def requirements(self, target) -> list[str]:
+        return ["numpy>=1.24", *TVM_REQUIREMENTS]
+
+    def check_node(self, node: ir.Node) -> str:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"):
+            return "TVM's ONNX import runs quantized ops as float arithmetic: build the float model"
+        return ""
+
+    def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
+        from edgec.backends.tvm import target as tvm_target
+        from edgec.backends.tvm import tuning
+
+        llvm = tvm_target.resolve(ctx.target)
+        if ctx.precision not in ("fp32", "fp16"):
+            raise UnsupportedError(f"the tvm backend builds fp32 and fp16, not {ctx.precision}")
+        if ctx.precision == "fp16" and not llvm.has_native_fp16():
+            raise UnsupportedError(
+                f"target {ctx.target.name}: CPU {llvm.cpu} has no native fp16 arithmetic "
+                f"({tvm_target.FP16_FEATURES[llvm.arch]}), so fp16 would be slower than fp32: build fp32")
+        mod = self._relax(model, ctx.precision)
+        trials = int(ctx.options.get("tune_trials") or 0)
+        db_dir = Path(ctx.options.get("tuning_db") or tuning.default_db_dir(llvm.key)).expanduser().resolve()
+        if trials > 0 and llvm.cross:
+            raise UnsupportedError(
+                f"target {ctx.target.name}: tuning measures candidates on the target CPU, and this "
+                f"{tvm_target.host_arch()} machine cannot run {llvm.arch} code at speed: build without "
+                "--tune-trials, or pass a --tuning-db tuned on the device")
+        report = tuning.tune(mod, llvm.tvm(), db_dir, trials, ctx.log)
+        if report.seconds:
+            ctx.log(f"tuned {len(report.tuned_now)} kernels in {report.seconds:.1f} s "
+                    f"({report.trials_run} trials); database {db_dir}")
+        elif report.from_db:
+            ctx.log(f"reusing {len(report.from_db)} tuned kernels from {db_dir}: no tuning time spent")
+        ctx.log(f"compiling for {llvm.config}")
+        files = [library_name(llvm.arch)]
+        self._export(mod, llvm, db_dir, ctx.out_dir / files[0])
+        libraries = {llvm.arch: files[0]}
+        if llvm.cross:
+            host = tvm_target.resolve(_host_target(ctx.target))
+            files.append(library_name(host.arch))
+            self._export(mod, host, None, ctx.out_dir / files[1])
+            libraries[host.arch] = files[1]
+        records = tuning.export_records(mod, llvm.tvm(), db_dir, ctx.out_dir / "tuning") if report.tuned else 0
+        if not report.tuned:
+            ctx.log(f"warning: {UNTUNED_NOTE}")
+        meta = {
+            "tvm_target": llvm.config, "cpu": llvm.cpu, "cpu_detected": llvm.cpu_detected,
+            "cross_compiled": llvm.cross, "libraries": libraries, "executor": "relax.VirtualMachine",
+            "tuning": {**report.as_dict(), "records_in_artifact": records,
+                       "records_folder": "tuning" if records else None,
+                       **({} if report.tuned else {"note": UNTUNED_NOTE})},
+        }
+        if llvm.cross:
+            meta["host_twin"] = (f"{files[1]} is the same model compiled untuned for the build host, "
+                                 "only to record the reference outputs (samples/host.npz)")
+        return Lowered(model_files=files, inputs=eir.io_specs(model.graph.inputs),
+                       outputs=eir.io_specs(model.graph.outputs), meta=meta)
+
+    @staticmethod
+    def _relax(model: ir.Model, precision: str):
+        """ONNX -> Relax with static shapes and the weights as constants, fp16 if asked."""
+        from tvm import relax
+        from tvm.relax.frontend.onnx import from_onnx
+
+        shapes = {v.name: [int(d) for d in v.shape] for v in model.graph.inputs}
+        mod = from_onnx(ir.serde.serialize_model(model), shape_dict=shapes, keep_params_in_input=False)
+        mod = relax.transform.DecomposeOpsForInference()(mod)
+        if precision == "fp16":
+            mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
+        return mod
+
+    @staticmethod
+    def _export(mod, llvm, db_dir, path: Path) -> None:
+        from edgec.backends.tvm import tuning
+
+        executable = tuning.compile_with_db(mod, llvm.tvm(), db_dir)
+        if llvm.cross:
+            import tvm.support.cc
+
+            executable.export_library(str(path), fcompile=tvm.support.cc.cross_compiler(llvm.compiler))
+        else:
+            executable.export_library(str(path))
+
+
+def _host_target(target):
+    """The build machine's own CPU, for a cross-compiled artifact's host twin."""
+    from dataclasses import replace
+
+    return replace(target, arch="any", cpu="detect")

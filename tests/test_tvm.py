@@ -1,0 +1,137 @@
+"""The tvm backend: tvm-x86 against onnxruntime on real models, the aarch64 cross build under
+emulation, the tuning database's reuse, and the refusals (int8, fp16 without native fp16).
+
+Untuned builds take seconds; tuning (even a handful of trials) and emulation take minutes
+on 2 cores, so those tests are `slow`.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import accuracy, edgec, harness, infer, manifest
+
+pytest.importorskip("tvm")
+
+
+def ort_outputs(model, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {"input": x[i:i + 1]})[0] for i in range(len(x))])
+
+
+@pytest.fixture(scope="module")
+def digits_x86(tmp_path_factory, digits_model):
+    out = tmp_path_factory.mktemp("tvm") / "digits-x86"
+    edgec("build", digits_model, "-t", "tvm-x86", "-o", out,
+          "--tuning-db", tmp_path_factory.mktemp("empty-db"), check=True)
+    return out
+
+
+def test_digits_x86_matches_onnxruntime(digits_x86, digits_model, digits_data, digits_accuracy, tmp_path):
+    x = digits_data["x_test"]
+    got = infer(digits_x86, {"input": x}, tmp_path)["logits"]
+    want = ort_outputs(digits_model, x)
+    assert np.max(np.abs(got - want)) < 1e-4
+    assert accuracy(got, digits_data["y_test"]) == accuracy(want, digits_data["y_test"]) == digits_accuracy
+
+
+def test_digits_x86_manifest_says_untuned(digits_x86):
+    meta = manifest(digits_x86)["backend"]
+    assert meta["cpu_detected"] and meta["cpu"] not in ("", "native", "detect")
+    assert meta["tuning"]["tuned"] is False and meta["tuning"]["records"] == 0
+    assert "untuned" in meta["tuning"]["note"]
+    assert meta["libraries"] == {"x86_64": "model.x86_64.so"}
+    assert manifest(digits_x86)["verification"]["passed"]
+    requirements = (digits_x86 / "requirements.txt").read_text().split()
+    assert "apache-tvm==0.27.0.post1" in requirements and "apache-tvm-ffi==0.1.14.post1" in requirements
+
+
+def test_digits_x86_harness_verify_and_profile(digits_x86, tmp_path):
+    assert harness(digits_x86, "verify").returncode == 0
+    proc = harness(digits_x86, "profile", "--warmup", "2", "--iters", "5", "--json", tmp_path / "p.json")
+    assert proc.returncode == 0, proc.stderr
+    layers = json.loads((tmp_path / "p.json").read_text())["layers"]
+    assert any(layer["op"] == "conv2d" for layer in layers) and all(layer["ms"] >= 0 for layer in layers)
+
+
+def test_int8_is_refused_naming_the_int8_targets(digits_model, tmp_path):
+    proc = edgec("build", digits_model, "-t", "tvm-x86", "-o", tmp_path / "q", "--precision", "int8",
+                 "--calibration", "random")
+    assert proc.returncode == 2
+    assert "QDQ into float arithmetic" in proc.stderr and "onnxruntime" in proc.stderr
+    assert not (tmp_path / "q").exists()
+
+
+def test_fp16_needs_native_fp16(digits_model, tmp_path):
+    from edgec.backends.tvm.target import resolve
+    from edgec.targets import load_target
+
+    if resolve(load_target("tvm-x86")).has_native_fp16():
+        pytest.skip("this CPU has avx512fp16")
+    proc = edgec("build", digits_model, "-t", "tvm-x86", "-o", tmp_path / "h", "--precision", "fp16")
+    assert proc.returncode == 2 and "no native fp16" in proc.stderr
+
+
+def test_cross_target_refuses_tuning(digits_model, tmp_path):
+    if not shutil.which("aarch64-linux-gnu-g++"):
+        pytest.skip("no aarch64 cross compiler")
+    proc = edgec("build", digits_model, "-t", "tvm-rpi4", "-o", tmp_path / "t", "--tune-trials", "8")
+    assert proc.returncode == 2 and "tuning measures candidates on the target CPU" in proc.stderr
+
+
+@pytest.mark.slow
+def test_mobilenet_x86_matches_onnxruntime(mobilenet_model, photos, tmp_path):
+    out = tmp_path / "mnv2"
+    edgec("build", mobilenet_model, "-t", "tvm-x86", "-o", out, "--tuning-db", tmp_path / "db", check=True)
+    x = photos["x"]
+    got = infer(out, {"input": x}, tmp_path)["logits"]
+    want = ort_outputs(mobilenet_model, x)
+    assert np.max(np.abs(got - want)) < 1e-4
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+
+
+@pytest.mark.slow
+def test_digits_rpi4_runs_under_emulation(digits_model, tmp_path):
+    if platform.machine() != "x86_64":
+        pytest.skip("the emulation test runs on an x86_64 build machine")
+    out = tmp_path / "rpi4"
+    edgec("build", digits_model, "-t", "tvm-rpi4", "-o", out, check=True)
+    meta = manifest(out)["backend"]
+    assert meta["libraries"] == {"aarch64": "model.aarch64.so", "x86_64": "model.x86_64.so"}
+    assert (out / "model.aarch64.so").read_bytes()[18] == 0xB7  # ELF e_machine EM_AARCH64
+    assert meta["tvm_target"]["mcpu"] == "cortex-a72" and meta["cross_compiled"]
+    proc = edgec("verify", out, "--device", "rpi4-emulated", "--json", tmp_path / "v.json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert report["emulated"] and report["passed"]
+    assert report["checks"]["build_host"]["logits"]["max_abs_err"] <= 1e-5
+    assert "aarch64" in report["extra"]["library"]["detail"]
+
+
+@pytest.mark.slow
+def test_tuning_database_is_reused(digits_model, digits_data, tmp_path):
+    """A second build with the same database spends no tuning time and applies the same records."""
+    db = tmp_path / "db"
+    first, second = tmp_path / "first", tmp_path / "second"
+    edgec("build", digits_model, "-t", "tvm-x86", "-o", first, "--tune-trials", "4", "--tuning-db", db, check=True)
+    tuned = manifest(first)["backend"]["tuning"]
+    assert tuned["tuned"] and tuned["trials_run"] >= 4 and tuned["seconds"] > 0
+    assert tuned["records_in_artifact"] == tuned["records"] >= 1
+    assert tuned["db"] == str(db.resolve())
+    proc = edgec("build", digits_model, "-t", "tvm-x86", "-o", second, "--tune-trials", "4", "--tuning-db", db,
+                 check=True)
+    again = manifest(second)["backend"]["tuning"]
+    assert "no tuning time spent" in proc.stderr
+    assert again["seconds"] == 0 and again["trials_run"] == 0 and again["tasks_tuned_now"] == 0
+    assert again["records"] == tuned["records"] and again["tasks_from_db"] == tuned["tasks"]
+    for name in ("database_workload.json", "database_tuning_record.json"):
+        assert (first / "tuning" / name).read_bytes() == (second / "tuning" / name).read_bytes()
+    assert (first / "model.x86_64.so").read_bytes() == (second / "model.x86_64.so").read_bytes()
+    x = digits_data["x_test"][:50]
+    np.testing.assert_array_equal(infer(first, {"input": x}, tmp_path)["logits"],
+                                  infer(second, {"input": x}, tmp_path)["logits"])
