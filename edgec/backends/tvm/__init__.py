@@ -15,6 +15,7 @@ import onnx_ir as ir
 from edgec import ir as eir
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.errors import UnsupportedError
+from edgec.package import TOLERANCE
 
 TVM_REQUIREMENTS = ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1"]
 UNTUNED_NOTE = ("untuned: TVM's default CPU schedules, typically tens of times slower than onnxruntime; "
@@ -85,6 +86,8 @@ class TVMBackend(Backend):
         if llvm.cross:
             meta["host_twin"] = (f"{files[1]} is the same model compiled untuned for the build host, "
                                  "only to record the reference outputs (samples/host.npz)")
+            if ctx.precision == "fp16":  # the host emulates fp16 through fp32, the device rounds in fp16
+                meta["host_tolerance"] = TOLERANCE["fp16"]
         return Lowered(model_files=files, inputs=eir.io_specs(model.graph.inputs),
                        outputs=eir.io_specs(model.graph.outputs), meta=meta)
 
