@@ -107,7 +107,8 @@ def tune(mod, tvm_target, db_dir: Path, trials: int, log, *, retune: bool = Fals
     report.from_db = [t.task_name for t in tasks if t not in todo]
     if trials > 0 and todo:
         log(f"tuning {len(todo)} of {len(tasks)} kernels with {trials} trials "
-            f"({len(report.from_db)} already in {db_dir})")
+            + (f"more, starting from the records in {db_dir}" if retune
+               else f"({len(report.from_db)} already in {db_dir})"))
         logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
         started = time.perf_counter()
         progress = _progress(trials, log)
