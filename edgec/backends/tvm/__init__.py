@@ -50,14 +50,14 @@ class TVMBackend(Backend):
             raise UnsupportedError(
                 f"target {ctx.target.name}: CPU {llvm.cpu} has no native fp16 arithmetic "
                 f"({tvm_target.FP16_FEATURES[llvm.arch]}), so fp16 would be slower than fp32: build fp32")
-        mod = self._relax(model, ctx.precision)
         trials = int(ctx.options.get("tune_trials") or 0)
-        db_dir = Path(ctx.options.get("tuning_db") or tuning.default_db_dir(llvm.key)).expanduser().resolve()
         if trials > 0 and llvm.cross:
             raise UnsupportedError(
                 f"target {ctx.target.name}: tuning measures candidates on the target CPU, and this "
                 f"{tvm_target.host_arch()} machine cannot run {llvm.arch} code at speed: build without "
                 "--tune-trials, or pass a --tuning-db tuned on the device")
+        mod = self._relax(model, ctx.precision)
+        db_dir = Path(ctx.options.get("tuning_db") or tuning.default_db_dir(llvm.key)).expanduser().resolve()
         report = tuning.tune(mod, llvm.tvm(), db_dir, trials, ctx.log)
         if report.seconds:
             ctx.log(f"tuned {len(report.tuned_now)} kernels in {report.seconds:.1f} s "
