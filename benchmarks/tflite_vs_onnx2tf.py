@@ -316,7 +316,8 @@ def markdown(r: dict) -> str:
     m, ratios = r["machine"], r["ratios"]
     lines = [f"MobileNetV2 (224x224, batch 1) to LiteRT on {m['cpu']} ({m['cores']} cores), {m['threads']} threads, "
              f"{r['date']}; ai-edge-litert {r['versions']['ai-edge-litert (benchmark interpreter)']} with XNNPACK "
-             f"runs every model. {r['method']['latency']}. Load average {m['load_average_before']} before, "
+             f"runs every model; onnx2tf {NO_DEPS[0].split('==')[1]} with {DEPS[0].replace('==', ' ')}. "
+             f"{r['method']['latency']}. Load average {m['load_average_before']} before, "
              f"{m['load_average_after']} after.", "",
              "| tool | precision | build s | latency p50 ms | mean ms | size MB | top-1 = PyTorch | "
              "PyTorch top-1 in top-5 | max logit err |",
@@ -340,13 +341,14 @@ def markdown(r: dict) -> str:
               "- where edgec's int8 build time goes (from its log): " + ", ".join(
                   f"{name} {s:.1f} s" for name, s in r["variants"][EDGEC_INT8]["build_stages_s"].items()),
               "- XNNPACK: " + "; ".join(f"{name}: {v['xnnpack']}" for name, v in r["variants"].items()), "",
-              "int8 time per operator type (ms, each operator timed alone as in `edgec profile`):", "",
+              "int8 time per operator type (ms, each operator timed alone as in `edgec profile`, so without "
+              "XNNPACK's fusions across operators):", "",
               "| operator | edgec count | edgec ms | onnx2tf count | onnx2tf ms |", "| --- | --- | --- | --- | --- |"]
     edgec_ops, onnx2tf_ops = r["operator_ms"][EDGEC_INT8], r["operator_ms"][ONNX2TF_INT8]
     for op in sorted(set(edgec_ops) | set(onnx2tf_ops)):
         e, o = edgec_ops.get(op, {"count": 0, "ms": 0.0}), onnx2tf_ops.get(op, {"count": 0, "ms": 0.0})
         lines.append(f"| {op} | {e['count']} | {e['ms']:.2f} | {o['count']} | {o['ms']:.2f} |")
-    lines += ["", "Commands:", ""] + [f"- `{v['command']}`" for v in r["variants"].values()] + [""]
+    lines += ["", "Commands (onnx2tf runs in benchmarks/.work/tflite_vs_onnx2tf with its venv's bin on PATH):", ""] + [f"- `{v['command']}`" for v in r["variants"].values()] + [""]
     return "\n".join(lines)
 
 
