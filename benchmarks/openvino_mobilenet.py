@@ -21,26 +21,16 @@ import argparse
 import importlib.util
 import json
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import MOBILENET, ROOT, agreement, cpu_name, load_average, photos, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-MOBILENET = ROOT / "models" / "mobilenet_v2"
 DIGITS = ROOT / "models" / "digits"
-RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 
-
-def photos() -> tuple[np.ndarray, np.ndarray]:
-    sys.path.insert(0, str(MOBILENET))
-    from preprocess import normalize
-
-    data = np.load(MOBILENET / "photos.npz")
-    return normalize(data["photos_uint8"]).astype(np.float32), data["logits"]
 
 
 def build(source: Path, out: Path, calibration: Path, quantizer: str, **extra) -> dict:
@@ -85,13 +75,6 @@ def timed(run, iters: int) -> np.ndarray:
         times[i] = (time.perf_counter() - start) * 1000.0
     return times
 
-
-def agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
-    ref_top1 = reference.argmax(1)
-    top5 = np.argsort(-logits, 1)[:, :5]
-    return {"top1_agreement": float(np.mean(logits.argmax(1) == ref_top1)),
-            "fp32_top1_in_top5": float(np.mean([ref_top1[i] in top5[i] for i in range(len(ref_top1))])),
-            "max_abs_logit_err": float(np.abs(logits - reference).max())}
 
 
 def digits_accuracy(tmp: Path) -> dict:
@@ -174,8 +157,8 @@ def main() -> None:
     import openvino
 
     result = {
-        "machine": {"cpu": _cpu_name(), "cores_used": THREADS, "python": platform.python_version(),
-                    "load_average_after": _load()},
+        "machine": {"cpu": cpu_name(), "cores_used": THREADS, "python": platform.python_version(),
+                    "load_average_after": load_average()},
         "versions": {"openvino": openvino.get_version().split("-")[0], "nncf": nncf.__version__,
                      "onnxruntime": onnxruntime.__version__},
         "method": {"rounds": args.rounds, "iters_per_round": args.iters, "warmup_per_round": args.warmup,
@@ -193,10 +176,7 @@ def main() -> None:
         "accuracy_digits_test": digits,
         "edgec_builds": builds,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "openvino_mobilenet.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    (RESULTS / "openvino_mobilenet.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("openvino_mobilenet", result, markdown(result))
 
 
 def markdown(r: dict) -> str:
@@ -223,21 +203,6 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _load() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
 
 
 if __name__ == "__main__":

@@ -7,18 +7,16 @@ benchmarks/results/quantization_mobilenet.{json,md}.
 from __future__ import annotations
 
 import json
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 from datetime import date
 from pathlib import Path
+from common import ROOT, cpu_name, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models/mobilenet_v2/mobilenet_v2.onnx"
 CALIB = ROOT / "models/mobilenet_v2/calibration.npz"
-RESULTS = ROOT / "benchmarks/results"
 ROUNDS, ITERS, THREADS = 5, 100, 2
 
 
@@ -32,12 +30,6 @@ def bench(artifact: Path) -> dict:
                     "--threads", str(THREADS), "--json", out], check=True, capture_output=True)
     return json.loads(out.read_text())
 
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main() -> None:
@@ -62,8 +54,6 @@ def main() -> None:
         "int8_speedup_p50": rows["fp32"]["p50_ms"] / rows["int8"]["p50_ms"],
         "int8_size_ratio": sizes["int8"] / sizes["fp32"],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quantization_mobilenet.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"MobileNetV2 224x224, onnxruntime target, {THREADS} threads, {cpu_name()}, {result['date']} "
              f"(median of {ROUNDS} alternating rounds of {ITERS} runs)", "",
              "| precision | p50 ms | mean ms | p90 ms | size MB | speed-up vs fp32 |", "|---|---|---|---|---|---|"]
@@ -71,8 +61,7 @@ def main() -> None:
         r = rows[p]
         lines.append(f"| {p} | {r['p50_ms']:.2f} | {r['mean_ms']:.2f} | {r['p90_ms']:.2f} | "
                      f"{r['model_bytes'] / 1e6:.2f} | {rows['fp32']['p50_ms'] / r['p50_ms']:.2f}x |")
-    (RESULTS / "quantization_mobilenet.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("quantization_mobilenet", result, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

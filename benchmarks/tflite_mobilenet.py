@@ -13,17 +13,13 @@ Writes benchmarks/results/tflite_mobilenet.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from common import MOBILENET, cpu_name, load_average, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-MOBILENET = ROOT / "models" / "mobilenet_v2"
-RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 
 VARIANTS = {
@@ -70,8 +66,8 @@ def main() -> None:
     from importlib.metadata import version
 
     result = {
-        "machine": {"cpu": _cpu_name(), "threads": THREADS, "python": platform.python_version(),
-                    "load_average_after": round(os.getloadavg()[0], 2)},
+        "machine": {"cpu": cpu_name(), "threads": THREADS, "python": platform.python_version(),
+                    "load_average_after": load_average()},
         "versions": {"ai-edge-litert": version("ai-edge-litert"), "onnxruntime": version("onnxruntime")},
         "method": {"rounds": args.rounds, "iters": args.iters, "warmup": args.warmup, "batch": 1,
                    "timer": "artifact harness `run.py bench` (includes the Python call, about 0.05 ms)",
@@ -79,10 +75,7 @@ def main() -> None:
         "latency": latency,
         "builds": builds,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tflite_mobilenet.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    (RESULTS / "tflite_mobilenet.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("tflite_mobilenet", result, markdown(result))
 
 
 def markdown(r: dict) -> str:
@@ -96,15 +89,6 @@ def markdown(r: dict) -> str:
                      f"{r['builds'][name]['model_bytes'] / 1e6:.1f} |")
     return "\n".join(lines) + "\n"
 
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

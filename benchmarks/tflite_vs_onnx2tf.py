@@ -33,14 +33,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import MOBILENET, ROOT, agreement, cpu_name, load_average, photos, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-MOBILENET = ROOT / "models" / "mobilenet_v2"
 SOURCE = MOBILENET / "mobilenet_v2.onnx"
 CALIBRATION = MOBILENET / "calibration.npz"
 WORK = ROOT / "benchmarks" / ".work" / "tflite_vs_onnx2tf"
 VENV = ROOT / "benchmarks" / ".work" / "onnx2tf-venv"
-RESULTS = ROOT / "benchmarks" / "results"
 THREADS = 2
 
 # onnx2tf's own pins, less `tensorflow` (the multi-GB GPU build: tensorflow-cpu is the same
@@ -184,21 +182,9 @@ class Model:
         return (y.astype(np.float32) - zero_point) * scale if scale else y.astype(np.float32)
 
 
-def photos() -> tuple[np.ndarray, np.ndarray]:
-    sys.path.insert(0, str(MOBILENET))
-    from preprocess import normalize
 
-    data = np.load(MOBILENET / "photos.npz")
-    return normalize(data["photos_uint8"]).astype(np.float32), data["logits"]
-
-
-def agreement(model: Model, x: np.ndarray, reference: np.ndarray) -> dict:
-    logits = np.concatenate([model.logits(x[i:i + 1]) for i in range(len(x))])
-    ref_top1 = reference.argmax(1)
-    top5 = np.argsort(-logits, 1)[:, :5]
-    return {"top1_agreement": float(np.mean(logits.argmax(1) == ref_top1)),
-            "fp32_top1_in_top5": float(np.mean([ref_top1[i] in top5[i] for i in range(len(x))])),
-            "max_abs_logit_err": float(np.abs(logits - reference).max())}
+def model_agreement(model: Model, x: np.ndarray, reference: np.ndarray) -> dict:
+    return agreement(np.concatenate([model.logits(x[i:i + 1]) for i in range(len(x))]), reference)
 
 
 def latency(models: dict[str, Model], feed: np.ndarray, rounds: int, iters: int, warmup: int) -> dict:
@@ -255,14 +241,14 @@ def main() -> None:
     bin_dir = onnx2tf_venv()
     with np.load(CALIBRATION) as data:
         calibration_npy = onnx2tf_data(data["input"])
-    load_before = _load()
+    load_before = load_average()
     builds = {EDGEC_INT8: edgec_build("int8"), EDGEC_FP32: edgec_build("fp32"),
               ONNX2TF_INT8: onnx2tf_convert(bin_dir, calibration_npy, int8=True),
               ONNX2TF_FP32: onnx2tf_convert(bin_dir, calibration_npy, int8=False)}
 
     x, reference = photos()
     models = {name: Model(build["model"]) for name, build in builds.items()}
-    accuracy = {name: agreement(model, x, reference) for name, model in models.items()}
+    accuracy = {name: model_agreement(model, x, reference) for name, model in models.items()}
     timing = latency(models, x[:1], args.rounds, args.iters, args.warmup)
     checks = {name: harness_checks(build["model"], 50) for name, build in builds.items()}
 
@@ -282,9 +268,9 @@ def main() -> None:
     e8, o8 = variants[EDGEC_INT8], variants[ONNX2TF_INT8]
     result = {
         "date": datetime.date.today().isoformat(),
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": THREADS,
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "threads": THREADS,
                     "python": platform.python_version(), "load_average_before": load_before,
-                    "load_average_after": _load()},
+                    "load_average_after": load_average()},
         "versions": {"ai-edge-litert (benchmark interpreter)": _version("ai-edge-litert"),
                      "edgec": _version("edgec"), "onnx2tf venv": NO_DEPS + DEPS},
         "method": {"model": "models/mobilenet_v2/mobilenet_v2.onnx (ImageNet MobileNetV2, 224x224, batch 1)",
@@ -306,10 +292,7 @@ def main() -> None:
         },
         "operator_ms": {name: checks[name][1] for name in builds},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tflite_vs_onnx2tf.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    (RESULTS / "tflite_vs_onnx2tf.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("tflite_vs_onnx2tf", result, markdown(result))
 
 
 def markdown(r: dict) -> str:
@@ -358,16 +341,6 @@ def _version(package: str) -> str:
     return version(package)
 
 
-def _cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def _load() -> str:
-    return Path("/proc/loadavg").read_text().split()[0]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""What every benchmark shares: the machine's description, the bundled photos and how to score them."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MOBILENET = ROOT / "models" / "mobilenet_v2"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def load_average() -> str:
+    """The 1-minute load: on a shared 2-core machine, the first thing to read next to a latency."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def photos() -> tuple[np.ndarray, np.ndarray]:
+    """The bundled photos as MobileNetV2 inputs [N,3,224,224], and PyTorch's fp32 logits for them."""
+    sys.path.insert(0, str(MOBILENET))
+    from preprocess import load_photos
+
+    x, _, logits = load_photos()
+    return x, logits
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray) -> dict:
+    """Top-1 agreement, reference top-1 within top-5, and max abs logit error against the reference."""
+    ref_top1 = reference.argmax(1)
+    top5 = np.argsort(-logits, 1)[:, :5]
+    return {"top1_agreement": float(np.mean(logits.argmax(1) == ref_top1)),
+            "fp32_top1_in_top5": float(np.mean([ref_top1[i] in top5[i] for i in range(len(ref_top1))])),
+            "max_abs_logit_err": float(np.abs(logits - reference).max())}
+
+
+def write_results(name: str, result: dict, markdown: str) -> None:
+    """benchmarks/results/NAME.json and NAME.md, which the README cites."""
+    import json
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(markdown)
