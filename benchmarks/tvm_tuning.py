@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-MOBILENET = ROOT / "models" / "mobilenet_v2"
+import common
+from common import MOBILENET, ROOT
+
 SOURCE = MOBILENET / "mobilenet_v2.onnx"
 WORK = ROOT / "benchmarks" / ".work" / "tvm_tuning"
 DB = WORK / "db"
-RESULTS = ROOT / "benchmarks" / "results"
 TARGET = "tvm-x86"
 
 
@@ -63,22 +60,16 @@ def build(name: str, target: str, **options) -> Path:
 
 
 def agreement(artifact: Path) -> dict:
-    """Top-1 agreement with PyTorch's logits on the bundled photos, through the artifact's harness."""
+    """Agreement with PyTorch's logits on the bundled photos, through the artifact's harness."""
     from edgec.runners.local import LocalRunner
 
-    sys.path.insert(0, str(MOBILENET))
-    from preprocess import normalize
-
-    data = np.load(MOBILENET / "photos.npz")
+    x, reference = common.photos()
     inputs, outputs = WORK / "photos_in.npz", WORK / f"{artifact.name}_out.npz"
-    np.savez(inputs, input=normalize(data["photos_uint8"]).astype(np.float32))
+    np.savez(inputs, input=x)
     result = LocalRunner().run_harness(artifact, ["infer", "--inputs", str(inputs), "--outputs", str(outputs)])
     if result.returncode:
         raise SystemExit(f"{artifact.name}: infer failed: {result.stderr[-500:]}")
-    logits = np.load(outputs)["logits"]
-    ref = data["logits"]
-    return {"top1_agreement": float(np.mean(logits.argmax(1) == ref.argmax(1))),
-            "max_abs_err_vs_pytorch": float(np.max(np.abs(logits - ref))), "photos": len(ref)}
+    return common.agreement(np.load(outputs)["logits"], reference)
 
 
 def measure(artifacts: dict[str, Path], rounds: int, iters: int) -> dict[str, dict]:
@@ -95,14 +86,12 @@ def measure(artifacts: dict[str, Path], rounds: int, iters: int) -> dict[str, di
 
 
 def write(results: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "tvm_tuning.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     lat = results.get("latency", {})
     ort = lat.get("onnxruntime-fp32", {}).get("median_ms")
     lines = [
         "# TVM tuning on MobileNetV2 (tvm-x86)", "",
         f"Machine: {results['machine']}; {results['threads']} threads; load average at the end "
-        f"{results.get('load_average')}. Latency: median over {results['rounds']} interleaved rounds of each "
+        f"{results.get('load_average')} (1 min). Latency: median over {results['rounds']} interleaved rounds of each "
         f"artifact's `run.py bench` p50 ({results['iters']} iterations). Status: {results['status']}.", "",
         "| variant | trials (cumulative) | tuning time (this rung) | kernels with records | latency ms | vs onnxruntime | top-1 vs PyTorch |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -117,7 +106,7 @@ def write(results: dict) -> None:
         acc = results.get("agreement", {}).get(name, {}).get("top1_agreement")
         lines.append(f"| {name} | {rung.get('trials', '-')} | {tuning} | {records} | "
                      f"{f'{ms:.2f}' if ms else 'not run'} | {ratio} | {f'{acc:.0%}' if acc is not None else '-'} |")
-    (RESULTS / "tvm_tuning.md").write_text("\n".join(lines) + "\n")
+    common.write_results("tvm_tuning", results, "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -139,7 +128,7 @@ def main() -> None:
     state_file = WORK / "state.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {"rungs": []}
     results = {"model": "MobileNetV2 (ImageNet, 1x3x224x224)", "target": TARGET,
-               "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cores".strip(),
+               "machine": common.cpu_name(),
                "threads": 2, "rounds": args.rounds, "iters": args.iters, "ladder": ladder,
                "status": "in progress", "rungs": state["rungs"]}
 
@@ -178,10 +167,10 @@ def main() -> None:
                                  args.rounds, args.iters)
     results["agreement"] = {name: agreement(path) for name, path in artifacts.items()
                             if (path / "edgec.json").exists()}
-    results["load_average"] = [round(x, 1) for x in os.getloadavg()]
+    results["load_average"] = common.load_average()
     results["status"] = "complete"
     write(results)
-    log(f"wrote {RESULTS / 'tvm_tuning.md'}")
+    log(f"wrote {common.RESULTS / 'tvm_tuning.md'}")
 
 
 if __name__ == "__main__":
