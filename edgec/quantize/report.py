@@ -17,7 +17,7 @@ import onnx_ir as ir
 from edgec import ir as eir
 from edgec.quantize.data import CalibrationData
 
-REPORT_SAMPLES = 8  # enough to rank layers; each sample runs both models with every tensor exposed
+REPORT_SAMPLES = 4  # enough to rank layers; each sample runs both models with every tensor exposed
 SQNR_CAP = 200.0
 
 

@@ -127,7 +127,9 @@ def cmd_verify(args, manifest, session, info):
     outputs = run_all(session, manifest, inputs)
     checks = {"reference": compare(dequantize(manifest, outputs), load_npz(os.path.join(HERE, samples["expected"])),
                                    samples["tolerance"])}
-    if samples.get("host"):
+    if args.outputs:
+        np.savez(args.outputs, **outputs)
+    if samples.get("host") and os.path.exists(os.path.join(HERE, samples["host"])):
         checks["build_host"] = compare(outputs, load_npz(os.path.join(HERE, samples["host"])),
                                        samples["host_tolerance"])
     passed = all(e["passed"] for c in checks.values() for e in c.values())
@@ -219,7 +221,8 @@ def main(argv=None):
     common.add_argument("--json", help="also write the report as JSON to this file")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("verify", parents=[common], help="run the bundled samples and compare with expected outputs")
+    verify = sub.add_parser("verify", parents=[common], help="run the bundled samples and compare with expected outputs")
+    verify.add_argument("--outputs", help="also write the samples' outputs to this .npz")
     infer = sub.add_parser("infer", parents=[common], help="run inputs from an .npz keyed by input name")
     infer.add_argument("--inputs", required=True)
     infer.add_argument("--outputs", required=True)
