@@ -55,7 +55,7 @@ def test_fp16_stores_half_weights(tmp_path, digits_model, digits_fp32):
 
 def test_digits_int8_accuracy_and_proof(digits_int8, digits_data, digits_accuracy, tmp_path):
     m = manifest(digits_int8)
-    assert m["precision"] == "int8" and m["backend"]["quantizer"] == "nncf"  # the target's default
+    assert m["precision"] == "int8" and m["backend"]["quantizer"] == "edgec"  # the target's default
     logits = infer(digits_int8, {"input": digits_data["x_test"]}, tmp_path)["logits"]
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
     ran = {layer["type"]: layer["precision"] for layer in m["backend"]["layers"]}
