@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -147,7 +146,8 @@ def _manifest(source, target, backend, precision, lowered, quantization, stage, 
         "schema_version": package.SCHEMA_VERSION,
         "edgec_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "build_host": {"machine": platform.machine(), "python": platform.python_version()},
+        "build_host": {"machine": platform.machine(), "python": platform.python_version(),
+                       "onnx_ir": ir.__version__},
         "source": {
             "name": source_path.stem or source,
             "path": str(source),
@@ -188,7 +188,6 @@ def _manifest(source, target, backend, precision, lowered, quantization, stage, 
         },
         "sizes": {"source_bytes": source_file.stat().st_size if source_file else None,
                   "model_bytes": sum(f["bytes"] for f in files.values())},
-        "ir_version": ir.__version__,
     }
 
 
