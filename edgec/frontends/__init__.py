@@ -10,9 +10,19 @@ from edgec import ir as eir
 from edgec.errors import InputError
 
 
+# A PyTorch source names its class after the file: path/model.py:ClassName
+PY_CLASS = re.compile(r"(?P<path>.+\.py):(?P<name>\w+)")
+
+
+def source_path(source: str) -> Path:
+    """The file or folder a source names (model.py for model.py:Class)."""
+    match = PY_CLASS.fullmatch(source)
+    return Path(match["path"] if match else source)
+
+
 def source_format(source: str) -> str:
     """'onnx', 'torch' or 'tf', judged from the path the user gave."""
-    path = Path(source.rsplit(":", 1)[0] if re.search(r"\.py:\w+$", source) else source)
+    path = source_path(source)
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return "onnx"
@@ -31,6 +41,8 @@ def source_format(source: str) -> str:
 def load(source: str, input_specs=(), weights: str | None = None) -> ir.Model:
     """Load any supported source as an onnx_ir Model with the user's input shapes applied."""
     fmt = source_format(source)
+    if weights and fmt != "torch":
+        raise InputError(f"--weights is for PyTorch model.py:Class sources; {source} already holds its weights")
     if fmt == "onnx":
         model = eir.load(source)
     elif fmt == "torch":

@@ -48,12 +48,14 @@ def load(source: str, specs: list[InputSpec], weights: str | None = None) -> ir.
 
 
 def _split(source: str) -> tuple[Path, str]:
-    path, _, class_name = source.rpartition(":")
-    if not path.endswith(".py") or not class_name.isidentifier():
+    from edgec.frontends import PY_CLASS
+
+    match = PY_CLASS.fullmatch(source)
+    if not match or not match["name"].isidentifier():
         raise InputError(f"'{source}': a PyTorch source is path/model.py:ClassName (or a saved .pt2 program)")
-    if not Path(path).is_file():
-        raise InputError(f"model file not found: {path}")
-    return Path(path), class_name
+    if not Path(match["path"]).is_file():
+        raise InputError(f"model file not found: {match['path']}")
+    return Path(match["path"]), match["name"]
 
 
 def _instantiate(torch, path: Path, class_name: str):

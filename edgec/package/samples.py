@@ -1,13 +1,11 @@
 """Sample inputs for an artifact and the reference outputs of the original model."""
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec.ir import runtime
 
 SAMPLE_COUNT = 8
 
@@ -37,25 +35,4 @@ def sample_inputs(model: ir.Model, data: dict[str, np.ndarray] | None, count: in
 
 def reference_outputs(model: ir.Model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run the model in onnxruntime, batch by batch, without graph optimizations."""
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory(prefix="edgec-ref-") as tmp:
-        path = eir.save(model, Path(tmp) / "reference.onnx")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        return run_batched(session, model, inputs)
-
-
-def run_batched(session, model: ir.Model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    first = model.graph.inputs[0]
-    batch = first.shape[0] if first.shape is not None and isinstance(first.shape[0], int) else None
-    count = len(next(iter(inputs.values())))
-    step = batch or count
-    names = [o.name for o in session.get_outputs()]
-    parts: dict[str, list] = {n: [] for n in names}
-    for i in range(0, count, step):
-        feed = {k: v[i : i + step] for k, v in inputs.items()}
-        for name, value in zip(names, session.run(names, feed)):
-            parts[name].append(value)
-    return {n: np.concatenate(p) for n, p in parts.items()}
+    return runtime.run_batched(runtime.session(model), model, inputs)

@@ -6,37 +6,20 @@ with the float model. Both models run in onnxruntime with its real int8 kernels.
 from __future__ import annotations
 
 import math
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 
-from edgec import ir as eir
+from edgec.ir import runtime
 from edgec.quantize.data import CalibrationData
 
 GROUPS = 8  # the layers are released in about this many groups, most harmful first
 
 
 def predictions(model: ir.Model, data: CalibrationData) -> np.ndarray:
-    """Top-1 class of the first output for every evaluation sample."""
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory(prefix="edgec-eval-") as tmp:
-        path = eir.save(model, Path(tmp) / "eval.onnx")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        first = model.graph.inputs[0].shape[0]
-        batch = first if isinstance(first, int) else 64
-        output = session.get_outputs()[0].name
-        parts = []
-        for start in range(0, data.count, batch):
-            feed = {k: v[start : start + batch] for k, v in data.arrays.items()}
-            if len(next(iter(feed.values()))) < batch and isinstance(first, int):
-                break  # a static batch cannot take the remainder
-            parts.append(session.run([output], feed)[0])
-    logits = np.concatenate(parts)
+    """Top-1 class of the first output for every evaluation sample, with onnxruntime's int8 kernels."""
+    outputs = runtime.run_batched(runtime.session(model, optimize=True), model, data.arrays)
+    logits = next(iter(outputs.values()))
     return logits.reshape(len(logits), -1).argmax(1)
 
 

@@ -8,13 +8,13 @@ That is the measure of harm the fallback uses.
 """
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import itertools
 
 import numpy as np
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec.ir import runtime
 from edgec.quantize.data import CalibrationData
 
 REPORT_SAMPLES = 4  # enough to rank layers; each sample runs both models with every tensor exposed
@@ -57,21 +57,15 @@ def quantized_layers(qdq: ir.Model) -> dict[str, dict]:
     return layers
 
 
-def _session(model: ir.Model, outputs: list[str], folder: Path, name: str):
-    import onnxruntime as ort
-
-    model = eir.clone(model)  # a copy we may extend with outputs
+def _session(model: ir.Model, outputs: list[str]):
+    """A session that also returns the named intermediate tensors."""
+    model = eir.clone(model)
     values = {v.name: v for node in model.graph for v in node.outputs}
-    values.update({v.name: v for v in model.graph.inputs})
     existing = {v.name for v in model.graph.outputs} | {v.name for v in model.graph.inputs}
     for tensor in outputs:
         if tensor not in existing:
             model.graph.outputs.append(values[tensor])
-    path = eir.save(model, folder / f"{name}.onnx")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return runtime.session(model)
 
 
 def _fetch(session, names: list[str], feed: dict) -> dict:
@@ -98,18 +92,14 @@ def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -
     float_names = sorted(dequantized)
     quant_names = sorted(set(dequantized.values()))
     sums = {name: np.zeros(4) for name in float_names}  # signal², noise², dot, quantized²
-    with tempfile.TemporaryDirectory(prefix="edgec-qerr-") as tmp:
-        fsess = _session(float_model, float_names, Path(tmp), "float")
-        qsess = _session(qdq, quant_names, Path(tmp), "qdq")
-        for i, feed in enumerate(data.rows(1)):
-            if i >= REPORT_SAMPLES:
-                break
-            f = _fetch(fsess, float_names, feed)
-            q = _fetch(qsess, quant_names, feed)
-            for name in float_names:
-                a, b = f[name].ravel(), q[dequantized[name]].ravel()
-                d = a - b
-                sums[name] += [np.dot(a, a), np.dot(d, d), np.dot(a, b), np.dot(b, b)]  # float32 BLAS
+    fsess, qsess = _session(float_model, float_names), _session(qdq, quant_names)
+    for feed in itertools.islice(data.rows(1), REPORT_SAMPLES):
+        f = _fetch(fsess, float_names, feed)
+        q = _fetch(qsess, quant_names, feed)
+        for name in float_names:
+            a, b = f[name].ravel(), q[dequantized[name]].ravel()
+            d = a - b
+            sums[name] += [np.dot(a, a), np.dot(d, d), np.dot(a, b), np.dot(b, b)]  # float32 BLAS
     errors = {}
     for name, (signal, noise, dot, quant) in sums.items():
         sqnr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else SQNR_CAP
