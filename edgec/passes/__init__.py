@@ -1,51 +1,65 @@
-"""Graph passes on the common IR, composed with onnx_ir's PassManager.
+"""Graph passes on the common IR: one pipeline of named steps, run guarded (see guard.py).
 
-`optimize` folds constants and BatchNormalization (onnxscript's optimizer), canonicalizes
-exporter flavours, removes dead code and identities, and marks fusable activation pairs.
+The order matters. Constants are lifted first, so every later step sees weights as weights.
+Then shape inference and constant folding turn the shape arithmetic of dynamic exporters into
+constants (and inline If branches and unroll Loops whose conditions became constant), before
+onnxscript's rewrites fold BatchNorm and edgec's rules canonicalize what exporters emit. The
+fold and rewrite steps appear twice, since each can expose work for the other.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx_ir as ir
 import onnx_ir.passes.common as common
-from onnxscript import optimizer
+from onnxscript import rewriter
 from onnxscript.rewriter import RewritePass, pattern
 
 from edgec.passes import canonicalize, fold, layout
 from edgec.passes.canonicalize import PositiveAxesPass
+from edgec.passes.constants import FoldConstantSubgraphsPass, LiftConstantsPass
 from edgec.passes.fusion import MarkActivationFusionPass
+from edgec.passes.guard import Checker, GuardReport, Step, run_guarded
+from edgec.passes.identity import IdentityEliminationPass
+from edgec.passes.loops import UnrollLoopsPass
 
 
-class FoldConstantsAndBatchNormPass(ir.passes.InPlacePass):
-    """onnxscript's optimizer: constant folding, BN into Conv/Gemm, algebraic clean-ups."""
-
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        before = len(model.graph)
-        optimizer.optimize_ir(model)
-        return ir.passes.PassResult(model, len(model.graph) != before)
+def _edgec_rules() -> RewritePass:
+    return RewritePass(pattern.RewriteRuleSet([*canonicalize.RULES, *layout.RULES, *fold.RULES]))
 
 
-def canonicalization() -> ir.passes.PassManager:
-    return ir.passes.PassManager(
-        [
-            common.ShapeInferencePass(),
-            RewritePass(pattern.RewriteRuleSet([*canonicalize.RULES, *layout.RULES, *fold.RULES])),
-            common.IdentityEliminationPass(),
-            PositiveAxesPass(),
-            common.RemoveUnusedNodesPass(),
-        ]
-    )
+def _onnxscript_rules() -> RewritePass:
+    """onnxscript's default rewrites: BatchNorm into Conv/Gemm, algebraic clean-ups."""
+    return RewritePass(rewriter._DEFAULT_REWRITE_RULES)
 
 
-def pipeline() -> ir.passes.Sequential:
-    return ir.passes.Sequential(
-        canonicalization(),
-        FoldConstantsAndBatchNormPass(),
-        canonicalization(),
-        common.TopologicalSortPass(),
-        MarkActivationFusionPass(),
-    )
+def _fold_and_rewrite(round_: int) -> list[Step]:
+    return [
+        Step(f"shape-inference/{round_}", common.ShapeInferencePass),
+        Step(f"fold-constants/{round_}", FoldConstantSubgraphsPass),
+        Step(f"unroll-loops/{round_}", UnrollLoopsPass),
+        Step(f"onnxscript-rewrites/{round_}", _onnxscript_rules),
+        Step(f"edgec-rules/{round_}", _edgec_rules),
+        Step(f"identity-elimination/{round_}", IdentityEliminationPass),
+        Step(f"remove-unused/{round_}", common.RemoveUnusedNodesPass),
+    ]
+
+
+# The pipeline, in order. Tests may add a step here to prove that a broken pass is caught.
+PIPELINE: list[Step] = [
+    Step("inline-functions", common.InlinePass),
+    Step("lift-constants", LiftConstantsPass),
+    Step("identity-elimination", IdentityEliminationPass),
+    *_fold_and_rewrite(1),
+    *_fold_and_rewrite(2),
+    Step("positive-axes", PositiveAxesPass),
+    Step("remove-unused-functions", common.RemoveUnusedFunctionsPass),
+    Step("remove-unused-opsets", common.RemoveUnusedOpsetsPass),
+    Step("deduplicate-initializers", common.DeduplicateInitializersPass),
+    Step("common-subexpressions", common.CommonSubexpressionEliminationPass),
+    Step("topological-sort", common.TopologicalSortPass),
+    Step("mark-activation-fusion", MarkActivationFusionPass),
+]
 
 
 @dataclass
@@ -54,6 +68,14 @@ class OptimizeReport:
     nodes_after: int
     ops_before: dict
     ops_after: dict
+    guard: GuardReport = field(default_factory=GuardReport)
+    left_computed: list[str] = field(default_factory=list)  # constant values above the folding limit
+
+    @property
+    def warnings(self) -> list[str]:
+        notes = [f"note: {v} stays computed: folding it would add that many elements to the model"
+                 for v in self.left_computed]
+        return self.guard.warnings + notes
 
 
 def op_histogram(model: ir.Model) -> dict[str, int]:
@@ -88,11 +110,24 @@ def _restore_names(model: ir.Model, origins: dict[str, str]) -> None:
             node.name = name
 
 
-def optimize(model: ir.Model) -> OptimizeReport:
-    """Run the whole pipeline in place and say what changed."""
+def _left_computed(model: ir.Model) -> list[str]:
+    return FoldConstantSubgraphsPass.oversized(model)
+
+
+def optimize(model: ir.Model, checker: Checker | None = None) -> tuple[ir.Model, OptimizeReport]:
+    """Run the pipeline on a copy of `model`; return the optimized model and what changed.
+
+    With a `checker` (the original's outputs on sample inputs), a step that changes the numbers
+    is found and dropped.
+    """
     before = op_histogram(model)
     origins = _origins(model)
-    pipeline()(model)
-    _restore_names(model, origins)
-    after = op_histogram(model)
-    return OptimizeReport(sum(before.values()), sum(after.values()), before, after)
+    optimized, guard = run_guarded(PIPELINE, model, checker)
+    _restore_names(optimized, origins)
+    after = op_histogram(optimized)
+    report = OptimizeReport(sum(before.values()), sum(after.values()), before, after, guard,
+                            _left_computed(optimized))
+    return optimized, report
+
+
+__all__ = ["Checker", "OptimizeReport", "PIPELINE", "Step", "op_histogram", "optimize"]

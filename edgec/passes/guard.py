@@ -1,0 +1,159 @@
+"""Run the pass pipeline so that no pass can kill a build or silently change its numbers.
+
+Each step runs on the model as the previous step left it. A step that raises is skipped with
+a one-line warning naming the step and the first node its traceback was working on; the build
+goes on with the graph from before it. Snapshots are `Model.clone()`s, which share tensors, so
+they cost nodes, not weights.
+
+After the pipeline the result is run against the original model's outputs. If they differ by
+more than `TOLERANCE` of each output's range, the snapshots are bisected to the first step
+that changed the numbers; that step is dropped with a warning and the rest runs again.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import onnx_ir as ir
+
+logger = logging.getLogger(__name__)
+
+TOLERANCE = 1e-4  # of each output's range, as the issue's fp32 bar
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named pass of the pipeline; `make` builds a fresh pass object for each run."""
+
+    name: str
+    make: Callable[[], ir.passes.PassBase]
+
+
+@dataclass
+class StepRecord:
+    name: str
+    modified: bool = False
+    skipped: str = ""  # why the step was skipped, or ''
+
+
+@dataclass
+class GuardReport:
+    steps: list[StepRecord] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # one line per step that raised, in the final run
+    dropped: list[str] = field(default_factory=list)  # steps dropped because they changed the numbers
+    unchecked: bool = False  # onnxruntime could not judge the model
+    max_error: float | None = None  # of the output range, after the pipeline
+
+    @property
+    def warnings(self) -> list[str]:
+        dropped = [f"warning: pass {name} changed the model's outputs and was dropped" for name in self.dropped]
+        unchecked = ["warning: the optimized graph could not be checked against the original"] if self.unchecked else []
+        return self.failures + dropped + unchecked
+
+
+def node_in_traceback(exc: BaseException) -> ir.Node | None:
+    """The innermost `ir.Node` a failing pass had in hand, read from its traceback's frames."""
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, ir.Node):
+                found = value
+                break
+        tb = tb.tb_next
+    return found
+
+
+def _describe(node: ir.Node | None) -> str:
+    return f" at {node.op_type} node '{node.name}'" if node is not None else ""
+
+
+class Checker:
+    """Compares a model's outputs with the original's on the build's samples (onnxruntime, unoptimized)."""
+
+    def __init__(self, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]):
+        self.inputs, self.expected = inputs, expected
+
+    def error(self, model: ir.Model) -> float:
+        """The worst output's max abs error relative to its range (inf if the model does not run)."""
+        from edgec.ir import runtime
+
+        try:
+            outputs = runtime.run_batched(runtime.session(model), model, self.inputs)
+        except Exception as exc:
+            logger.info("the optimized model does not run in onnxruntime: %s", exc)
+            return float("inf")
+        return max((relative_error(outputs.get(name), value) for name, value in self.expected.items()), default=0.0)
+
+
+def relative_error(got: np.ndarray | None, expected: np.ndarray) -> float:
+    if got is None or got.shape != expected.shape:
+        return float("inf")
+    if expected.size == 0:
+        return 0.0
+    a, b = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    finite = np.isfinite(b)
+    if not np.array_equal(np.isfinite(a), finite):
+        return float("inf")
+    if not finite.any():
+        return 0.0
+    span = float(np.ptp(b[finite])) or float(np.max(np.abs(b[finite]))) or 1.0
+    return float(np.max(np.abs(a[finite] - b[finite]))) / span
+
+
+def _run(steps: list[Step], model: ir.Model, report: GuardReport) -> list[ir.Model]:
+    """Apply the steps; return the snapshot after each (the input model first)."""
+    snapshots = [model]
+    for step in steps:
+        before = snapshots[-1]
+        work = before.clone()
+        record = StepRecord(step.name)
+        try:
+            result = step.make()(work)
+            record.modified = result.modified
+            work = result.model
+        except Exception as exc:  # a pass is library code we do not control: it must not end the build
+            node = node_in_traceback(exc)
+            message = f"warning: pass {step.name} failed{_describe(node)} and was skipped " \
+                      f"({type(exc).__name__}; --verbose shows why)"
+            logger.info("pass %s failed", step.name, exc_info=exc)
+            report.failures.append(message)
+            record.skipped = "raised " + type(exc).__name__
+            work = before
+        report.steps.append(record)
+        snapshots.append(work)
+    return snapshots
+
+
+def run_guarded(steps: list[Step], model: ir.Model, checker: Checker | None) -> tuple[ir.Model, GuardReport]:
+    """Run the steps on a clone of `model`; return the optimized model and what happened."""
+    report = GuardReport()
+    active = list(steps)
+    while True:
+        report.steps.clear()
+        report.failures.clear()
+        snapshots = _run(active, model, report)
+        if checker is None:
+            return snapshots[-1], report
+        report.max_error = checker.error(snapshots[-1])
+        if report.max_error <= TOLERANCE:
+            return snapshots[-1], report
+        if checker.error(snapshots[0]) > TOLERANCE:  # onnxruntime cannot judge this model: keep the result
+            report.unchecked = True
+            return snapshots[-1], report
+        culprit = _first_bad(snapshots, checker)
+        logger.info("pass %s changed the outputs by %.3g of their range", active[culprit].name, report.max_error)
+        report.dropped.append(active.pop(culprit).name)
+
+
+def _first_bad(snapshots: list[ir.Model], checker: Checker) -> int:
+    """Index of the step whose result first fails the check (binary search; the last one fails)."""
+    low, high = 0, len(snapshots) - 1  # snapshots[low] passes (the original), snapshots[high] fails
+    while high - low > 1:
+        middle = (low + high) // 2
+        if checker.error(snapshots[middle]) <= TOLERANCE:
+            low = middle
+        else:
+            high = middle
+    return high - 1
