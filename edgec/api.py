@@ -9,7 +9,8 @@ from pathlib import Path
 from edgec import __version__
 from edgec import ir as eir
 from edgec import package
-from edgec.errors import InputError, UnsupportedError, VerificationError
+from edgec.errors import InputError, UnsupportedError, VerificationError, stage
+from edgec.ir.bindings import ConstInput, bind_inputs, config_like_inputs
 from edgec.package import npz
 from edgec.targets import PRECISIONS, Target, load_target
 
@@ -25,6 +26,7 @@ def build(
     *,
     precision: str | None = None,
     input_shapes: tuple[str, ...] = (),
+    const_inputs: tuple[str, ...] = (),
     weights: str | None = None,
     calibration: str | None = None,
     force: bool = False,
@@ -61,8 +63,11 @@ def build(
 
     check_options(precision, calibration, options)
 
-    model = frontends.load(source, specs, weights)
-    notes = eir.resolve_static_shapes(model) if target.static_shapes else []
+    bindings = [ConstInput.parse(text) for text in const_inputs]
+    with stage("importing the model", "check that the file opens in its own framework"):
+        model = frontends.load(source, specs, weights)
+    notes = bind_inputs(model, bindings)
+    notes += eir.resolve_static_shapes(model) if target.static_shapes else []
     calibration_data = None
     if calibration is not None:
         from edgec.quantize.data import load_calibration
@@ -70,15 +75,23 @@ def build(
         calibration_data = load_calibration(calibration, model, target, options)
     for note in notes:
         log(note)
-    original = eir.clone(model)
-    report = passes.optimize(model)
+    original = model.clone()
+    from edgec.package.samples import reference_outputs, sample_inputs
+
+    samples_in = sample_inputs(original, calibration_data.arrays if calibration_data else None)
+    with stage("running the source model in onnxruntime", "the source model itself does not run"):
+        samples_ref = reference_outputs(original, samples_in)
+    model, report = passes.optimize(model, passes.Checker(samples_in, samples_ref))
+    for warning in report.warnings:
+        log(warning)
     log(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")
     unsupported = backend.unsupported(model)
     if unsupported:
         listing = "; ".join(str(u) for u in unsupported)
         raise UnsupportedError(
             f"target {target.name} cannot take {len(unsupported)} node(s): {listing}. "
-            f"Try `edgec inspect {source}` to see which targets can"
+            + _control_flow_hint(model, unsupported)
+            + f"Try `edgec inspect {source}` to see which targets can"
         )
 
     quantization = None
@@ -86,32 +99,42 @@ def build(
     if precision != "fp32":
         from edgec.quantize import quantize_for_target
 
-        model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, options, log)
+        with stage("quantizing", "try --precision fp16, or report the model"):
+            model, quantization = quantize_for_target(model, target, precision, calibration_data, backend,
+                                                      options, log)
 
-    from edgec.package.samples import reference_outputs, sample_inputs
-
-    samples_in = sample_inputs(original, calibration_data.arrays if calibration_data else None)
-    samples_ref = reference_outputs(original, samples_in)
-    with package.staging(output, force) as stage:
-        ctx = BuildContext(target, precision, stage, calibration_data, options, float_model, log)
+    with package.staging(output, force) as folder:
+        ctx = BuildContext(target, precision, folder, calibration_data, options, float_model, log)
         log(f"lowering with the {backend.name} backend")
-        lowered = backend.lower(model, ctx)
+        with stage(f"lowering with {backend.name}", f"try another target; `edgec inspect {source}` lists them"):
+            lowered = backend.lower(model, ctx)
         samples_in = to_interface(samples_in, lowered.inputs, quantize=True)
         samples_ref = to_interface(samples_ref, lowered.outputs, quantize=False)
-        (stage / "samples").mkdir()
-        npz.save(stage / "samples" / "inputs.npz", samples_in)
-        npz.save(stage / "samples" / "expected.npz", samples_ref)
-        package.install_harness(stage, backend.harness, backend.requirements(target))
-        manifest = _manifest(source, target, backend, precision, lowered, quantization, stage, original,
-                             report, options, input_shapes, calibration, notes)
-        package.write_manifest(stage, manifest)
-        package.write_readme(stage, manifest)
-        manifest["verification"] = _verify_on_host(stage, manifest, log)
+        (folder / "samples").mkdir()
+        npz.save(folder / "samples" / "inputs.npz", samples_in)
+        npz.save(folder / "samples" / "expected.npz", samples_ref)
+        package.install_harness(folder, backend.harness, backend.requirements(target))
+        manifest = _manifest(source, target, backend, precision, lowered, quantization, folder, original,
+                             report, options, input_shapes, const_inputs, calibration, notes)
+        package.write_manifest(folder, manifest)
+        package.write_readme(folder, manifest)
+        manifest["verification"] = _verify_on_host(folder, manifest, log)
         manifest["build"]["seconds"] = round(time.perf_counter() - started, 3)
-        package.write_manifest(stage, manifest)
+        package.write_manifest(folder, manifest)
     if not manifest["verification"]["passed"]:
         log(f"warning: the artifact in {output} did not pass verification on the build host")
     return manifest
+
+
+def _control_flow_hint(model, unsupported) -> str:
+    """For an If/Loop the target cannot take: the inputs whose binding would fold it away."""
+    if not any(u.op_type in ("If", "Loop", "Scan") for u in unsupported):
+        return ""
+    candidates = [c["name"] for c in config_like_inputs(model)]
+    if not candidates:
+        return "Control flow that depends on inputs can be folded by binding them with --const-input NAME=VALUE. "
+    return (f"Bind the configuration input(s) {', '.join(candidates)} with --const-input NAME=VALUE to fold "
+            "the control flow away. ")
 
 
 def to_interface(arrays: dict, specs: list[dict], quantize: bool) -> dict:
@@ -136,7 +159,7 @@ def to_interface(arrays: dict, specs: list[dict], quantize: bool) -> dict:
 
 
 def _manifest(source, target, backend, precision, lowered, quantization, stage, original, report, options,
-              input_shapes, calibration, notes) -> dict:
+              input_shapes, const_inputs, calibration, notes) -> dict:
     import onnx_ir as ir
 
     from edgec.frontends import source_path as path_of
@@ -183,9 +206,11 @@ def _manifest(source, target, backend, precision, lowered, quantization, stage, 
         "build": {
             "options": {k: v for k, v in sorted(options.items())},
             "input_shapes": list(input_shapes),
+            "const_inputs": list(const_inputs),
             "calibration": str(calibration) if calibration else None,
             "passes": {"nodes_before": report.nodes_before, "nodes_after": report.nodes_after,
-                       "ops_after": report.ops_after},
+                       "ops_after": report.ops_after, "warnings": report.warnings,
+                       "dropped": report.guard.dropped, "max_error": report.guard.max_error},
             "notes": notes,
         },
         "sizes": {"source_bytes": source_file.stat().st_size if source_file else None,
@@ -261,14 +286,14 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
     import onnx_ir.passes.common as common
 
     model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights)
-    per_sample = eir.clone(model)  # MACs for one sample: a symbolic batch counts as 1
+    per_sample = model.clone()  # MACs for one sample: a symbolic batch counts as 1
     try:
         eir.resolve_static_shapes(per_sample)
     except UnsupportedError:
         pass
     common.ShapeInferencePass()(per_sample)
     macs, complete = stats.macs_by_op(per_sample)
-    passes.optimize(per_sample)  # coverage is judged on the graph a build would lower
+    per_sample, _ = passes.optimize(per_sample)  # coverage is judged on the graph a build would lower
     coverage = {}
     for target in available():
         missing = get_backend(target.backend).unsupported(per_sample)
@@ -284,6 +309,7 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
             "operators": passes.op_histogram(model),
             "parameters": stats.parameter_count(model),
             "macs": {"by_op": macs, "total": sum(macs.values()), "complete": complete},
+            "configuration_inputs": config_like_inputs(model),
         },
         "unsupported_by_target": coverage,
     }

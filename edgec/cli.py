@@ -80,6 +80,9 @@ def main(ctx, debug):
               help="calibration data for int8: .npz keyed by input name, .npy, an image folder, or 'random'")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
               help="fix an input's shape, e.g. input:1,3,224,224 (repeatable)")
+@click.option("--const-input", "const_inputs", multiple=True, metavar="NAME=VALUE",
+              help="bind a configuration input (a sample rate, a flag) to a constant and fold what depends on it "
+                   "(repeatable), e.g. sr=16000")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
 @click.option("--preprocess", metavar="SPEC",
               help="image-folder calibration: size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,scale=255,"
@@ -99,7 +102,8 @@ def main(ctx, debug):
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
 @JSON_OPTION
 @click.pass_context
-def build(ctx, source, target, output, precision, calibration, input_shapes, weights, force, json_path, **options):
+def build(ctx, source, target, output, precision, calibration, input_shapes, const_inputs, weights, force, json_path,
+          **options):
     """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
 
     A PyTorch model.py is imported and run as Python code: build only sources you trust.
@@ -114,7 +118,8 @@ def build(ctx, source, target, output, precision, calibration, input_shapes, wei
             console.print(f"  {message}", markup=False, highlight=False)
 
         manifest = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
-                             weights=weights, calibration=calibration, force=force, options=options, log=log)
+                             const_inputs=const_inputs, weights=weights, calibration=calibration, force=force,
+                             options=options, log=log)
         status.stop()
     _emit(ctx, manifest, "build_summary", json_path)
     if not manifest["verification"]["passed"]:

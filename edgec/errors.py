@@ -40,3 +40,64 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(module, extra) from exc
+
+
+class StageError(EdgecError):
+    """A library failed inside one stage of the build (import, reference run, quantization, lowering)."""
+
+
+_ERROR_WORDS = ("error", "failed", "exception", "invalid", "cannot", "unsupported", "not supported")
+
+
+def error_line(text: str) -> str:
+    """The line of a library's message that states the error: the first naming one, never a log line."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("Traceback", "File \"", "INFO", "WARNING", "W0", "I0"))]
+    for line in lines:
+        if any(word in line.lower() for word in _ERROR_WORDS):
+            return line
+    return lines[0] if lines else "no message"
+
+
+def _raised_by_edgec(exc: BaseException) -> bool:
+    """True when the innermost Python frame of the exception is edgec's own code: a bug of ours."""
+    import os
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    package = os.path.dirname(os.path.abspath(__file__))
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(package + os.sep)
+
+
+def _node_of(exc: BaseException) -> str:
+    """' at OP node NAME' for the innermost graph node a failing library call had in hand."""
+    tb, found = exc.__traceback__, ""
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if type(value).__name__ == "Node" and hasattr(value, "op_type") and hasattr(value, "name"):
+                found = f" at {value.op_type} node '{value.name}'"
+                break
+        tb = tb.tb_next
+    return found
+
+
+class stage:
+    """`with stage("lowering with openvino", hint)`: a library's exception becomes one StageError line.
+
+    Exceptions raised by edgec's own code pass through unchanged: they are bugs (exit 1).
+    """
+
+    def __init__(self, name: str, hint: str = ""):
+        self.name, self.hint = name, hint
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, EdgecError) or not isinstance(exc, Exception) or _raised_by_edgec(exc):
+            return False
+        message = f"{self.name} failed{_node_of(exc)}: {error_line(str(exc) or type(exc).__name__)}"
+        raise StageError(message + (f" ({self.hint})" if self.hint else "")) from exc

@@ -6,6 +6,7 @@ fp16 passes the float model through: each backend stores or runs fp16 its own wa
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import onnx_ir as ir
 from edgec.errors import InputError
 from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
+
+PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) exists from opset 13
 
 MISSING_CALIBRATION = (
     "int8 needs calibration data: pass --calibration FILE.npz (arrays keyed by input name), a .npy, "
@@ -49,6 +52,22 @@ def _progress(log):
     return update
 
 
+def _opset_for(model: ir.Model, scheme: Scheme, log) -> tuple[ir.Model, Scheme, dict]:
+    """Upgrade a model below the opset the scheme needs; without an upgrade, per-tensor weights."""
+    from edgec.ir import opset
+
+    source = opset.default_opset(model)
+    if not scheme.per_channel or source >= PER_CHANNEL_OPSET:
+        return model, scheme, {"source": source, "quantized": source}
+    upgraded = opset.upgrade(model, PER_CHANNEL_OPSET)
+    if upgraded is None:
+        log(f"note: the opset-{source} model could not be converted to opset {PER_CHANNEL_OPSET}, which per-channel "
+            "int8 needs: its weights are quantized per tensor")
+        return model, dataclasses.replace(scheme, per_channel=False), {"source": source, "quantized": source}
+    log(f"note: converted the model from opset {source} to {PER_CHANNEL_OPSET} for per-channel int8")
+    return upgraded, scheme, {"source": source, "quantized": PER_CHANNEL_OPSET}
+
+
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
                         options: dict, log) -> tuple[ir.Model, dict]:
     """Return the model the backend lowers and the manifest's `quantization` record."""
@@ -66,6 +85,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         return model, record
 
     scheme = Scheme.from_target(target.quantization)
+    model, scheme, record["opset"] = _opset_for(model, scheme, log)
     method = options.get("calibration_method", "minmax")
     record.update(scheme=scheme.to_dict(), method=method)
     from edgec.quantize import fallback, report

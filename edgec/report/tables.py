@@ -68,6 +68,11 @@ def inspect(data: dict) -> None:
     macs = model["macs"]
     table.add_row("MACs", f"{macs['total']:,}" + ("" if macs["complete"] else " (some shapes unknown)"))
     console.print(table)
+    if model.get("configuration_inputs"):
+        config = _table("inputs that look like configuration", "input", "shape", "dtype", "to fold it away")
+        for c in model["configuration_inputs"]:
+            config.add_row(c["name"], str(c["shape"]), c["dtype"], c["suggest"])
+        console.print(config)
     ops = _table("operators", "op", "count", "MACs")
     for op, count in model["operators"].items():
         ops.add_row(op, str(count), f"{macs['by_op'].get(op, 0):,}")
