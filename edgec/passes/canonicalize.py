@@ -7,7 +7,9 @@ axes). Backends then need to understand one form only.
 from __future__ import annotations
 
 import onnx_ir as ir
-from onnxscript.rewriter import pattern
+from onnxscript.rewriter import MatchResult, pattern
+
+from edgec.passes.reasons import explained
 
 # ---- Dropout in an inference graph is the identity --------------------------------------
 
@@ -16,12 +18,15 @@ def _dropout(op, x):
     return op.Dropout(x, _allow_other_inputs=True, _allow_other_attributes=True, _outputs=["y"])
 
 
+@explained
 def _dropout_is_inference(context, x, y, **_):
     node = y.producer()
     training = node.inputs[2] if len(node.inputs) > 2 else None
     if training is not None and (training.const_value is None or bool(training.const_value.numpy())):
-        return False
-    return len(node.outputs) < 2 or not node.outputs[1].uses()
+        return MatchResult().fail("training mode is on, or computed at run time")
+    if len(node.outputs) > 1 and node.outputs[1].uses():
+        return MatchResult().fail("its mask output is used")
+    return MatchResult()
 
 
 def _identity(op, x, **_):
@@ -41,19 +46,23 @@ def _reduce_mean_axes_attr(op, x):
     return op.ReduceMean(x, _allow_other_attributes=True, _outputs=["y"])
 
 
+@explained
 def _spatial_mean(context, x, y, axes=None, **_):
     node = y.producer()
+    result = MatchResult()
     if x.shape is None or len(x.shape) != 4:
-        return False
+        return result.fail("the input is not known to be 4-D")
     if node.attributes.get_int("keepdims", 1) != 1 or node.attributes.get_int("noop_with_empty_axes", 0):
-        return False
+        return result.fail("keepdims=0 or noop_with_empty_axes")
     if axes is not None:
         if axes.const_value is None:
-            return False
+            return result.fail("the axes are computed at run time")
         values = [int(a) for a in axes.const_value.numpy().reshape(-1)]
     else:
         values = list(node.attributes.get_ints("axes", []) or [])
-    return sorted(a % 4 for a in values) == [2, 3]
+    if sorted(a % 4 for a in values) != [2, 3]:
+        return result.fail(f"it reduces axes {values}, not the spatial axes 2 and 3")
+    return result
 
 
 def _global_average_pool(op, x, **_):

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter import pattern
+from onnxscript.rewriter import MatchResult, pattern
+
+from edgec.passes.reasons import explained
 
 
 def _conv_mul_add(op, x, w, scale, offset):
@@ -28,15 +30,21 @@ def _per_channel(value: ir.Value, channels: int) -> np.ndarray | None:
     return squeezed.reshape(channels)
 
 
+@explained
 def _foldable(context, x, w, scale, offset, conv, scaled, **_):
-    if w.const_value is None or len(conv.uses()) != 1 or len(scaled.uses()) != 1:
-        return False
+    result = MatchResult()
+    if w.const_value is None:
+        return result.fail("the convolution's weights are not constant")
+    if len(conv.uses()) != 1 or len(scaled.uses()) != 1:
+        return result.fail("an intermediate value has other users")
     node = conv.producer()
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if bias is not None and bias.const_value is None:
-        return False
+        return result.fail("the convolution's bias is not constant")
     channels = w.const_value.shape[0]
-    return _per_channel(scale, channels) is not None and _per_channel(offset, channels) is not None
+    if _per_channel(scale, channels) is None or _per_channel(offset, channels) is None:
+        return result.fail("the Mul/Add constants are not per output channel")
+    return result
 
 
 def _folded_conv(op, x, w, scale, offset, conv, **_):

@@ -32,16 +32,16 @@ def activation_name(node: ir.Node) -> str | None:
 class MarkActivationFusionPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        for node in model.graph:
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):
             if node.op_type not in FUSABLE_PRODUCERS or len(node.outputs) != 1:
                 continue
             output = node.outputs[0]
             users = output.uses()
-            if len(users) != 1 or output in model.graph.outputs:
+            if len(users) != 1 or output.is_graph_output():
                 continue
             consumer = users[0].node
             name = activation_name(consumer)
-            if name and consumer.inputs[0] is output:
+            if name and consumer.inputs[0] is output and node.metadata_props.get(MARK) != name:
                 node.metadata_props[MARK] = name
                 modified = True
         return ir.passes.PassResult(model, modified)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
-from onnxscript.rewriter import pattern
+from onnxscript.rewriter import MatchResult, pattern
+
+from edgec.passes.reasons import explained
 
 TO_NHWC = [0, 2, 3, 1]
 
@@ -19,17 +21,22 @@ def _flatten_nhwc_matmul(op, x, shape, w):
     return op.MatMul(flat, w)
 
 
+@explained
 def _is_flatten_into_weights(context, x, shape, w, flat, **_):
+    result = MatchResult()
     if x.shape is None or len(x.shape) != 4 or not all(isinstance(d, int) for d in x.shape[1:]):
-        return False
+        return result.fail("the transposed value is not a static 4-D tensor")
     if w.const_value is None or len(w.const_value.shape) != 2 or flat.shape is None or len(flat.shape) != 2:
-        return False
+        return result.fail("not a 2-D flatten into constant 2-D weights")
     if shape.const_value is None or 0 in shape.const_value.numpy().tolist():  # 0 would copy C, not H
-        return False
+        return result.fail("the reshape target is computed, or copies a dimension")
     n, c, h, wd = x.shape
     # the reshape keeps the batch and flattens everything else, and only the MatMul reads it
-    return flat.shape[1] == c * h * wd and w.const_value.shape[0] == c * h * wd and len(flat.uses()) == 1 \
-        and len(flat.producer().inputs[0].uses()) == 1
+    if flat.shape[1] != c * h * wd or w.const_value.shape[0] != c * h * wd:
+        return result.fail("the reshape does not flatten all of C, H and W")
+    if len(flat.uses()) != 1 or len(flat.producer().inputs[0].uses()) != 1:
+        return result.fail("the flattened or transposed value has other users")
+    return result
 
 
 def _flatten_nchw_matmul(op, x, shape, w, **_):
