@@ -1,13 +1,14 @@
 """Run the pass pipeline so that no pass can kill a build or silently change its numbers.
 
-Each step runs on the model as the previous step left it. A step that raises is skipped with
-a one-line warning naming the step and the first node its traceback was working on; the build
-goes on with the graph from before it. Snapshots are `Model.clone()`s, which share tensors, so
-they cost nodes, not weights.
+The steps run in place on one copy of the model (`Model.clone()` shares tensors, so a copy
+costs nodes, not weights). A step that raises is skipped with a one-line warning naming the
+step and the node its traceback was working on, and the pipeline runs again from a fresh copy
+without it: a failed pass never leaves a half-edited graph behind.
 
 After the pipeline the result is run against the original model's outputs. If they differ by
-more than `TOLERANCE` of each output's range, the snapshots are bisected to the first step
-that changed the numbers; that step is dropped with a warning and the rest runs again.
+more than `TOLERANCE` of each output's range, prefixes of the pipeline are bisected to the
+first step that changed the numbers; that step is dropped with a warning and the rest runs
+again. Failures cost reruns; a healthy pipeline costs one copy.
 """
 from __future__ import annotations
 
@@ -25,23 +26,28 @@ TOLERANCE = 1e-4  # of each output's range, as the issue's fp32 bar
 
 @dataclass(frozen=True)
 class Step:
-    """One named pass of the pipeline; `make` builds a fresh pass object for each run."""
+    """One named pass of the pipeline; `make` builds a fresh pass object for each run.
+
+    A step with `after` runs only if one of the steps named there changed the model (a second
+    round of folding and rewriting has work only when the first round did something).
+    """
 
     name: str
     make: Callable[[], ir.passes.PassBase]
+    after: tuple[str, ...] = ()
 
 
 @dataclass
 class StepRecord:
     name: str
-    modified: bool = False
-    skipped: str = ""  # why the step was skipped, or ''
+    modified: bool
 
 
 @dataclass
 class GuardReport:
     steps: list[StepRecord] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)  # one line per step that raised, in the final run
+    failures: list[str] = field(default_factory=list)  # one line per step that raised
+    skipped: list[str] = field(default_factory=list)  # steps skipped because they raised
     dropped: list[str] = field(default_factory=list)  # steps dropped because they changed the numbers
     unchecked: bool = False  # onnxruntime could not judge the model
     max_error: float | None = None  # of the output range, after the pipeline
@@ -102,57 +108,59 @@ def relative_error(got: np.ndarray | None, expected: np.ndarray) -> float:
     return float(np.max(np.abs(a[finite] - b[finite]))) / span
 
 
-def _run(steps: list[Step], model: ir.Model, report: GuardReport) -> list[ir.Model]:
-    """Apply the steps; return the snapshot after each (the input model first)."""
-    snapshots = [model]
-    for step in steps:
-        before = snapshots[-1]
-        work = before.clone()
-        record = StepRecord(step.name)
+def _run(steps: list[Step], model: ir.Model, report: GuardReport | None = None) -> ir.Model | int:
+    """The steps applied to a copy of `model`, or the index of the step that raised."""
+    work = model.clone()
+    changed: set[str] = set()
+    for index, step in enumerate(steps):
+        if step.after and not changed.intersection(step.after):
+            continue
         try:
             result = step.make()(work)
-            record.modified = result.modified
-            work = result.model
         except Exception as exc:  # a pass is library code we do not control: it must not end the build
             node = node_in_traceback(exc)
-            message = f"warning: pass {step.name} failed{_describe(node)} and was skipped " \
-                      f"({type(exc).__name__}; --verbose shows why)"
             logger.info("pass %s failed", step.name, exc_info=exc)
-            report.failures.append(message)
-            record.skipped = "raised " + type(exc).__name__
-            work = before
-        report.steps.append(record)
-        snapshots.append(work)
-    return snapshots
+            if report is not None:
+                report.failures.append(f"warning: pass {step.name} failed{_describe(node)} and was skipped "
+                                       f"({type(exc).__name__}; --verbose shows why)")
+            return index
+        work = result.model
+        if result.modified:
+            changed.add(step.name)
+        if report is not None:
+            report.steps.append(StepRecord(step.name, result.modified))
+    return work
 
 
 def run_guarded(steps: list[Step], model: ir.Model, checker: Checker | None) -> tuple[ir.Model, GuardReport]:
-    """Run the steps on a clone of `model`; return the optimized model and what happened."""
+    """Run the steps on a copy of `model`; return the optimized model and what happened."""
     report = GuardReport()
     active = list(steps)
     while True:
         report.steps.clear()
-        report.failures.clear()
-        snapshots = _run(active, model, report)
+        result = _run(active, model, report)
+        if isinstance(result, int):
+            report.skipped.append(active.pop(result).name)
+            continue
         if checker is None:
-            return snapshots[-1], report
-        report.max_error = checker.error(snapshots[-1])
+            return result, report
+        report.max_error = checker.error(result)
         if report.max_error <= TOLERANCE:
-            return snapshots[-1], report
-        if checker.error(snapshots[0]) > TOLERANCE:  # onnxruntime cannot judge this model: keep the result
+            return result, report
+        if checker.error(model) > TOLERANCE:  # onnxruntime cannot judge this model: keep the result
             report.unchecked = True
-            return snapshots[-1], report
-        culprit = _first_bad(snapshots, checker)
+            return result, report
+        culprit = _first_bad(active, model, checker)
         logger.info("pass %s changed the outputs by %.3g of their range", active[culprit].name, report.max_error)
         report.dropped.append(active.pop(culprit).name)
 
 
-def _first_bad(snapshots: list[ir.Model], checker: Checker) -> int:
-    """Index of the step whose result first fails the check (binary search; the last one fails)."""
-    low, high = 0, len(snapshots) - 1  # snapshots[low] passes (the original), snapshots[high] fails
+def _first_bad(steps: list[Step], model: ir.Model, checker: Checker) -> int:
+    """Index of the step after which the pipeline first fails the check (binary search over prefixes)."""
+    low, high = 0, len(steps)  # the first `low` steps pass, the first `high` fail
     while high - low > 1:
         middle = (low + high) // 2
-        if checker.error(snapshots[middle]) <= TOLERANCE:
+        if checker.error(_run(steps[:middle], model)) <= TOLERANCE:
             low = middle
         else:
             high = middle
