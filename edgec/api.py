@@ -81,11 +81,19 @@ def build(
     samples_in = sample_inputs(original, calibration_data.arrays if calibration_data else None)
     with stage("running the source model in onnxruntime", "the source model itself does not run"):
         samples_ref = reference_outputs(original, samples_in)
-    model, report = passes.optimize(model, passes.Checker(samples_in, samples_ref))
+    checker = passes.Checker(samples_in, samples_ref)
+    model, report = passes.optimize(model, checker)
     for warning in report.warnings:
         log(warning)
     log(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")
     unsupported = backend.unsupported(model)
+    lowerable = {u.op_type for u in unsupported} & set(passes.LOWERINGS)
+    if lowerable:
+        model, warnings = passes.lower_for_target(model, lowerable, checker)
+        for warning in warnings:
+            log(warning)
+        log(f"unrolled {', '.join(sorted(lowerable))} into basic operators for {target.name}")
+        unsupported = backend.unsupported(model)
     if unsupported:
         listing = "; ".join(str(u) for u in unsupported)
         raise UnsupportedError(

@@ -143,3 +143,28 @@ def test_tuning_database_is_reused(digits_model, digits_data, tmp_path):
     x = digits_data["x_test"][:50]
     np.testing.assert_array_equal(infer(first, {"input": x}, tmp_path)["logits"],
                                   infer(second, {"input": x}, tmp_path)["logits"])
+
+
+def test_coverage_list_is_tvms_own_converter_map():
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    from edgec.backends.tvm.operators import CONVERTED
+
+    assert CONVERTED == frozenset(onnx_frontend._get_convert_map())
+
+
+@pytest.mark.slow
+def test_recurrent_model_is_unrolled_for_tvm(tmp_path):
+    """TVM has no LSTM converter: the shared lowering unrolls it and the build matches onnxruntime."""
+    import onnx
+    from test_recurrent import recurrent_model
+
+    proto, feeds = recurrent_model("LSTM", "bidirectional", 0, False, peepholes=True)
+    onnx.save(proto, tmp_path / "lstm.onnx")
+    out = tmp_path / "art"
+    proc = edgec("build", tmp_path / "lstm.onnx", "-t", "tvm-x86", "-o", out, check=True)
+    assert "unrolled LSTM" in proc.stderr
+    got = infer(out, feeds, tmp_path)
+    expected = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for name, value in zip(["y", "y_h", "y_c"], expected):
+        np.testing.assert_allclose(got[name], value, atol=1e-5)

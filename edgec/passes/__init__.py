@@ -22,6 +22,7 @@ from edgec.passes.fusion import MarkActivationFusionPass
 from edgec.passes.guard import Checker, GuardReport, Step, run_guarded
 from edgec.passes.identity import IdentityEliminationPass
 from edgec.passes.loops import UnrollLoopsPass
+from edgec.passes.recurrent import RECURRENT_OPS, LowerRecurrentPass
 
 
 def _edgec_rules() -> RewritePass:
@@ -142,4 +143,17 @@ def optimize(model: ir.Model, checker: Checker | None = None) -> tuple[ir.Model,
     return optimized, report
 
 
-__all__ = ["Checker", "OptimizeReport", "PIPELINE", "Step", "op_histogram", "optimize"]
+# Operators the shared passes can rewrite into basic ones, for targets that cannot take them.
+LOWERINGS = {op: LowerRecurrentPass for op in RECURRENT_OPS}
+
+
+def lower_for_target(model: ir.Model, op_types: set[str], checker: Checker | None = None) -> tuple[ir.Model, list[str]]:
+    """Rewrite the given operators into basic ones (guarded and checked like the pipeline)."""
+    steps = [Step(f"lower-{op}", lambda op=op: LOWERINGS[op]((op,))) for op in sorted(op_types) if op in LOWERINGS]
+    steps.append(Step("topological-sort", common.TopologicalSortPass))
+    lowered, guard = run_guarded(steps, model, checker)
+    return lowered, guard.warnings
+
+
+__all__ = ["Checker", "LOWERINGS", "OptimizeReport", "PIPELINE", "Step", "lower_for_target", "op_histogram",
+           "optimize"]

@@ -14,6 +14,7 @@ import onnx_ir as ir
 
 from edgec import ir as eir
 from edgec.backends.base import Backend, BuildContext, Lowered
+from edgec.backends.tvm.operators import CONVERTED
 from edgec.errors import UnsupportedError
 from edgec.package import TOLERANCE
 
@@ -30,6 +31,7 @@ class TVMBackend(Backend):
     name = "tvm"
     runtime = "apache-tvm"
     harness = "rt_tvm.py"
+    supported_ops = CONVERTED
 
     def requirements(self, target) -> list[str]:
         return ["numpy>=1.24", *TVM_REQUIREMENTS]
