@@ -142,3 +142,9 @@ def test_per_channel_affine_after_conv_folds_into_conv():
     model, report = passes.optimize(model)
     assert report.ops_after == {"Conv": 1}
     np.testing.assert_allclose(run(model, {"x": x})[0], before, atol=1e-5)
+
+
+def test_input_names_may_hold_colons():
+    """TF exports name inputs like `serving_default_input_2:0`: the shape follows the last colon."""
+    spec = eir.InputSpec.parse("serving_default_input_2:0:1,43844,1")
+    assert (spec.name, spec.shape) == ("serving_default_input_2:0", (1, 43844, 1))

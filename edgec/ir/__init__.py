@@ -22,7 +22,7 @@ class InputSpec:
 
     @classmethod
     def parse(cls, text: str) -> "InputSpec":
-        match = re.fullmatch(r"\s*([^:\s]+)\s*:\s*(\d+(?:\s*[,x]\s*\d+)*)\s*", text)
+        match = re.fullmatch(r"\s*(\S.*?)\s*:\s*(\d+(?:\s*[,x]\s*\d+)*)\s*", text)  # names may hold colons
         if not match:
             raise InputError(
                 f"malformed --input-shape '{text}': write NAME:D1,D2,..., e.g. input:1,3,224,224"
