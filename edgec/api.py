@@ -298,6 +298,8 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
 
 
 def targets() -> list[dict]:
+    """Every bundled target, with the ONNX operators its backend claims."""
+    from edgec.backends import get_backend
     from edgec.targets import available
 
-    return [t.to_dict() for t in available()]
+    return [dict(t.to_dict(), operators=get_backend(t.backend).claimed_operators()) for t in available()]
