@@ -67,7 +67,8 @@ def markdown(data: dict) -> str:
         "*passed* when a form passed and no form was wrong or crashed; *refused* when every form was refused",
         "in one line; *wrong* when an artifact's outputs differ from the test's (rtol 1e-3, atol 1e-7); *crash*",
         "for anything else (a traceback, a signal, a multi-line refusal, a harness that cannot run its artifact).",
-        "A target is held to the tests of the operators it claims (`edgec targets --json`).",
+        "A target is held to the tests of the operators it claims (`edgec targets --json`). Wall seconds",
+        "depend on the machine's load (two forked builds at a time); CPU seconds are the suite's cost.",
         "Written by `tests/test_node_suite.py` (make test) and `python -m tests.node_suite --write TARGET`.",
         "",
         "| target | tests | passed | refused | wrong | crash | claimed-operator tests: passed / wrong / crash "
