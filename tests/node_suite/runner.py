@@ -175,7 +175,8 @@ def _child(case: NodeCase, form: str, target: str, conn, log: str) -> None:
     os.dup2(fd, 2)
     sys.stdout = sys.stderr = os.fdopen(fd, "w", buffering=1)  # a test runner may have replaced them
     try:
-        with tempfile.TemporaryDirectory(prefix="edgec-nodesuite-") as tmp:
+        # beside the log, inside the parent's folder: what a killed child leaves is removed with it
+        with tempfile.TemporaryDirectory(prefix="job-", dir=os.path.dirname(log)) as tmp:
             status, reason = run_one(case, form, target, Path(tmp))
     except BaseException as exc:  # noqa: BLE001
         status, reason = CRASH, f"{type(exc).__name__}: {first_line(exc)} [{_where(exc)}]"
@@ -196,7 +197,7 @@ def run(target: str, cases: list[NodeCase], workers: int = 2, timeout: float = J
     pending = collections.deque(jobs)
     outcomes: list[Outcome] = []
     running = {}
-    with tempfile.TemporaryDirectory(prefix="edgec-nodesuite-logs-") as logs:
+    with tempfile.TemporaryDirectory(prefix="edgec-nodesuite-") as logs:
         while pending or running:
             while pending and len(running) < workers:
                 case, form = pending.popleft()
