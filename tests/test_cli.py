@@ -86,3 +86,10 @@ def test_targets_lists_bundled_targets_as_json():
     names = {t["name"] for t in data["targets"]}
     assert "onnxruntime" in names
     assert all(t["backend"] for t in data["targets"])
+    # the operators each target claims: the ONNX node suite holds it to them
+    claims = {t["name"]: set(t["operators"]) for t in data["targets"]}
+    from edgec.backends.tflite import ops
+
+    assert claims["tflite-arm"] == set(ops.TABLE)
+    assert {"Conv", "LSTM", "QuantizeLinear"} <= claims["onnxruntime"]
+    assert "Conv" in claims["tvm-x86"] and "QuantizeLinear" not in claims["tvm-x86"]

@@ -99,3 +99,17 @@ def test_inspect_reports_ops_params_macs_and_coverage(digits_model, mobilenet_mo
                             check=True).stdout)["model"]
     assert mnv2["macs"]["complete"] and 290e6 < mnv2["macs"]["total"] < 320e6  # MobileNetV2: ~300 MMACs
     assert 3.4e6 < mnv2["parameters"] < 3.6e6
+
+
+def test_build_takes_the_callers_samples_and_can_skip_host_verification(digits_model, digits_data, tmp_path):
+    """The hooks the ONNX node suite builds with: its inputs as the samples, its own harness run."""
+    from edgec import api
+    from edgec.package import npz
+
+    rows = digits_data["x_test"][:3]
+    npz.save(tmp_path / "samples.npz", {"input": rows})
+    result = api.build(str(digits_model), "onnxruntime", tmp_path / "a", samples=tmp_path / "samples.npz",
+                       host_verify=False)
+    assert result["verification"] == {"passed": None}
+    assert not (tmp_path / "a" / "samples" / "host.npz").exists()
+    np.testing.assert_array_equal(npz.load(tmp_path / "a" / "samples" / "inputs.npz")["input"], rows)

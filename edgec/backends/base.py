@@ -15,6 +15,13 @@ from edgec.targets import Target
 STANDARD_DOMAINS = ("", "ai.onnx")
 
 
+def standard_operators() -> frozenset[str]:
+    """Every operator of the standard ONNX domain that the installed onnx defines."""
+    import onnx.defs
+
+    return frozenset(s.name for s in onnx.defs.get_all_schemas() if s.domain == "" and not s.deprecated)
+
+
 @dataclass(frozen=True)
 class UnsupportedOp:
     """One node a backend cannot take, and why."""
@@ -70,6 +77,14 @@ class Backend:
         from importlib.metadata import version
 
         return version(self.runtime)
+
+    def claimed_operators(self) -> list[str]:
+        """The standard ONNX operators this backend claims, judged by operator type alone.
+
+        `edgec targets --json` lists them, and the ONNX node suite holds the backend to them: every
+        node test of a claimed operator must pass or be refused in one line, never be wrong or crash.
+        """
+        return sorted(self.supported_ops if self.supported_ops is not None else standard_operators())
 
     def unsupported(self, model: ir.Model) -> list[UnsupportedOp]:
         """Nodes this backend cannot lower; checked before any work is spent."""

@@ -19,6 +19,8 @@ from edgec.errors import UnsupportedError
 from edgec.package import TOLERANCE
 
 TVM_REQUIREMENTS = ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1"]
+# TVM's ONNX import runs these as float arithmetic: refused, so that nobody mistakes them for int8.
+QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"})
 UNTUNED_NOTE = ("untuned: TVM's default CPU schedules, typically tens of times slower than onnxruntime; "
                 "build with --tune-trials N (e.g. 256) to tune once into the tuning database")
 
@@ -36,8 +38,11 @@ class TVMBackend(Backend):
     def requirements(self, target) -> list[str]:
         return ["numpy>=1.24", *TVM_REQUIREMENTS]
 
+    def claimed_operators(self) -> list[str]:
+        return sorted(CONVERTED - QUANTIZED_OPS)
+
     def check_node(self, node: ir.Node) -> str:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul"):
+        if node.op_type in QUANTIZED_OPS:
             return "TVM's ONNX import runs quantized ops as float arithmetic: build the float model"
         return ""
 
