@@ -39,11 +39,18 @@ class TVMBackend(Backend):
         return ["numpy>=1.24", *TVM_REQUIREMENTS]
 
     def claimed_operators(self) -> list[str]:
-        return sorted(CONVERTED - QUANTIZED_OPS)
+        """TVM's converters, and the recurrent ops the shared passes unroll for it."""
+        from edgec.passes.recurrent import RECURRENT_OPS
+
+        return sorted((CONVERTED | set(RECURRENT_OPS)) - QUANTIZED_OPS)
 
     def check_node(self, node: ir.Node) -> str:
         if node.op_type in QUANTIZED_OPS:
             return "TVM's ONNX import runs quantized ops as float arithmetic: build the float model"
+        if node.op_type == "Resize" and node.attributes.get_string("mode", "nearest") == "cubic":
+            return "TVM 0.27's cubic Resize differs from ONNX's"
+        if node.op_type == "Expand" and node.inputs[1].const_value is None:
+            return "TVM 0.27 broadcasts a computed Expand shape wrongly; fix the shapes with --input-shape"
         return ""
 
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
