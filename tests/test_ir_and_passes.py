@@ -148,3 +148,17 @@ def test_input_names_may_hold_colons():
     """TF exports name inputs like `serving_default_input_2:0`: the shape follows the last colon."""
     spec = eir.InputSpec.parse("serving_default_input_2:0:1,43844,1")
     assert (spec.name, spec.shape) == ("serving_default_input_2:0", (1, 43844, 1))
+
+
+def test_tiny_constants_are_not_taken_for_zero():
+    """onnxscript's no-op rule took `x + 1e-10` for `x + 0`; a log-magnitude layer then returned -inf."""
+    nodes = [helper.make_node("Add", ["x", "eps"], ["shifted"]), helper.make_node("Log", ["shifted"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor("eps", TensorProto.FLOAT, [], [1e-10])])
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    x = np.array([[0.0, 1e-12, 1.0, 2.0]], np.float32)
+    before = run(model, {"x": x})[0]
+    model, report = passes.optimize(model)
+    assert report.ops_after.get("Add") == 1
+    np.testing.assert_array_equal(run(model, {"x": x})[0], before)
