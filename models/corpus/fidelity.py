@@ -170,7 +170,7 @@ def blazeface_boxes(regressors: str, scores: str, score_threshold: float = 0.5, 
     def decode(outputs: Outputs) -> list[np.ndarray]:
         result = []
         for reg, logit in zip(outputs[regressors], outputs[scores]):
-            confidence = 1 / (1 + np.exp(-np.clip(logit[:, 0], -100, 100)))
+            confidence = 1 / (1 + np.exp(-np.clip(logit[:, 0].astype(np.float64), -100, 100)))  # MediaPipe clips at 100
             centre = reg[:, :2] + anchors
             corners = np.concatenate([centre - reg[:, 2:4] / 2, centre + reg[:, 2:4] / 2], 1)
             keep = confidence > score_threshold

@@ -234,7 +234,7 @@ MODELS: tuple[CorpusModel, ...] = (
                         "86b1f8bffa31748e0d6364a98af983bbd33b92523141d4a02fa587b4b66b54af"),),
         exporter="paddle2onnx, opset 7 (as shipped)", input_shapes={"x": (1, 3, 48, 320)},
         make_inputs=_ppocr_rec_inputs, fidelity=fidelity.ctc_strings("fetch_name_0", 0, blank=0),
-        classes=frozenset({C.OLD_OPSET, C.SHAPE_ARITHMETIC})),
+        classes=frozenset({C.OLD_OPSET, C.SHAPE_ARITHMETIC, C.FOREIGN_LIBRARY})),
     CorpusModel(
         name="ddddocr_ocr", family="OCR",
         sources=(Source("ddddocr==1.6.1", "ddddocr/common.onnx",
@@ -288,7 +288,7 @@ MODELS: tuple[CorpusModel, ...] = (
         exporter="torch legacy exporter, opset 11, dynamic batch", convert=export.crepe_to_onnx,
         input_shapes={"frames": (1, 1024)}, make_inputs=_crepe_inputs,
         fidelity=fidelity.pitch_cents("probabilities"),
-        classes=frozenset({C.SHAPE_ARITHMETIC, C.OLD_OPSET})),
+        classes=frozenset({C.SHAPE_ARITHMETIC, C.OLD_OPSET, C.FOREIGN_LIBRARY})),
     CorpusModel(
         name="resemblyzer_stream", family="audio",
         sources=(Source("resemblyzer==0.1.4", "resemblyzer/pretrained.pt",
