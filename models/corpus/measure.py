@@ -1,0 +1,62 @@
+"""Measure a built artifact against the original model, as a user would: the artifact's own harness
+(`run.py infer`) on the model's real inputs, then the output error and the task fidelity."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.corpus.registry import CorpusModel
+
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    error_over_range: float  # worst output's max |artifact - original| / the original's range
+    worst_output: str
+    task: float  # the model's fidelity score, in [0, 1]
+
+
+class HarnessError(RuntimeError):
+    """`run.py infer` failed: the message is its last stderr line."""
+
+
+def _infer(artifact: Path, arrays: dict[str, np.ndarray], tmp: Path, timeout: float) -> Outputs:
+    src, dst = tmp / "in.npz", tmp / "out.npz"
+    np.savez(src, **arrays)
+    proc = subprocess.run([sys.executable, str(artifact / "run.py"), "infer", "--inputs", str(src),
+                           "--outputs", str(dst)], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()] or [f"exit {proc.returncode}"]
+        raise HarnessError(f"run.py infer exited {proc.returncode}: {lines[-1].strip()}")
+    with np.load(dst) as data:
+        return {k: data[k] for k in data.files}
+
+
+def artifact_outputs(model: CorpusModel, artifact: Path, timeout: float = 600) -> Outputs:
+    """All samples in one `run.py infer` call where every input and output is batched on axis 0, else
+    one call per sample (the harness splits and joins batches along axis 0 only)."""
+    arrays = model.load_inputs()
+    with tempfile.TemporaryDirectory(prefix="corpus-infer-") as tmp:
+        if not model.batch_axes:
+            return _infer(artifact, arrays, Path(tmp), timeout)
+        return model.stack([_infer(artifact, feed, Path(tmp), timeout) for feed in model.samples(arrays)])
+
+
+def compare(model: CorpusModel, reference: Outputs, outputs: Outputs) -> Comparison:
+    worst, name = 0.0, ""
+    for key, ref in reference.items():
+        out = np.asarray(outputs[key], dtype=np.float64)
+        ref = np.asarray(ref, dtype=np.float64)
+        if out.shape != ref.shape:
+            return Comparison(float("inf"), f"{key} (shape {list(out.shape)}, expected {list(ref.shape)})", 0.0)
+        span = float(ref.max() - ref.min()) or 1.0
+        error = float(np.abs(out - ref).max()) / span
+        if error > worst or not name:
+            worst, name = error, key
+    return Comparison(worst, name, model.fidelity.score(reference, outputs))
