@@ -48,8 +48,8 @@ def optimized(model) -> ir.Model:
     graph = eir.load(model.onnx_path)
     eir.apply_input_specs(graph, [eir.InputSpec(n, d) for n, d in model.input_shapes.items()])
     eir.resolve_static_shapes(graph)
-    optimize(graph)
-    return graph
+    optimized_graph, _ = optimize(graph)
+    return optimized_graph
 
 
 def _large(value: ir.Value) -> bool:
