@@ -90,7 +90,7 @@ def build(
     with stage("running the source model in onnxruntime", "the source model itself does not run"):
         samples_ref = reference_outputs(original, samples_in)
     checker = passes.Checker(samples_in, samples_ref)
-    model, report = passes.optimize(model, checker)
+    model, report = passes.optimize(model, checker, min_opset=_min_opset(backend, target, precision))
     for warning in report.warnings:
         log(warning)
     log(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")
@@ -140,6 +140,14 @@ def build(
     if manifest["verification"]["passed"] is False:
         log(f"warning: the artifact in {output} did not pass verification on the build host")
     return manifest
+
+
+def _min_opset(backend, target, precision: str) -> int:
+    """The opset the backend's importer and, for int8, the target's per-channel scheme need."""
+    from edgec.quantize import PER_CHANNEL_OPSET
+
+    per_channel = precision == "int8" and target.quantization.get("per_channel", False)
+    return max(backend.min_opset, PER_CHANNEL_OPSET if per_channel else 1)
 
 
 def _control_flow_hint(model, unsupported) -> str:

@@ -64,6 +64,7 @@ class Backend:
     runtime = ""  # the pip distribution the harness imports
     harness = ""  # adapter module in edgec/package/harness/, copied into the artifact
     supported_ops: frozenset[str] | None = None  # None: every standard ONNX operator
+    min_opset = 1  # older models are converted to this opset first (an importer that knows only newer forms)
 
     def quantizes_itself(self, options: dict) -> bool:
         """True when, for these options, the backend quantizes from ctx.calibration on its own."""

@@ -65,6 +65,25 @@ def _rounds() -> list[Step]:
     return first + second
 
 
+class UpgradeOpsetPass(ir.passes.FunctionalPass):
+    """The model converted by onnx's version converter to at least `minimum` (a target's importer or a
+    quantization scheme that only knows the newer operator forms)."""
+
+    def __init__(self, minimum: int):
+        super().__init__()
+        self.minimum = minimum
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        from edgec.ir import opset
+
+        if opset.default_opset(model) >= self.minimum:
+            return ir.passes.PassResult(model, False)
+        upgraded = opset.upgrade(model, self.minimum)
+        if upgraded is None:
+            raise RuntimeError(f"onnx's version converter cannot bring this model to opset {self.minimum}")
+        return ir.passes.PassResult(upgraded, True)
+
+
 # The pipeline, in order. Tests may add a step here to prove that a broken pass is caught.
 PIPELINE: list[Step] = [
     Step("inline-functions", common.InlinePass),
@@ -77,6 +96,7 @@ PIPELINE: list[Step] = [
     Step("deduplicate-initializers", common.DeduplicateInitializersPass),
     Step("common-subexpressions", common.CommonSubexpressionEliminationPass),
     Step("topological-sort", common.TopologicalSortPass),
+    Step("lift-folded-constants", LiftConstantsPass),  # folding and rewrites leave Constant nodes
     Step("mark-activation-fusion", MarkActivationFusionPass),
 ]
 
@@ -133,15 +153,16 @@ def _left_computed(model: ir.Model) -> list[str]:
     return FoldConstantSubgraphsPass.oversized(model)
 
 
-def optimize(model: ir.Model, checker: Checker | None = None) -> tuple[ir.Model, OptimizeReport]:
+def optimize(model: ir.Model, checker: Checker | None = None, min_opset: int = 1) -> tuple[ir.Model, OptimizeReport]:
     """Run the pipeline on a copy of `model`; return the optimized model and what changed.
 
     With a `checker` (the original's outputs on sample inputs), a step that changes the numbers
-    is found and dropped.
+    is found and dropped. `min_opset` first converts an older model to that opset.
     """
     before = op_histogram(model)
     origins = _origins(model)
-    optimized, guard = run_guarded(PIPELINE, model, checker)
+    upgrade = [Step(f"upgrade-to-opset-{min_opset}", lambda: UpgradeOpsetPass(min_opset))] if min_opset > 1 else []
+    optimized, guard = run_guarded(upgrade + PIPELINE, model, checker)
     _restore_names(optimized, origins)
     after = op_histogram(optimized)
     report = OptimizeReport(sum(before.values()), sum(after.values()), before, after, guard,

@@ -52,20 +52,19 @@ def _progress(log):
     return update
 
 
-def _opset_for(model: ir.Model, scheme: Scheme, log) -> tuple[ir.Model, Scheme, dict]:
-    """Upgrade a model below the opset the scheme needs; without an upgrade, per-tensor weights."""
+def _scheme_for_opset(model: ir.Model, scheme: Scheme, log) -> Scheme:
+    """Per-tensor weights for a model still below the opset per-channel scales need.
+
+    The build converts older models before the passes (passes.UpgradeOpsetPass); a model that onnx's
+    converter could not convert arrives here unchanged.
+    """
     from edgec.ir import opset
 
-    source = opset.default_opset(model)
-    if not scheme.per_channel or source >= PER_CHANNEL_OPSET:
-        return model, scheme, {"source": source, "quantized": source}
-    upgraded = opset.upgrade(model, PER_CHANNEL_OPSET)
-    if upgraded is None:
-        log(f"note: the opset-{source} model could not be converted to opset {PER_CHANNEL_OPSET}, which per-channel "
-            "int8 needs: its weights are quantized per tensor")
-        return model, dataclasses.replace(scheme, per_channel=False), {"source": source, "quantized": source}
-    log(f"note: converted the model from opset {source} to {PER_CHANNEL_OPSET} for per-channel int8")
-    return upgraded, scheme, {"source": source, "quantized": PER_CHANNEL_OPSET}
+    if not scheme.per_channel or opset.default_opset(model) >= PER_CHANNEL_OPSET:
+        return scheme
+    log(f"note: the opset-{opset.default_opset(model)} model could not be converted to opset {PER_CHANNEL_OPSET}, "
+        "which per-channel int8 needs: its weights are quantized per tensor")
+    return dataclasses.replace(scheme, per_channel=False)
 
 
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
@@ -85,7 +84,8 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         return model, record
 
     scheme = Scheme.from_target(target.quantization)
-    model, scheme, record["opset"] = _opset_for(model, scheme, log)
+    scheme = _scheme_for_opset(model, scheme, log)
+    record["opset"] = model.opset_imports.get("", None)
     method = options.get("calibration_method", "minmax")
     record.update(scheme=scheme.to_dict(), method=method)
     from edgec.quantize import fallback, report

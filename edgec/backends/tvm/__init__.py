@@ -34,6 +34,7 @@ class TVMBackend(Backend):
     runtime = "apache-tvm"
     harness = "rt_tvm.py"
     supported_ops = CONVERTED
+    min_opset = 13  # TVM's Relax importer picks its newest converter for older opsets (Slice-1 then fails)
 
     def requirements(self, target) -> list[str]:
         return ["numpy>=1.24", *TVM_REQUIREMENTS]
