@@ -40,3 +40,20 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(module, extra) from exc
+
+
+_LOG_PREFIXES = ("INFO", "WARNING", "WARN", "DEBUG", "I0", "W0")
+_ERROR_WORDS = ("error", "exception", "failed", "fail:", "invalid", "cannot", "can't", "unsupported",
+                "not supported", "didn't find", "segmentation fault", "abort")
+
+
+def error_line(text: str) -> str:
+    """The line of a library's or process's output that reports its error: the first line naming an
+    error, else the last line that is not a log line (never 'INFO: Created ... delegate')."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    for line in lines:
+        lowered = line.lower()
+        if not line.startswith(_LOG_PREFIXES) and any(word in lowered for word in _ERROR_WORDS):
+            return line
+    plain = [line for line in lines if not line.startswith(_LOG_PREFIXES)]
+    return (plain or lines or ["no output"])[-1]

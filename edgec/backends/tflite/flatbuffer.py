@@ -30,11 +30,16 @@ _TENSOR_TYPES = {
 }
 
 
+_DTYPES_BY_CODE: dict[int, str] = {}
+
+
 class ModelWriter:
     """One subgraph: tensors (with their constant data), operators, inputs, outputs."""
 
     def __init__(self, description: str = "edgec"):
         self.fb = schema()
+        if not _DTYPES_BY_CODE:
+            _DTYPES_BY_CODE.update({getattr(self.fb.TensorType, code): name for name, code in _TENSOR_TYPES.items()})
         self.description = description
         self.tensors: list = []
         self.buffers: list[bytes] = [b""]  # buffer 0 is the empty sentinel by convention
@@ -66,6 +71,10 @@ class ModelWriter:
 
     def shape(self, index: int) -> list[int]:
         return list(self.tensors[index].shape)
+
+    def dtype(self, index: int) -> str:
+        """A tensor's numpy dtype name."""
+        return _DTYPES_BY_CODE[self.tensors[index].type]
 
     def operator(self, op: str, inputs: list[int], outputs: list[int], options=None, version: int = 1) -> None:
         """Add an operator by its BuiltinOperator name; `options` is a schema `...OptionsT` object."""

@@ -1,0 +1,176 @@
+"""Dense layers: Gemm and MatMul as FULLY_CONNECTED (constant weights) or BATCH_MATMUL (two activations,
+batched and broadcast, 1-D operands included), and Einsum for the patterns attention uses."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.backends.tflite import layout
+from edgec.backends.tflite.lowering import Lowering, Ref
+from edgec.backends.tflite.ops.common import operand, optional_input, per_output_channel, static_shape
+from edgec.backends.tflite.ops.registry import lowers
+from edgec.backends.tflite.quant import QConst, QParams, zero_bias
+
+
+def _fully_connected(lowering: Lowering, ref: Ref, w_index: int, b_index: int, out: ir.Value, activation: int,
+                     out_params, keep_dims: bool) -> None:
+    result = lowering.new(out, layout.identity(len(lowering.shape(out))), out_params)
+    options = lowering.w.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=keep_dims)
+    lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [result.index], options)
+
+
+def _int8_fully_connected(lowering: Lowering, node: ir.Node, a: ir.Value, weights: QConst, bias: QConst | None,
+                          out: ir.Value, activation: int, out_params) -> None:
+    """FULLY_CONNECTED on int8 data; `weights` is [N, K] quantized per tensor or per output row."""
+    rank = len(lowering.shape(a))
+    ref = lowering.get(a, layout.identity(rank), memory=True)
+    n = weights.data.shape[0]
+    bias = bias or zero_bias(n, ref.quant.scale[0], weights.params)
+    bias = QConst(np.broadcast_to(bias.data.reshape(-1), (n,)).astype(np.int32), bias.params)
+    w_index = lowering.qweight(f"{node.name}/weights", weights)
+    _fully_connected(lowering, ref, w_index, lowering.qweight(f"{node.name}/bias", bias, "int32"), out, activation,
+                     out_params, keep_dims=rank > 2)
+
+
+def _transposed_weights(weights: QConst) -> QConst:
+    """[K, N] int8 weights (per-channel along N) as FULLY_CONNECTED's [N, K] (per-channel along axis 0)."""
+    params = weights.params
+    return QConst(np.ascontiguousarray(weights.data.T), QParams(params.scale, params.zero_point, 0))
+
+
+# ---- Gemm ---------------------------------------------------------------------------------
+
+def _bias_vector(lowering: Lowering, c: ir.Value | None, n: int) -> np.ndarray | None:
+    """C as FULLY_CONNECTED's [N] bias when it is a constant that broadcasts along rows only."""
+    if c is None:
+        return np.zeros(n, np.float32)
+    data = lowering.const(c)
+    if data is None or (data.ndim == 2 and data.shape[0] != 1):
+        return None
+    return np.broadcast_to(data.reshape(-1), (n,)).astype(np.float32)
+
+
+@lowers("Gemm")
+def gemm(lowering: Lowering, node: ir.Node) -> None:
+    a, b, c = node.inputs[0], node.inputs[1], optional_input(node, 2)
+    alpha, beta = node.attributes.get_float("alpha", 1.0), node.attributes.get_float("beta", 1.0)
+    trans_a, trans_b = node.attributes.get_int("transA", 0), node.attributes.get_int("transB", 0)
+    n = lowering.shape(node.outputs[0])[1]
+    bias = _bias_vector(lowering, c, n)
+    if lowering.is_const(b) and bias is not None:
+        activation, out = lowering.fused_activation(node)
+        int8_weights = per_output_channel(lowering.qconst(b), 0 if trans_b else 1)
+        exact = alpha == 1.0 and beta == 1.0 and not trans_a
+        out_params = lowering.int8_mode([a], out) if int8_weights is not None and exact else None
+        if out_params is not None:
+            weights = int8_weights if trans_b else _transposed_weights(int8_weights)
+            _int8_fully_connected(lowering, node, a, weights, lowering.qconst(c), out, activation, out_params)
+            return
+        weights = lowering.const(b) * alpha
+        ref = lowering.get(a, (1, 0) if trans_a else (0, 1), float_=True, memory=True)
+        w_index = lowering.weight(f"{node.name}/weights", np.ascontiguousarray(weights if trans_b else weights.T))
+        _fully_connected(lowering, ref, w_index, lowering.weight(f"{node.name}/bias", beta * bias), out, activation,
+                         None, keep_dims=False)
+        return
+    # computed B, or a C with a row dimension: BATCH_MATMUL, then alpha and beta * C
+    out = node.outputs[0]
+    refs = [lowering.get(v, layout.identity(2), float_=True) for v in (a, b)]
+    product = lowering.scratch(out.name + "/product", lowering.shape(out))
+    lowering.emit("BATCH_MATMUL", [r.index for r in refs], [product],
+                  lowering.w.options("BatchMatMulOptions", adjX=bool(trans_a), adjY=bool(trans_b)))
+    if alpha != 1.0:
+        scaled = lowering.scratch(out.name + "/alpha", lowering.shape(out))
+        lowering.emit("MUL", [product, lowering.weight(out.name + "/alpha_value", np.float32(alpha))], [scaled],
+                      lowering.w.options("MulOptions"))
+        product = scaled
+    if c is None:
+        lowering.refs[out] = lowering.reshaped(Ref(product, layout.identity(2)), lowering.shape(out), out.name)
+        return
+    c_index = operand(lowering, c, layout.identity(2), 2)
+    if beta != 1.0:
+        scaled_c = lowering.scratch(out.name + "/beta_c", lowering.w.shape(c_index))
+        lowering.emit("MUL", [c_index, lowering.weight(out.name + "/beta_value", np.float32(beta))], [scaled_c],
+                      lowering.w.options("MulOptions"))
+        c_index = scaled_c
+    result = lowering.new(out, layout.identity(2))
+    lowering.emit("ADD", [product, c_index], [result.index], lowering.w.options("AddOptions"))
+
+
+# ---- MatMul -------------------------------------------------------------------------------
+
+def _check_matmul(node: ir.Node) -> str:
+    a, b = static_shape(node.inputs[0]), static_shape(node.inputs[1])
+    if a is None or b is None:
+        return "operand ranks must be known"
+    if max(len(a), len(b)) > 5:
+        return "TFLite's BATCH_MATMUL takes at most 5 dimensions"
+    return ""
+
+
+def _matmul_shapes(a_shape, b_shape) -> tuple[list[int], list[int]]:
+    """numpy matmul's operand shapes after 1-D promotion ([K] -> [1, K] or [K, 1]) and rank alignment."""
+    a = [1, *a_shape] if len(a_shape) == 1 else list(a_shape)
+    b = [*b_shape, 1] if len(b_shape) == 1 else list(b_shape)
+    rank = max(len(a), len(b))
+    return [1] * (rank - len(a)) + a, [1] * (rank - len(b)) + b
+
+
+@lowers("MatMul", check=_check_matmul)
+def matmul(lowering: Lowering, node: ir.Node) -> None:
+    a, b = node.inputs
+    a_shape, b_shape = _matmul_shapes(lowering.shape(a), lowering.shape(b))
+    weights = lowering.const(b)
+    if weights is not None and all(d == 1 for d in b_shape[:-2]) and len(lowering.shape(a)) > 1:
+        _matmul_constant(lowering, node, weights.reshape(b_shape[-2:]))
+        return
+    out = node.outputs[0]
+    out_params = lowering.int8_mode([a, b], out) if weights is None else None
+    refs = []
+    for value, shape in ((a, a_shape), (b, b_shape)):
+        if lowering.is_const(value):
+            refs.append(Ref(lowering.weight(f"{node.name}/{value.name}", lowering.const(value).reshape(shape)),
+                            layout.identity(len(shape))))
+            continue
+        ref = lowering.get(value, layout.identity(len(lowering.shape(value))), float_=out_params is None,
+                           memory=True)
+        refs.append(ref if list(lowering.w.shape(ref.index)) == shape else
+                    lowering.reshaped(ref, shape, f"{value.name}/as_{len(shape)}d"))
+    batch = list(np.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2])))
+    produced = [*batch, a_shape[-2], b_shape[-1]]
+    options = lowering.w.options("BatchMatMulOptions", adjX=False, adjY=False)
+    if produced == lowering.shape(out):
+        result = lowering.new(out, layout.identity(len(produced)), out_params)
+        lowering.emit("BATCH_MATMUL", [r.index for r in refs], [result.index], options)
+        return
+    product = lowering.scratch(out.name + "/product", produced, out_params)
+    lowering.emit("BATCH_MATMUL", [r.index for r in refs], [product], options)
+    lowering.refs[out] = lowering.reshaped(Ref(product, layout.identity(len(produced)), out_params),
+                                           lowering.shape(out), out.name)
+
+
+def _matmul_constant(lowering: Lowering, node: ir.Node, weights: np.ndarray) -> None:
+    """A @ W with W constant [K, N]: FULLY_CONNECTED, keeping A's leading dimensions."""
+    a = node.inputs[0]
+    produced = [*lowering.shape(a)[:-1], weights.shape[1]]
+    reshape = produced != lowering.shape(node.outputs[0])  # [.., K] @ [K] drops the last axis: [.., 1], reshaped
+    activation, out = (lowering.w.fb.ActivationFunctionType.NONE, node.outputs[0]) if reshape else \
+        lowering.fused_activation(node)
+    int8_weights = per_output_channel(lowering.qconst(node.inputs[1]), 1)
+    if int8_weights is not None and int8_weights.data.ndim != 2:
+        int8_weights = None
+    out_params = lowering.int8_mode([a], out) if int8_weights is not None and not reshape else None
+    if out_params is not None:
+        _int8_fully_connected(lowering, node, a, _transposed_weights(int8_weights), None, out, activation, out_params)
+        return
+    rank = len(lowering.shape(a))
+    ref = lowering.get(a, layout.identity(rank), float_=True, memory=True)
+    w_index = lowering.weight(f"{node.name}/weights", np.ascontiguousarray(weights.T))
+    options = lowering.w.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=rank > 2)
+    if not reshape:
+        result = lowering.new(out, layout.identity(rank))
+        lowering.emit("FULLY_CONNECTED", [ref.index, w_index, -1], [result.index], options)
+        return
+    product = lowering.scratch(out.name + "/product", produced)
+    lowering.emit("FULLY_CONNECTED", [ref.index, w_index, -1], [product], options)
+    lowering.refs[out] = lowering.reshaped(Ref(product, layout.identity(len(produced))), lowering.shape(out),
+                                           out.name)

@@ -1,0 +1,126 @@
+"""Resize: ONNX's coordinate transformation and rounding, matched against what TFLite's RESIZE_BILINEAR and
+RESIZE_NEAREST_NEIGHBOR compute for each (align_corners, half_pixel_centers) pair.
+
+The plan compares the source coordinate of every output pixel, per axis, for each flag pair, and takes
+the one that matches exactly; a mode no pair reproduces (cubic, antialias, tf_crop_and_resize, most
+downsampling with given scales) is refused with the reason.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.backends.tflite import dtypes, layout
+from edgec.backends.tflite.lowering import Lowering
+from edgec.backends.tflite.ops.common import all_static, attr_ints, optional_input, static_shape
+from edgec.backends.tflite.ops.registry import lowers
+from edgec.backends.tflite.quant import constant
+
+
+def onnx_coordinates(node: ir.Node, size_in: int, size_out: int, scale: float) -> np.ndarray | None:
+    """ONNX's source coordinate of each output position along one axis, or None for an unknown mode."""
+    mode = node.attributes.get_string("coordinate_transformation_mode", "half_pixel")
+    x = np.arange(size_out, dtype=np.float64)
+    if mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if mode == "half_pixel_symmetric":
+        adjustment = size_out / (scale * size_in)
+        center = size_in / 2 * (1 - adjustment)
+        return center + (x + 0.5) / scale - 0.5
+    if mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if size_out > 1 else np.zeros_like(x)
+    if mode == "align_corners":  # ONNX's resized length is size_in * scale, before rounding
+        resized = size_in * scale
+        return x * (size_in - 1) / (resized - 1) if resized > 1 else np.zeros_like(x)
+    if mode == "asymmetric":
+        return x / scale
+    if mode == "tf_half_pixel_for_nn":
+        return (x + 0.5) / scale
+    return None
+
+
+def onnx_nearest(node: ir.Node, coords: np.ndarray, size_in: int) -> np.ndarray:
+    mode = node.attributes.get_string("nearest_mode", "round_prefer_floor")
+    rounding = {"round_prefer_floor": lambda c: np.ceil(c - 0.5), "round_prefer_ceil": lambda c: np.floor(c + 0.5),
+                "floor": np.floor, "ceil": np.ceil}[mode]
+    return np.clip(rounding(coords), 0, size_in - 1).astype(int)
+
+
+def tflite_coordinates(size_in: int, size_out: int, align: bool, half: bool, nearest: bool) -> np.ndarray:
+    """What TFLite's resize kernels sample along one axis for these flags."""
+    x = np.arange(size_out, dtype=np.float64)
+    scale = (size_in - 1) / (size_out - 1) if align and size_out > 1 else size_in / size_out
+    if nearest:
+        index = np.floor(x * scale + 0.5) if align else np.floor((x + (0.5 if half else 0.0)) * scale)
+        return np.clip(index, 0, size_in - 1).astype(int)
+    coords = (x + 0.5) * scale - 0.5 if half else x * scale
+    return np.clip(coords, 0, size_in - 1)
+
+
+def _scales(node: ir.Node, x, out) -> list[float] | str:
+    """The scale ONNX's coordinate transform uses for H and W, or why it cannot be known."""
+    rank = len(x)
+    axes = [a % rank for a in attr_ints(node, "axes", range(rank))]
+    scales_value, sizes_value = optional_input(node, 2), optional_input(node, 3)
+    scales = constant(scales_value) if scales_value is not None else None
+    if scales_value is not None and scales is None and sizes_value is None:
+        return "the scales input must be a constant"
+    if scales is not None and scales.size:
+        by_axis = dict(zip(axes, (float(s) for s in scales.reshape(-1))))
+        return [by_axis.get(d, 1.0) for d in (2, 3)]
+    policy = node.attributes.get_string("keep_aspect_ratio_policy", "stretch")
+    sizes = constant(sizes_value) if sizes_value is not None else None
+    if policy != "stretch" and sizes is not None:
+        ratios = [float(s) / x[a] for a, s in zip(axes, sizes.reshape(-1))]
+        scale = min(ratios) if policy == "not_larger" else max(ratios)
+        return [scale if d in axes else 1.0 for d in (2, 3)]
+    return [out[d] / x[d] for d in (2, 3)]
+
+
+def resize_plan(node: ir.Node):
+    """(TFLite op, align_corners, half_pixel_centers) that computes exactly what ONNX Resize does, or a reason."""
+    x, out = static_shape(node.inputs[0]), static_shape(node.outputs[0])
+    if x is None or out is None or len(x) != 4 or x[:2] != out[:2]:
+        return "only resizing H and W of a 4-D NCHW tensor is supported"
+    mode = node.attributes.get_string("mode", "nearest")
+    if mode not in ("nearest", "linear"):
+        return f"mode '{mode}' has no TFLite kernel (TFLite resizes nearest and bilinear)"
+    if node.attributes.get_int("antialias", 0):
+        return "antialiased resizing has no TFLite kernel"
+    if node.attributes.get_int("exclude_outside", 0):
+        return "exclude_outside has no TFLite equivalent"
+    scales = _scales(node, x, out)
+    if isinstance(scales, str):
+        return scales
+    wanted = []
+    for d, scale in zip((2, 3), scales):
+        coords = onnx_coordinates(node, x[d], out[d], scale)
+        if coords is None:
+            mode_name = node.attributes.get_string("coordinate_transformation_mode", "")
+            return f"coordinate_transformation_mode '{mode_name}' has no TFLite equivalent"
+        wanted.append(onnx_nearest(node, coords, x[d]) if mode == "nearest" else np.clip(coords, 0, x[d] - 1))
+    for align, half in ((False, True), (False, False), (True, False)):
+        got = [tflite_coordinates(x[d], out[d], align, half, mode == "nearest") for d in (2, 3)]
+        if all(np.allclose(g, w, atol=1e-6) for g, w in zip(got, wanted)):
+            return ("RESIZE_NEAREST_NEIGHBOR" if mode == "nearest" else "RESIZE_BILINEAR", align, half)
+    return "these coordinate and rounding modes sample positions no TFLite resize flag reproduces"
+
+
+def _check_resize(node: ir.Node) -> str:
+    if dtypes.of(node.inputs[0]) != "float32":
+        return f"TFLite resizes float32 and quantized int8, not {dtypes.of(node.inputs[0])}"
+    if not all_static(*(static_shape(node.inputs[0]) or []), *(static_shape(node.outputs[0]) or [])):
+        return ""  # judged once the build makes shapes static
+    plan = resize_plan(node)
+    return plan if isinstance(plan, str) else ""
+
+
+@lowers("Resize", check=_check_resize)
+def resize(lowering: Lowering, node: ir.Node) -> None:
+    x, out = node.inputs[0], node.outputs[0]
+    op, align, half = resize_plan(node)
+    ref = lowering.get(x, layout.NHWC)
+    result = lowering.new(out, layout.NHWC, ref.quant)
+    options = "ResizeNearestNeighborOptions" if op == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"
+    lowering.emit(op, [ref.index, lowering.param(out.name + "/size", lowering.shape(out)[2:])], [result.index],
+                  lowering.w.options(options, alignCorners=align, halfPixelCenters=half))
