@@ -41,10 +41,21 @@ KERNELS: dict[str, frozenset[str]] = {
     "REDUCE_MIN": frozenset({"float32", *INTEGERS}),
     "REDUCE_PROD": frozenset({"float32", "int32", "int64"}),
     "CUMSUM": frozenset({"float32", "int32", "int64"}),
+    "RANGE": frozenset({"float32", "int32", "int64"}),
+    "ARG_MAX": frozenset({"float32", "int32", "int8", "uint8", "bool"}),
+    "ARG_MIN": frozenset({"float32", "int32", "int8", "uint8", "bool"}),
+    "TOPK_V2": frozenset({"float32", *INTEGERS}),
+    "MAX_POOL_2D": frozenset({"float32", "int16", "int8", "uint8"}),
+    "RESIZE_NEAREST_NEIGHBOR": frozenset({"float32", "int32", "int16", "int8", "uint8", "bool"}),
+    "LOGICAL_AND": frozenset({"bool"}),
+    "LOGICAL_OR": frozenset({"bool"}),
+    "LOGICAL_NOT": frozenset({"bool"}),
+    "SCATTER_ND": frozenset(VALUE_DTYPES - {"int16"}),
+    "ONE_HOT": frozenset(VALUE_DTYPES - {"int16"}),
     # data movement works on every dtype
     **{op: _ALL for op in ("RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "STRIDED_SLICE", "SLICE", "GATHER",
                            "GATHER_ND", "TILE", "CONCATENATION", "SPLIT_V", "CAST", "REVERSE_V2", "SELECT_V2",
-                           "BROADCAST_TO", "PACK", "UNPACK", "SCATTER_ND", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH")},
+                           "BROADCAST_TO", "PACK", "UNPACK", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH")},
 }
 
 

@@ -4,32 +4,21 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from edgec.backends.tflite import layout
 from edgec.backends.tflite.lowering import Lowering
 from edgec.backends.tflite.ops.common import (attr_ints, check_output_shape, optional_input, per_output_channel,
                                               static_shape)
 from edgec.backends.tflite.ops.registry import lowers
-from edgec.backends.tflite.ops.window import Window, nhwc_shape, pad_spatial, spatial_input, spatial_output
+from edgec.backends.tflite.ops.window import Window, nhwc_shape, pad_spatial, spatial_input, spatial_output, window
 from edgec.backends.tflite.quant import QConst, QParams, is_constant, zero_bias
+from edgec.errors import UnsupportedError
 
 
 def _check_conv(node: ir.Node) -> str:
     x, weights, bias = node.inputs[0], node.inputs[1], optional_input(node, 2)
-    rank = len(static_shape(x) or [])
-    if rank not in (3, 4) or (node.op_type == "ConvTranspose" and rank != 4):
-        return "only 1-D and 2-D convolutions (2-D for ConvTranspose) are supported"
+    if len(static_shape(x) or []) not in (3, 4):
+        return "only 1-D and 2-D convolutions are supported"
     if not is_constant(weights) or (bias is not None and not is_constant(bias)):
         return "weights and bias must be constants"
-    if node.op_type == "ConvTranspose":
-        if node.attributes.get_int("group", 1) != 1 or any(d != 1 for d in attr_ints(node, "dilations", [1, 1])):
-            return "grouped or dilated ConvTranspose has no TFLite equivalent"
-        if node.attributes.get("output_shape") is not None:
-            return "ConvTranspose with output_shape: give pads instead"
-        pads = attr_ints(node, "pads", [0, 0, 0, 0])
-        if any(p > e for p, e in zip(attr_ints(node, "output_padding", [0, 0]), pads[2:])):
-            return "output_padding larger than the end padding"
-        if node.attributes.get_string("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-            return "ConvTranspose auto_pad SAME: export with explicit pads"
     return ""
 
 
@@ -83,28 +72,65 @@ def conv(lowering: Lowering, node: ir.Node) -> None:
     finish()
 
 
+def transposed_kernel(weights: np.ndarray, group: int, dilations) -> np.ndarray:
+    """ONNX ConvTranspose weights [I, O/g, kh, kw] as TRANSPOSE_CONV's [O, kh', kw', I]: groups become a
+    block-diagonal kernel and dilation a kernel with zeros between the taps (both exact)."""
+    in_channels, per_group = weights.shape[:2]
+    kernel = weights.shape[2:]
+    dilated = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    full = np.zeros((in_channels, per_group * group, *dilated), weights.dtype)
+    step = in_channels // group
+    for g in range(group):
+        full[g * step:(g + 1) * step, g * per_group:(g + 1) * per_group, ::dilations[0], ::dilations[1]] = \
+            weights[g * step:(g + 1) * step]
+    return np.ascontiguousarray(np.transpose(full, (1, 2, 3, 0)))
+
+
+def transposed_begin(node: ir.Node, in_sizes, out_sizes, kernel, strides, dilations) -> list[int]:
+    """Where ONNX's output starts inside the full transposed convolution, per spatial axis."""
+    auto = node.attributes.get_string("auto_pad", "NOTSET")
+    if auto == "VALID":
+        return [0] * len(kernel)
+    if auto == "NOTSET" and node.attributes.get("output_shape") is None:
+        return attr_ints(node, "pads", [0] * (2 * len(kernel)))[:len(kernel)]
+    extra = attr_ints(node, "output_padding", [0] * len(kernel))
+    begins = []
+    for i, o, k, s, d, e in zip(in_sizes, out_sizes, kernel, strides, dilations, extra):
+        total = s * (i - 1) + e + (k - 1) * d + 1 - o
+        begins.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
+    return begins
+
+
 @lowers("ConvTranspose", check=_check_conv)
 def conv_transpose(lowering: Lowering, node: ir.Node) -> None:
+    """TRANSPOSE_CONV (VALID) computes the full output, zeros (and bias) past its end; a SLICE keeps ONNX's part."""
     fb = lowering.w.fb
     x, weights_value, bias_value = node.inputs[0], node.inputs[1], optional_input(node, 2)
     out = node.outputs[0]
     x_shape, w_shape = lowering.shape(x), lowering.shape(weights_value)
-    win = Window.of(node, x_shape[2:], w_shape)
-    pads = win.pads if node.attributes.get_string("auto_pad", "NOTSET") != "VALID" else [0, 0, 0, 0]
-    out_channels = w_shape[1]
-    ref = lowering.get(x, layout.NHWC, float_=True)
-    full = [x_shape[0]] + [s * (i - 1) + k for i, s, k in zip(x_shape[2:], win.strides, win.kernel)] + [out_channels]
-    weights = np.transpose(lowering.const(weights_value), (1, 2, 3, 0))  # [I, O, kh, kw] -> [O, kh, kw, I]
+    kernel, strides, dilations = window(node, w_shape)
+    begin = transposed_begin(node, x_shape[2:], lowering.shape(out)[2:], kernel, strides, dilations)
+    if len(x_shape) == 3:  # 1-D: a unit height
+        kernel, strides, dilations, begin = ([unit, *values] for unit, values in
+                                             ((1, kernel), (1, strides), (1, dilations), (0, begin)))
+    weights = transposed_kernel(lowering.const(weights_value).reshape(*w_shape[:2], *kernel),
+                                node.attributes.get_int("group", 1), dilations)
+    out_channels = weights.shape[0]
+    ref, in_hw = spatial_input(lowering, x, float_=True)
+    out_hw = nhwc_shape(lowering, out)[1:3]
+    if any(b < 0 for b in begin):
+        raise UnsupportedError(f"ConvTranspose (node '{node.name}'): negative pads are not supported")
+    full = [s * (i - 1) + w for i, s, w in zip(in_hw, strides, weights.shape[1:3])]
+    computed = [max(f, b + o) for f, b, o in zip(full, begin, out_hw)]
     bias = lowering.const(bias_value) if bias_value is not None else np.zeros(out_channels, np.float32)
-    out_shape = layout.apply(lowering.shape(out), layout.NHWC)
-    crop = full != out_shape
-    target = lowering.scratch(out.name + "/full", full) if crop else lowering.new(out, layout.NHWC).index
-    options = lowering.w.options("TransposeConvOptions", padding=fb.Padding.VALID, strideH=win.strides[0],
-                                 strideW=win.strides[1])
-    lowering.emit("TRANSPOSE_CONV", [lowering.param(out.name + "/output_shape", full),
+    options = lowering.w.options("TransposeConvOptions", padding=fb.Padding.VALID, strideH=strides[0],
+                                 strideW=strides[1])
+    shape = [x_shape[0], *computed, out_channels]
+    target = lowering.scratch(out.name + "/full", shape)
+    lowering.emit("TRANSPOSE_CONV", [lowering.param(out.name + "/output_shape", shape),
                                      lowering.weight(weights_value.name, weights), ref.index,
                                      lowering.weight(f"{node.name}/bias", bias)], [target], options)
-    if crop:
-        result = lowering.new(out, layout.NHWC)
-        lowering.emit("SLICE", [target, lowering.param(out.name + "/begin", [0, pads[0], pads[1], 0]),
-                                lowering.param(out.name + "/size", out_shape)], [result.index])
+    result, finish = spatial_output(lowering, out)
+    lowering.emit("SLICE", [target, lowering.param(out.name + "/begin", [0, *begin, 0]),
+                            lowering.param(out.name + "/size", [x_shape[0], *out_hw, out_channels])], [result])
+    finish()

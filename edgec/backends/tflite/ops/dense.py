@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from edgec.backends.tflite import layout
+from edgec.backends.tflite import dtypes, layout
 from edgec.backends.tflite.lowering import Lowering, Ref
 from edgec.backends.tflite.ops.common import operand, optional_input, per_output_channel, static_shape
 from edgec.backends.tflite.ops.registry import lowers
@@ -174,3 +174,95 @@ def _matmul_constant(lowering: Lowering, node: ir.Node, weights: np.ndarray) -> 
     lowering.emit("FULLY_CONNECTED", [ref.index, w_index, -1], [product], options)
     lowering.refs[out] = lowering.reshaped(Ref(product, layout.identity(len(produced))), lowering.shape(out),
                                            out.name)
+
+
+# ---- Einsum -------------------------------------------------------------------------------
+
+def einsum_terms(node: ir.Node) -> tuple[list[str], str] | str:
+    """The equation's input and output letter strings with '...' spelled out, or why it is not lowered."""
+    equation = node.attributes.get_string("equation", "").replace(" ", "")
+    inputs, _, output = equation.partition("->")
+    terms = inputs.split(",")
+    ranks = [len(static_shape(v) or []) for v in node.inputs]
+    if len(terms) not in (1, 2) or len(terms) != len(ranks):
+        return "only one- and two-operand equations are lowered"
+    spare = iter(sorted(set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") - set(equation)))
+    ellipsis = "".join(next(spare) for _ in range(max(r - len(t.replace("...", "")) for t, r in zip(terms, ranks))))
+    terms = [t.replace("...", ellipsis[len(ellipsis) - (r - len(t.replace("...", ""))):]) for t, r in zip(terms, ranks)]
+    if not _:
+        output = "".join(sorted(c for c in set("".join(terms)) if "".join(terms).count(c) == 1))
+        output = ellipsis + output.replace(ellipsis, "") if ellipsis else output
+    output = output.replace("...", ellipsis)
+    if any(len(set(t)) != len(t) for t in [*terms, output]):
+        return "repeated letters in one term (diagonals) are not lowered"
+    return terms, output
+
+
+def _check_einsum(node: ir.Node) -> str:
+    terms = einsum_terms(node)
+    if isinstance(terms, str):
+        return terms
+    return "" if all(dtypes.of(v) == "float32" for v in node.inputs) else "Einsum is lowered for float32"
+
+
+def _arranged(lowering: Lowering, index: int, letters: str, order: str, name: str) -> int:
+    """A tensor whose axes are named by `letters`, with its axes in `order` (a TRANSPOSE unless already so)."""
+    if letters == order:
+        return index
+    shape = lowering.w.shape(index)
+    perm = [letters.index(c) for c in order]
+    return lowering.compute("TRANSPOSE", [index, lowering.param(name + "/perm", perm)], name,
+                            shape=[shape[p] for p in perm])
+
+
+def _flat(lowering: Lowering, index: int, shape, name: str) -> int:
+    return lowering.restored(Ref(index, layout.identity(len(lowering.w.shape(index)))), shape,
+                             layout.identity(len(shape)), name).index
+
+
+@lowers("Einsum", check=_check_einsum)
+def einsum(lowering: Lowering, node: ir.Node) -> None:
+    """Letters only one operand has are summed first; two operands then meet in one BATCH_MATMUL of
+    [batch, free_a, contracted] by [batch, contracted, free_b]; the output's letter order is a storage
+    permutation (no data moves)."""
+    terms, output = einsum_terms(node)
+    out = node.outputs[0]
+    operands = []
+    for i, (term, value) in enumerate(zip(terms, node.inputs)):
+        index = lowering.get(value, layout.identity(len(term)), float_=True).index
+        elsewhere = "".join(t for j, t in enumerate(terms) if j != i) + output
+        alone = [c for c in term if c not in elsewhere]
+        if alone:
+            kept = "".join(c for c in term if c not in alone)
+            shape = lowering.w.shape(index)
+            axes = lowering.param(f"{out.name}/sum{i}", [term.index(c) for c in alone])
+            index = lowering.compute("SUM", [index, axes],
+                                     f"{out.name}/summed{i}", shape=[shape[term.index(c)] for c in kept],
+                                     options=lowering.w.options("ReducerOptions", keepDims=False))
+            term = kept
+        operands.append((index, term, dict(zip(term, lowering.w.shape(index)))))
+    if len(operands) == 1:
+        index, term, _ = operands[0]
+        lowering.refs[out] = Ref(index, tuple(output.index(c) for c in term))
+        return
+    (index_a, term_a, sizes_a), (index_b, term_b, sizes_b) = operands
+    batch = "".join(c for c in output if c in term_a and c in term_b)
+    contracted = "".join(c for c in term_a if c in term_b and c not in output)
+    free_a = "".join(c for c in term_a if c not in term_b)
+    free_b = "".join(c for c in term_b if c not in term_a)
+
+    def matrix(index: int, term: str, sizes: dict, rows: str, columns: str, name: str) -> int:
+        arranged = _arranged(lowering, index, term, batch + rows + columns, name)
+        shape = [sizes[c] for c in batch] + [int(np.prod([sizes[c] for c in rows])),
+                                             int(np.prod([sizes[c] for c in columns]))]
+        return _flat(lowering, arranged, shape, name + "/matrix")
+
+    left = matrix(index_a, term_a, sizes_a, free_a, contracted, out.name + "/a")
+    right = matrix(index_b, term_b, sizes_b, contracted, free_b, out.name + "/b")
+    sizes = {c: max(sizes_a.get(c, 1), sizes_b.get(c, 1)) for c in batch + free_a + free_b}
+    product_shape = [sizes[c] for c in batch] + [int(np.prod([sizes[c] for c in free_a])),
+                                                 int(np.prod([sizes[c] for c in free_b]))]
+    product = lowering.compute("BATCH_MATMUL", [left, right], out.name + "/product", shape=product_shape)
+    letters = batch + free_a + free_b
+    spread = _flat(lowering, product, [sizes[c] for c in letters], out.name + "/spread")
+    lowering.refs[out] = Ref(spread, tuple(output.index(c) for c in letters))

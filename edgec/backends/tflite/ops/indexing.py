@@ -113,7 +113,7 @@ def gather_nd(lowering: Lowering, node: ir.Node) -> None:
 def _check_scatter(node: ir.Node) -> str:
     if node.attributes.get_string("reduction", "none") not in ("none", "add"):
         return f"reduction '{node.attributes.get_string('reduction', '')}' has no TFLite scatter"
-    return _check(node)
+    return dtypes.refusal("SCATTER_ND", dtypes.of(node.inputs[0]))
 
 
 def _scatter(lowering: Lowering, node: ir.Node, coords: int, updates: ir.Value) -> None:
@@ -153,7 +153,7 @@ def scatter_elements(lowering: Lowering, node: ir.Node) -> None:
 def _check_one_hot(node: ir.Node) -> str:
     if constant(node.inputs[1]) is None or constant(node.inputs[2]) is None:
         return "depth and values must be constants"
-    return _check(node)
+    return dtypes.refusal("ONE_HOT", dtypes.of(node.outputs[0]))
 
 
 @lowers("OneHot", check=_check_one_hot)
@@ -174,4 +174,5 @@ def one_hot(lowering: Lowering, node: ir.Node) -> None:
     lowering.emit("ONE_HOT", [index, lowering.scalar(out.name + "/depth_value", depth, "int32"),
                               lowering.scalar(out.name + "/on", on, dtype),
                               lowering.scalar(out.name + "/off", off, dtype)],
-                  [result.index], lowering.w.options("OneHotOptions", axis=node.attributes.get_int("axis", -1)))
+                  [result.index], lowering.w.options("OneHotOptions",
+                                                     axis=node.attributes.get_int("axis", -1) % (rank + 1)))

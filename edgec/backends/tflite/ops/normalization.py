@@ -54,7 +54,8 @@ def _affine(lowering: Lowering, index: int, scale: int | None, bias: int | None,
 # ---- BatchNormalization ---------------------------------------------------------------------
 
 def _check_batch_norm(node: ir.Node) -> str:
-    if node.attributes.get_int("training_mode", 0) or any(v is not None and v.uses() for v in node.outputs[1:]):
+    if node.attributes.get_int("training_mode", 0) or any(v is not None and (v.uses() or v.is_graph_output())
+                                                          for v in node.outputs[1:]):
         return "training-mode BatchNormalization (running statistics as outputs) is not an inference op"
     return check_dtypes("MUL")(node)
 

@@ -23,13 +23,16 @@ def _check_pool(node: ir.Node) -> str:
     shape = static_shape(node.inputs[0])
     if shape is None or len(shape) not in (3, 4):
         return "only 1-D and 2-D pooling are supported"
-    if dtypes.of(node.inputs[0]) != "float32":
-        return f"TFLite pools float32 and quantized int8, not {dtypes.of(node.inputs[0])}"
+    dtype = dtypes.of(node.inputs[0])
+    maximum = node.op_type in ("MaxPool", "GlobalMaxPool")
+    if dtype != "float32" and (not maximum or dtypes.refusal("MAX_POOL_2D", dtype)):
+        return f"TFLite pools float32 and quantized int8 (max pooling also plain 8- and 16-bit integers), not {dtype}"
     if node.op_type.startswith("Global"):
         return ""
     if any(d != 1 for d in attr_ints(node, "dilations", [])):
         return "dilated pooling has no TFLite equivalent"
-    if len(node.outputs) > 1 and node.outputs[1] is not None and node.outputs[1].uses():
+    indices = node.outputs[1] if len(node.outputs) > 1 else None
+    if indices is not None and (indices.uses() or indices.is_graph_output()):
         return "MaxPool's Indices output has no TFLite equivalent"
     return ""
 

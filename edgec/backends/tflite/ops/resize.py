@@ -1,17 +1,20 @@
-"""Resize: ONNX's coordinate transformation and rounding, matched against what TFLite's RESIZE_BILINEAR and
-RESIZE_NEAREST_NEIGHBOR compute for each (align_corners, half_pixel_centers) pair.
+"""Resize in any nearest or linear coordinate mode, on any axes.
 
-The plan compares the source coordinate of every output pixel, per axis, for each flag pair, and takes
-the one that matches exactly; a mode no pair reproduces (cubic, antialias, tf_crop_and_resize, most
-downsampling with given scales) is refused with the reason.
+The plan computes ONNX's source coordinate of every output position, per axis. Where a TFLite resize
+kernel's (align_corners, half_pixel_centers) flags sample exactly those positions on H and W, that
+kernel runs (XNNPACK delegates it); otherwise each resized axis is a GATHER of the nearest source
+(nearest) or of the two neighbours blended by constant weights (linear), which is ONNX's own 2-tap
+formula. Cubic, antialias and tf_crop_and_resize have no exact TFLite form and are refused.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
 
 from edgec.backends.tflite import dtypes, layout
-from edgec.backends.tflite.lowering import Lowering
+from edgec.backends.tflite.lowering import Lowering, Ref
 from edgec.backends.tflite.ops.common import all_static, attr_ints, optional_input, static_shape
 from edgec.backends.tflite.ops.registry import lowers
 from edgec.backends.tflite.quant import constant
@@ -58,7 +61,7 @@ def tflite_coordinates(size_in: int, size_out: int, align: bool, half: bool, nea
 
 
 def _scales(node: ir.Node, x, out) -> list[float] | str:
-    """The scale ONNX's coordinate transform uses for H and W, or why it cannot be known."""
+    """The scale ONNX's coordinate transform uses on each axis, or why it cannot be known."""
     rank = len(x)
     axes = [a % rank for a in attr_ints(node, "axes", range(rank))]
     scales_value, sizes_value = optional_input(node, 2), optional_input(node, 3)
@@ -67,21 +70,38 @@ def _scales(node: ir.Node, x, out) -> list[float] | str:
         return "the scales input must be a constant"
     if scales is not None and scales.size:
         by_axis = dict(zip(axes, (float(s) for s in scales.reshape(-1))))
-        return [by_axis.get(d, 1.0) for d in (2, 3)]
+        return [by_axis.get(d, 1.0) for d in range(rank)]
     policy = node.attributes.get_string("keep_aspect_ratio_policy", "stretch")
     sizes = constant(sizes_value) if sizes_value is not None else None
     if policy != "stretch" and sizes is not None:
         ratios = [float(s) / x[a] for a, s in zip(axes, sizes.reshape(-1))]
         scale = min(ratios) if policy == "not_larger" else max(ratios)
-        return [scale if d in axes else 1.0 for d in (2, 3)]
-    return [out[d] / x[d] for d in (2, 3)]
+        return [scale if d in axes else 1.0 for d in range(rank)]
+    return [out[d] / x[d] for d in range(rank)]
 
 
-def resize_plan(node: ir.Node):
-    """(TFLite op, align_corners, half_pixel_centers) that computes exactly what ONNX Resize does, or a reason."""
+@dataclass(frozen=True)
+class AxisPlan:
+    """Where each output position of one axis reads: `lower` (nearest), or `lower`/`upper` mixed by `weight`."""
+
+    axis: int
+    lower: np.ndarray
+    upper: np.ndarray | None = None
+    weight: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ResizePlan:
+    axes: list[AxisPlan]  # the axes that change
+    kernel: tuple[str, bool, bool] | None  # (TFLite op, align_corners, half_pixel_centers) computing the same
+
+
+def resize_plan(node: ir.Node) -> ResizePlan | str:
+    """How to compute ONNX's Resize exactly: a TFLite resize kernel where one samples the same positions, else
+    a GATHER per resized axis (nearest) or two and a blend (linear); or why neither can."""
     x, out = static_shape(node.inputs[0]), static_shape(node.outputs[0])
-    if x is None or out is None or len(x) != 4 or x[:2] != out[:2]:
-        return "only resizing H and W of a 4-D NCHW tensor is supported"
+    if x is None or out is None or len(x) != len(out):
+        return "input and output shapes must be known"
     mode = node.attributes.get_string("mode", "nearest")
     if mode not in ("nearest", "linear"):
         return f"mode '{mode}' has no TFLite kernel (TFLite resizes nearest and bilinear)"
@@ -92,24 +112,40 @@ def resize_plan(node: ir.Node):
     scales = _scales(node, x, out)
     if isinstance(scales, str):
         return scales
-    wanted = []
-    for d, scale in zip((2, 3), scales):
+    plans, wanted = [], {}
+    for d, scale in enumerate(scales):
         coords = onnx_coordinates(node, x[d], out[d], scale)
         if coords is None:
             mode_name = node.attributes.get_string("coordinate_transformation_mode", "")
             return f"coordinate_transformation_mode '{mode_name}' has no TFLite equivalent"
-        wanted.append(onnx_nearest(node, coords, x[d]) if mode == "nearest" else np.clip(coords, 0, x[d] - 1))
+        if mode == "nearest":
+            wanted[d] = onnx_nearest(node, coords, x[d])
+            plan = AxisPlan(d, wanted[d])
+        else:
+            wanted[d] = np.clip(coords, 0, x[d] - 1)
+            lower = np.floor(wanted[d]).astype(int)
+            plan = AxisPlan(d, lower, np.minimum(lower + 1, x[d] - 1), (wanted[d] - lower).astype(np.float32))
+        if x[d] != out[d] or not np.array_equal(wanted[d], np.arange(x[d])):
+            plans.append(plan)
+    return ResizePlan(plans, _kernel(mode, x, out, wanted, [p.axis for p in plans]))
+
+
+def _kernel(mode: str, x, out, wanted, axes) -> tuple[str, bool, bool] | None:
+    """The TFLite resize flags that sample exactly `wanted` on H and W of an NCHW tensor, if any."""
+    if len(x) != 4 or not set(axes) <= {2, 3}:
+        return None
     for align, half in ((False, True), (False, False), (True, False)):
         got = [tflite_coordinates(x[d], out[d], align, half, mode == "nearest") for d in (2, 3)]
-        if all(np.allclose(g, w, atol=1e-6) for g, w in zip(got, wanted)):
+        if all(np.allclose(g, wanted[d], atol=1e-6) for g, d in zip(got, (2, 3))):
             return ("RESIZE_NEAREST_NEIGHBOR" if mode == "nearest" else "RESIZE_BILINEAR", align, half)
-    return "these coordinate and rounding modes sample positions no TFLite resize flag reproduces"
+    return None
 
 
 def _check_resize(node: ir.Node) -> str:
-    if dtypes.of(node.inputs[0]) != "float32":
-        return f"TFLite resizes float32 and quantized int8, not {dtypes.of(node.inputs[0])}"
-    if not all_static(*(static_shape(node.inputs[0]) or []), *(static_shape(node.outputs[0]) or [])):
+    linear = node.attributes.get_string("mode", "nearest") == "linear"
+    if linear and dtypes.of(node.inputs[0]) != "float32":
+        return f"linear resizing is lowered for float32 and quantized int8, not {dtypes.of(node.inputs[0])}"
+    if not all_static(*(static_shape(node.inputs[0]) or [None]), *(static_shape(node.outputs[0]) or [None])):
         return ""  # judged once the build makes shapes static
     plan = resize_plan(node)
     return plan if isinstance(plan, str) else ""
@@ -118,9 +154,39 @@ def _check_resize(node: ir.Node) -> str:
 @lowers("Resize", check=_check_resize)
 def resize(lowering: Lowering, node: ir.Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
-    op, align, half = resize_plan(node)
-    ref = lowering.get(x, layout.NHWC)
-    result = lowering.new(out, layout.NHWC, ref.quant)
-    options = "ResizeNearestNeighborOptions" if op == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"
-    lowering.emit(op, [ref.index, lowering.param(out.name + "/size", lowering.shape(out)[2:])], [result.index],
-                  lowering.w.options(options, alignCorners=align, halfPixelCenters=half))
+    plan = resize_plan(node)
+    if plan.kernel is not None:
+        op, align, half = plan.kernel
+        ref = lowering.get(x, layout.NHWC)
+        result = lowering.new(out, layout.NHWC, ref.quant)
+        options = "ResizeNearestNeighborOptions" if op == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"
+        lowering.emit(op, [ref.index, lowering.param(out.name + "/size", lowering.shape(out)[2:])], [result.index],
+                      lowering.w.options(options, alignCorners=align, halfPixelCenters=half))
+        return
+    linear = node.attributes.get_string("mode", "nearest") == "linear"
+    ref = lowering.get(x, float_=linear)
+    for axis in plan.axes:
+        ref = _resize_axis(lowering, ref, axis, f"{out.name}/axis{axis.axis}")
+    lowering.refs[out] = ref
+
+
+def _resize_axis(lowering: Lowering, ref: Ref, axis: AxisPlan, name: str) -> Ref:
+    """One axis: GATHER the lower taps; for linear also the upper ones, then lower + (upper - lower) * weight."""
+    stored_axis = layout.axis(axis.axis, ref.perm)
+    shape = lowering.w.shape(ref.index)
+    shape[stored_axis] = len(axis.lower)
+    options = lowering.w.options("GatherOptions", axis=stored_axis)
+
+    def gather(indices: np.ndarray, suffix: str) -> int:
+        return lowering.compute("GATHER", [ref.index, lowering.param(f"{name}/{suffix}_index", indices)],
+                                f"{name}/{suffix}", shape=shape, options=options, quant=ref.quant)
+
+    lower = gather(axis.lower, "lower")
+    if axis.upper is None:
+        return Ref(lower, ref.perm, ref.quant)
+    difference = lowering.compute("SUB", [gather(axis.upper, "upper"), lower], name + "/difference")
+    weight_shape = [1] * len(shape)
+    weight_shape[stored_axis] = len(axis.weight)
+    step = lowering.compute("MUL", [difference, lowering.weight(name + "/weight", axis.weight.reshape(weight_shape))],
+                            name + "/step")
+    return Ref(lowering.compute("ADD", [lower, step], name + "/blend"), ref.perm)
