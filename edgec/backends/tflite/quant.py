@@ -71,6 +71,16 @@ def zero_bias(channels: int, input_scale: float, weight: QParams) -> QConst:
     return QConst(np.zeros(channels, np.int32), QParams(scales, (0,) * len(scales), 0))
 
 
+# TFLite requantizes with a 32-bit fixed-point multiplier and a shift of at most 31 either way: a ratio
+# of scales outside this range aborts the interpreter (seen with attention masks of -3.4e38 in int8).
+MULTIPLIER_RANGE = (2.0 ** -31, 2.0 ** 31)
+
+
+def rescalable(*ratios: float) -> bool:
+    """True when TFLite's int8 kernels can apply each of these scale ratios."""
+    return all(MULTIPLIER_RANGE[0] <= r < MULTIPLIER_RANGE[1] for r in ratios)
+
+
 def node_params(node: ir.Node) -> QParams | None:
     """The (scale, zero point, axis) of a QuantizeLinear or DequantizeLinear node, if constant."""
     scale = constant(node.inputs[1])

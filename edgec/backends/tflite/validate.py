@@ -2,37 +2,20 @@
 
 Every kernel's Prepare runs there (types, shapes, options), as it will on the device. A failure is
 reported with the ONNX node whose lowering produced the operator or tensor LiteRT names, and the
-build stops with exit 2 before anything is written. LiteRT's own log lines go to stderr at the C
-level; they are captured here and only the line that names the error is kept.
+build stops with exit 2 before anything is written. LiteRT runs in a forked child: a kernel that
+aborts the process fails the check instead of the build, and LiteRT's own log lines (C-level stderr)
+are captured there; only the line that names the error is kept.
 """
 from __future__ import annotations
 
 import os
 import re
-import sys
+import signal
 import tempfile
-from contextlib import contextmanager
 
 import onnx_ir as ir
 
 from edgec.errors import UnsupportedError, error_line
-
-
-@contextmanager
-def captured_stderr():
-    """Collect what C libraries write to file descriptor 2 while the block runs."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        text = []
-        try:
-            yield text
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text.append(sink.read().decode(errors="replace"))
 
 
 def describe(node: ir.Node | None) -> str:
@@ -53,21 +36,43 @@ def blame(message: str, operators: list, origins: list) -> str:
         for operator, origin in zip(operators, origins):
             if tensor in operator.inputs:
                 return describe(origin)
-    return "an unknown operator"
+    return "an operator LiteRT does not name"
+
+
+def _open_and_allocate(content: bytes) -> None:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=content, num_threads=1,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+
+
+def litert_failure(content: bytes) -> str | None:
+    """What LiteRT says when it cannot open and allocate `content` (None when it can), run in a child."""
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        pid = os.fork()
+        if pid == 0:  # the child: stderr to the log, the exception text after it, exit 0 only on success
+            code = 0
+            try:
+                os.dup2(log.fileno(), 2)
+                _open_and_allocate(content)
+            except BaseException as exc:  # noqa: BLE001 (everything is reported to the parent)
+                os.write(2, f"\n{exc}\n".encode(errors="replace"))
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        text += f"\nLiteRT crashed ({signal.Signals(os.WTERMSIG(status)).name}) opening the model"
+    return text
 
 
 def validate(content: bytes, operators: list, origins: list) -> None:
     """Raise UnsupportedError naming the node, when LiteRT cannot open or allocate this model."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    with captured_stderr() as log:
-        try:
-            interpreter = Interpreter(model_content=content, num_threads=1,
-                                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            interpreter.allocate_tensors()
-            return
-        except (RuntimeError, ValueError) as exc:
-            failure = exc
-    text = f"{failure}\n{log[0]}"
-    raise UnsupportedError(f"LiteRT rejects the .tflite written for {blame(text, operators, origins)}: "
-                           f"{error_line(text)}")
+    failure = litert_failure(content)
+    if failure is not None:
+        raise UnsupportedError(f"LiteRT rejects the .tflite written for {blame(failure, operators, origins)}: "
+                               f"{error_line(failure)}")

@@ -13,6 +13,7 @@ from edgec.backends.tflite import dtypes
 from edgec.backends.tflite.lowering import Lowering, Ref
 from edgec.backends.tflite.ops.common import common_perm, operand
 from edgec.backends.tflite.ops.registry import lowers
+from edgec.backends.tflite.quant import QParams, rescalable
 
 
 def elementwise(lowering: Lowering, node: ir.Node, op: str, inputs, out: ir.Value, options=None) -> None:
@@ -62,12 +63,24 @@ def binary(lowering: Lowering, node: ir.Node) -> None:
     per_tensor = all(not lowering.is_const(v) or (lowering.qconst(v) is not None
                                                    and lowering.qconst(v).params.per_tensor) for v in inputs)
     out_params = lowering.int8_mode(inputs, out) if op in INT8_BINARY and per_tensor else None
+    if out_params is not None and not _rescalable(lowering, op, inputs, out_params):
+        out_params = None
     int8 = out_params is not None
     indices = [operand(lowering, v, perm, rank, int8, dtype=None if int8 else "float32") for v in inputs]
     result = lowering.new(out, perm, out_params)
     options = lowering.w.options(INT8_BINARY[op], fusedActivationFunction=activation) if op in INT8_BINARY else \
         lowering.w.options("DivOptions", fusedActivationFunction=activation) if op == "DIV" else None
     lowering.emit(op, indices, [result.index], options)
+
+
+def _rescalable(lowering: Lowering, op: str, inputs, out_params: QParams) -> bool:
+    """Whether TFLite's int8 ADD/SUB (inputs rescaled to twice the larger scale, 20 bits of headroom) or MUL
+    (the product of the input scales over the output's) can represent these scales."""
+    scales = [(lowering.qconst(v).params if lowering.is_const(v) else lowering.ref(v).quant).scale[0] for v in inputs]
+    if op == "MUL":
+        return rescalable(scales[0] * scales[1] / out_params.scale[0])
+    twice = 2 * max(scales)
+    return rescalable(*(s / twice for s in scales), twice / (2 ** 20 * out_params.scale[0]))
 
 
 def _special_power(lowering: Lowering, node: ir.Node) -> bool:
@@ -87,6 +100,32 @@ def _special_power(lowering: Lowering, node: ir.Node) -> bool:
     else:
         lowering.emit("SQRT", [ref.index], [lowering.new(out, ref.perm).index])
     return True
+
+
+# ---- Mod ----------------------------------------------------------------------------------
+
+def _check_mod(node: ir.Node) -> str:
+    dtype = dtypes.of(node.inputs[0])
+    if dtype == "float32":
+        return "float Mod (C fmod) is not lowered; integers are"
+    return dtypes.refusal("DIV" if node.attributes.get_int("fmod", 0) else "FLOOR_MOD", dtype)
+
+
+@lowers("Mod", check=_check_mod)
+def mod(lowering: Lowering, node: ir.Node) -> None:
+    """fmod=0 (the divisor's sign) is FLOOR_MOD; fmod=1 (the dividend's sign) is a - trunc(a / b) * b."""
+    out = node.outputs[0]
+    if not node.attributes.get_int("fmod", 0):
+        elementwise(lowering, node, "FLOOR_MOD", list(node.inputs), out)
+        return
+    rank = len(lowering.shape(out))
+    perm = common_perm(lowering, node, rank)
+    compute = dtypes.compute_dtype("DIV", dtypes.of(node.inputs[0]))
+    a, b = (operand(lowering, v, perm, rank, dtype=compute) for v in node.inputs)
+    quotient = lowering.compute("DIV", [a, b], out.name + "/quotient")
+    remainder = lowering.compute("SUB", [a, lowering.compute("MUL", [quotient, b], out.name + "/multiple")],
+                                 out.name + "/remainder")
+    lowering.refs[out] = lowering.cast(Ref(remainder, perm), dtypes.of(out), out.name)
 
 
 # ---- any number of inputs ----------------------------------------------------------------
@@ -175,7 +214,10 @@ def erf(lowering: Lowering, x: int, name: str) -> int:
     gauss = lowering.compute("EXP", [lowering.compute("NEG", [square], name + "/neg_x2")], name + "/exp")
     tail = lowering.compute("MUL", [poly, gauss], name + "/tail")
     positive = lowering.compute("SUB", [one, tail], name + "/erf_abs")
-    return lowering.compute("MUL", [positive, lowering.compute("SIGN", [x], name + "/sign")], name + "/erf")
+    # sign(x) as clamp(x * 2^100, -1, 1): XNNPACK runs it (it has no SIGN); below |x| = 2^-100 erf is 0 anyway
+    stretched = lowering.compute("MUL", [x, const("huge", 2.0 ** 100)], name + "/stretched")
+    return lowering.compute("MUL", [positive, lowering.compute("RELU_N1_TO_1", [stretched], name + "/sign")],
+                            name + "/erf")
 
 
 @lowers("Erf", check=check_dtypes("EXP"))

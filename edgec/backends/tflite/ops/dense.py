@@ -124,54 +124,88 @@ def matmul(lowering: Lowering, node: ir.Node) -> None:
         _matmul_constant(lowering, node, weights.reshape(b_shape[-2:]))
         return
     out = node.outputs[0]
-    out_params = lowering.int8_mode([a, b], out) if weights is None else None
-    refs = []
+    refs = []  # in float even in int8 graphs (FLOAT_IN_XNNPACK)
     for value, shape in ((a, a_shape), (b, b_shape)):
         if lowering.is_const(value):
-            refs.append(Ref(lowering.weight(f"{node.name}/{value.name}", lowering.const(value).reshape(shape)),
-                            layout.identity(len(shape))))
+            refs.append(lowering.weight(f"{node.name}/{value.name}", lowering.const(value).reshape(shape)))
             continue
-        ref = lowering.get(value, layout.identity(len(lowering.shape(value))), float_=out_params is None,
-                           memory=True)
-        refs.append(ref if list(lowering.w.shape(ref.index)) == shape else
-                    lowering.reshaped(ref, shape, f"{value.name}/as_{len(shape)}d"))
+        ref = lowering.get(value, layout.identity(len(lowering.shape(value))), float_=True, memory=True)
+        refs.append(ref.index if list(lowering.w.shape(ref.index)) == shape else
+                    lowering.reshaped(ref, shape, f"{value.name}/as_{len(shape)}d").index)
     batch = list(np.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2])))
     produced = [*batch, a_shape[-2], b_shape[-1]]
-    options = lowering.w.options("BatchMatMulOptions", adjX=False, adjY=False)
-    if produced == lowering.shape(out):
-        result = lowering.new(out, layout.identity(len(produced)), out_params)
-        lowering.emit("BATCH_MATMUL", [r.index for r in refs], [result.index], options)
-        return
-    product = lowering.scratch(out.name + "/product", produced, out_params)
-    lowering.emit("BATCH_MATMUL", [r.index for r in refs], [product], options)
-    lowering.refs[out] = lowering.reshaped(Ref(product, layout.identity(len(produced)), out_params),
-                                           lowering.shape(out), out.name)
+    product = lowering.compute("BATCH_MATMUL", refs, out.name + "/product", shape=produced)
+    rank = len(produced)
+    lowering.refs[out] = Ref(product, layout.identity(rank)) if produced == lowering.shape(out) else \
+        lowering.reshaped(Ref(product, layout.identity(rank)), lowering.shape(out), out.name)
+
+
+def _following_bias(lowering: Lowering, value: ir.Value, columns: int) -> tuple[ir.Node, list[ir.Node]] | None:
+    """The Add of a constant [N] vector that alone consumes `value`, directly or through the QuantizeLinear and
+    DequantizeLinear of a QDQ graph: (the Add, the nodes in between). Exporters write a 3-D Linear this way."""
+    between, current = [], value
+    while True:
+        uses = current.uses()
+        if len(uses) != 1 or current.is_graph_output():
+            return None
+        user = uses[0].node
+        if user.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(between) == 2:
+            break
+        between.append(user)
+        current = user.outputs[0]
+    if user.op_type != "Add" or len(between) == 1:
+        return None
+    bias = user.inputs[1] if user.inputs[0] is current else user.inputs[0]
+    data = lowering.const(bias)
+    if data is None or data.size != columns or (data.ndim and data.shape[-1] != columns) or \
+            len(lowering.shape(user.outputs[0])) != len(lowering.shape(value)):
+        return None
+    return user, between
 
 
 def _matmul_constant(lowering: Lowering, node: ir.Node, weights: np.ndarray) -> None:
-    """A @ W with W constant [K, N]: FULLY_CONNECTED, keeping A's leading dimensions."""
+    """A @ W with W constant [K, N]: FULLY_CONNECTED, keeping A's leading dimensions, with the bias of a
+    following Add folded in."""
     a = node.inputs[0]
-    produced = [*lowering.shape(a)[:-1], weights.shape[1]]
+    columns = weights.shape[1]
+    produced = [*lowering.shape(a)[:-1], columns]
     reshape = produced != lowering.shape(node.outputs[0])  # [.., K] @ [K] drops the last axis: [.., 1], reshaped
+    bias_add = None if reshape else _following_bias(lowering, node.outputs[0], columns)
+    last = node if bias_add is None else bias_add[0]
     activation, out = (lowering.w.fb.ActivationFunctionType.NONE, node.outputs[0]) if reshape else \
-        lowering.fused_activation(node)
+        lowering.fused_activation(last)
+    if bias_add is not None:
+        add, between = bias_add
+        lowering.consumed.update([add, *between])
+        bias_value = add.inputs[1] if add.inputs[0] in [node.outputs[0], *(n.outputs[0] for n in between)] \
+            else add.inputs[0]
+        bias = lowering.const(bias_value).reshape(-1).astype(np.float32)
+    else:
+        bias = None
     int8_weights = per_output_channel(lowering.qconst(node.inputs[1]), 1)
     if int8_weights is not None and int8_weights.data.ndim != 2:
         int8_weights = None
     out_params = lowering.int8_mode([a], out) if int8_weights is not None and not reshape else None
     if out_params is not None:
-        _int8_fully_connected(lowering, node, a, _transposed_weights(int8_weights), None, out, activation, out_params)
+        weights_int8 = _transposed_weights(int8_weights)
+        bias_int32 = None
+        if bias is not None:
+            scales = np.asarray(lowering.ref(a).quant.scale[0] * np.asarray(weights_int8.params.scale))
+            bias_int32 = QConst(np.round(bias / np.broadcast_to(scales, bias.shape)).astype(np.int32),
+                                QParams(tuple(float(s) for s in np.atleast_1d(scales)), (0,) * np.size(scales), 0))
+        _int8_fully_connected(lowering, node, a, weights_int8, bias_int32, out, activation, out_params)
         return
     rank = len(lowering.shape(a))
     ref = lowering.get(a, layout.identity(rank), float_=True, memory=True)
     w_index = lowering.weight(f"{node.name}/weights", np.ascontiguousarray(weights.T))
+    b_index = lowering.weight(f"{node.name}/bias", bias) if bias is not None else -1
     options = lowering.w.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=rank > 2)
     if not reshape:
         result = lowering.new(out, layout.identity(rank))
-        lowering.emit("FULLY_CONNECTED", [ref.index, w_index, -1], [result.index], options)
+        lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [result.index], options)
         return
     product = lowering.scratch(out.name + "/product", produced)
-    lowering.emit("FULLY_CONNECTED", [ref.index, w_index, -1], [product], options)
+    lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [product], options)
     lowering.refs[out] = lowering.reshaped(Ref(product, layout.identity(len(produced))), lowering.shape(out),
                                            out.name)
 

@@ -130,6 +130,7 @@ def group_norm(lowering: Lowering, node: ir.Node) -> None:
     x, scale, bias = node.inputs
     out = node.outputs[0]
     shape = lowering.shape(x)
+    out.shape = out.shape or x.shape  # onnx's shape inference leaves a GroupNormalization-21 output unknown
     groups = node.attributes.get_int("num_groups", 1)
     channels = shape[1]
     grouped_shape = [shape[0], groups, int(np.prod(shape[1:])) // groups]

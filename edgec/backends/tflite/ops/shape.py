@@ -176,11 +176,12 @@ def pad(lowering: Lowering, node: ir.Node) -> None:
     paddings = lowering.param(out.name + "/paddings", [list(pairs[p]) for p in ref.perm])
     fill = optional_input(node, 2)
     result = lowering.new(out, ref.perm, ref.quant, dtype=lowering.dtype(ref))
-    if fill is None or (constant(fill) is not None and float(constant(fill).reshape(-1)[0]) == 0.0):
+    fill_constant = lowering.const(fill) if fill is not None else None
+    if fill is None or (fill_constant is not None and float(fill_constant.reshape(-1)[0]) == 0.0):
         lowering.emit("PAD", [ref.index, paddings], [result.index])
         return
-    if constant(fill) is not None:
-        value = fill_value(lowering, out.name + "/value", ref, float(constant(fill).reshape(-1)[0]))
+    if fill_constant is not None:
+        value = fill_value(lowering, out.name + "/value", ref, float(fill_constant.reshape(-1)[0]))
     else:
         value = lowering.cast(lowering.get(fill, float_=True), lowering.dtype(ref), fill.name).index
     lowering.emit("PADV2", [ref.index, paddings, value], [result.index])
