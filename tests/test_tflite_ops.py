@@ -161,6 +161,9 @@ CASES = {
                            dict(k=np.array(3.0, np.float32))),
     # ---- indexing
     "gather_constant_indices": Case(f"g ({X}) => (y) {{ y = Gather <axis=1> (x, i) }}", dict(i=np.array([3, -1, 0]))),
+    "gather_progression_and_scalar": Case(f"g ({X}) => (y) {{ c = Conv (x, w, b) \n a = Gather <axis=1> (c, i) \n"
+                                          f"s = Gather <axis=3> (c, j) \n u = Unsqueeze (s, one) \n y = Add (a, u) }}",
+                                          dict(**CONV_W, i=np.array([1, 3, 5]), j=np.array(-4), one=np.array([1]))),
     "gather_computed_indices": Case(f"g ({X}, int64[1,5] i) => (y) {{ t = Reshape (x, s) \n y = Gather (t, i) }}",
                                     dict(s=np.array([32, 8])), integers=(-32, 32)),
     "gather_elements": Case(f"g ({X}) => (y) {{ y = GatherElements <axis=2> (x, i) }}",
@@ -399,3 +402,32 @@ def test_a_model_litert_rejects_names_the_operator_exits_2_and_writes_nothing(tm
     assert len(lines) == 1, proc.stderr
     assert "Tanh (node 'the_tanh')" in lines[0] and "ADD" in lines[0] and "INFO:" not in lines[0], lines[0]
     assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+# ---- LSTM: LiteRT's kernel where exact, unrolled steps otherwise ------------------------------------
+
+LSTM_ZERO_STATE = Case(f"g ({X}) => (y) {{ r = Reshape (x, s) \n"
+                       f"o, h = LSTM <hidden_size=5, direction=\"bidirectional\"> (r, w, rw, bb, , , , p) \n"
+                       f"f = Flatten <axis=0> (o) \n g = Flatten <axis=0> (h) \n y = Concat <axis=1> (f, g) }}",
+                       dict(s=np.array([8, 4, 8]), w=weights(2, 20, 8), rw=weights(2, 20, 5), bb=weights(2, 40),
+                            p=weights(2, 15)))
+
+
+@pytest.mark.parametrize("form", ["kernel", "unrolled"])
+def test_lstm_forms_agree_with_onnxruntime_run_after_run(form, tmp_path):
+    """The kernel keeps its state in variable tensors: reset before each run (as run.py does), every run
+    starts from zero like onnxruntime's."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    proto = make_model(LSTM_ZERO_STATE.text, **LSTM_ZERO_STATE.initializers)
+    path, lowered, _ = lower(proto, tmp_path, options={"recurrent": form})
+    assert ("UNIDIRECTIONAL_SEQUENCE_LSTM" in lowered.meta["operators"]) == (form == "kernel")
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    for seed in range(3):
+        feeds = _samples(proto, LSTM_ZERO_STATE, 1, np.random.default_rng(seed))
+        interpreter.reset_all_variables()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], feeds["x"])
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        np.testing.assert_allclose(got, run_onnxruntime(proto, feeds)["y"], rtol=1e-5, atol=1e-5)

@@ -48,8 +48,9 @@ class ModelWriter:
         self.inputs: list[int] = []
         self.outputs: list[int] = []
 
-    def tensor(self, name: str, shape, dtype: str, data: np.ndarray | None = None, quant=None) -> int:
-        """Add a tensor; `data` makes it a constant. Returns its index."""
+    def tensor(self, name: str, shape, dtype: str, data: np.ndarray | None = None, quant=None,
+               variable: bool = False) -> int:
+        """Add a tensor; `data` makes it a constant, `variable` a state kept across invocations. Returns its index."""
         buffer = 0
         if data is not None:
             array = np.ascontiguousarray(np.asarray(data, dtype=dtype))
@@ -60,6 +61,7 @@ class ModelWriter:
         t.shape = [int(d) for d in shape]
         t.type = getattr(self.fb.TensorType, _TENSOR_TYPES[np.dtype(dtype).name])
         t.buffer = buffer
+        t.isVariable = variable
         if quant is not None:
             q = self.fb.QuantizationParametersT()
             q.scale = [float(s) for s in np.atleast_1d(quant.scale)]

@@ -50,11 +50,12 @@ class Ref:
 
 
 class Lowering:
-    def __init__(self, model: ir.Model, precision: str, io_layout: str, io_dtype: str):
+    def __init__(self, model: ir.Model, precision: str, io_layout: str, io_dtype: str, recurrent: str = "kernel"):
         self.model = model
         self.precision = precision
         self.io_layout = io_layout
         self.io_dtype = io_dtype
+        self.recurrent = recurrent  # LSTM: LiteRT's "kernel" where it is exact, or "unrolled" steps
         self.w = ModelWriter()
         self.refs: dict[ir.Value, Ref] = {}
         self.cache: dict[tuple, Ref] = {}

@@ -50,10 +50,57 @@ def gather(lowering: Lowering, node: ir.Node) -> None:
     out = node.outputs[0]
     shape = lowering.shape(data)
     axis = node.attributes.get_int("axis", 0) % len(shape)
+    progression = _progression(constant(indices), shape[axis])
+    if progression is not None:
+        _strided_gather(lowering, data, out, axis, *progression)
+        return
     ref = lowering.get(data, layout.identity(len(shape)))
     index = indices_tensor(lowering, indices, shape[axis], out.name + "/indices")
     result = lowering.new(out, layout.identity(len(lowering.shape(out))), ref.quant, dtype=lowering.dtype(ref))
     lowering.emit("GATHER", [ref.index, index], [result.index], lowering.w.options("GatherOptions", axis=axis))
+
+
+def _progression(indices: np.ndarray | None, size: int) -> tuple[int, int, int, bool] | None:
+    """(start, stop, step, scalar) when constant indices are an increasing arithmetic progression (or one index)."""
+    if indices is None or indices.ndim > 1:
+        return None
+    wrapped = np.where(indices < 0, indices + size, indices).astype(np.int64).reshape(-1)
+    if wrapped.size == 0 or wrapped.min() < 0 or wrapped.max() >= size:
+        return None
+    step = int(wrapped[1] - wrapped[0]) if wrapped.size > 1 else 1
+    if step <= 0 or not np.array_equal(wrapped, wrapped[0] + step * np.arange(wrapped.size)):
+        return None
+    return int(wrapped[0]), int(wrapped[-1]) + 1, step, indices.ndim == 0
+
+
+def _strided_gather(lowering: Lowering, data: ir.Value, out: ir.Value, axis: int, start: int, stop: int, step: int,
+                    scalar: bool) -> None:
+    """Gather of constant indices in arithmetic progression: a SLICE (step 1, which XNNPACK runs) or STRIDED_SLICE
+    of the stored axis, the data keeping its storage order; a scalar index then drops the axis (a RESHAPE)."""
+    ref = lowering.get(data)
+    stored_axis = layout.axis(axis, ref.perm)
+    stored = lowering.w.shape(ref.index)
+    begin = [start if i == stored_axis else 0 for i in range(len(stored))]
+    taken = list(stored)
+    taken[stored_axis] = len(range(start, stop, step))
+    if step == 1:
+        piece = lowering.compute("SLICE", [ref.index, lowering.param(out.name + "/begin", begin),
+                                           lowering.param(out.name + "/size", taken)], out.name + "/slice",
+                                 shape=taken, quant=ref.quant)
+    else:
+        end = [stop if i == stored_axis else d for i, d in enumerate(stored)]
+        strides = [step if i == stored_axis else 1 for i in range(len(stored))]
+        piece = lowering.compute("STRIDED_SLICE", [ref.index, lowering.param(out.name + "/begin", begin),
+                                                   lowering.param(out.name + "/end", end),
+                                                   lowering.param(out.name + "/strides", strides)],
+                                 out.name + "/slice", shape=taken, quant=ref.quant,
+                                 options=lowering.w.options("StridedSliceOptions"))
+    if not scalar:
+        lowering.refs[out] = Ref(piece, ref.perm, ref.quant)
+        return
+    perm = tuple(p - (p > axis) for p in ref.perm if p != axis)
+    kept = [d for i, d in enumerate(taken) if i != stored_axis]
+    lowering.refs[out] = lowering.restored(Ref(piece, ref.perm, ref.quant), kept, perm, out.name)
 
 
 def _element_columns(lowering: Lowering, node: ir.Node, name: str) -> tuple[list, list[int]]:

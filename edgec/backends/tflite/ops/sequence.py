@@ -1,11 +1,12 @@
 """LSTM and GRU: forward, reverse and bidirectional, with initial states, peepholes, clip, coupled gates,
-linear_before_reset and either layout, unrolled over the (static) sequence into FULLY_CONNECTED, ADD,
-LOGISTIC, TANH and MUL steps that XNNPACK runs.
+linear_before_reset and either layout.
 
-The input projection of every time step is one FULLY_CONNECTED over the whole sequence; each step then
-adds the recurrent projection of the previous hidden state. Y stacks the steps' hidden states (PACK),
-Y_h and Y_c are the last ones. benchmarks/tflite_lstm.py measures this form against LiteRT's
-UNIDIRECTIONAL_SEQUENCE_LSTM kernel.
+An LSTM that LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM computes exactly (zero initial states, default
+activations, no clip or coupled gates, no Y_c) becomes one kernel per direction: measured faster than
+the unrolled form (benchmarks/results/tflite_lstm.md). Everything else is unrolled over the (static)
+sequence into FULLY_CONNECTED, ADD, LOGISTIC, TANH and MUL steps that XNNPACK runs: the input
+projection of every time step is one FULLY_CONNECTED over the whole sequence, each step adds the
+recurrent projection of the previous hidden state, Y stacks the steps (PACK), Y_h and Y_c are the last.
 """
 from __future__ import annotations
 
@@ -68,6 +69,15 @@ def _check_recurrent(node: ir.Node) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Dense:
+    """A FULLY_CONNECTED's constant operands: weight and bias tensors (-1: none), and its output width."""
+
+    weights: int
+    bias: int
+    features: int
+
+
 class _Emitter:
     """Small helpers over the lowering context for one recurrent node's operators."""
 
@@ -80,24 +90,30 @@ class _Emitter:
         return self.lowering.compute(op, inputs, f"{self.name}/{op.lower()}{self.count}", shape=shape,
                                      options=options)
 
-    def dense(self, x: int, weights: np.ndarray, bias: np.ndarray | None, keep_dims: bool = False) -> int:
-        """x @ weights.T (+ bias): FULLY_CONNECTED."""
+    def prepare(self, weights: np.ndarray, bias: np.ndarray | None = None) -> "Dense":
+        """Constant weights [N, K] (and bias [N]) written once, for a FULLY_CONNECTED every time step reuses."""
         lowering = self.lowering
         self.count += 1
         name = f"{self.name}/dense{self.count}"
-        w_index = lowering.weight(name + "/weights", np.ascontiguousarray(weights, np.float32))
-        b_index = lowering.weight(name + "/bias", bias) if bias is not None else -1
-        shape = lowering.w.shape(x)[:-1] + [weights.shape[0]] if keep_dims else [self.batch, weights.shape[0]]
-        return lowering.compute("FULLY_CONNECTED", [x, w_index, b_index], name, shape=shape,
-                                options=lowering.w.options("FullyConnectedOptions", keepNumDims=keep_dims))
+        return Dense(lowering.weight(name + "/weights", np.ascontiguousarray(weights, np.float32)),
+                     lowering.weight(name + "/bias", bias) if bias is not None else -1, weights.shape[0])
 
-    def split(self, x: int, sizes: list[int]) -> list[int]:
+    def dense(self, x: int, layer: "Dense", keep_dims: bool = False) -> int:
+        """x @ weights.T (+ bias): FULLY_CONNECTED."""
+        lowering = self.lowering
+        shape = lowering.w.shape(x)[:-1] + [layer.features] if keep_dims else [self.batch, layer.features]
+        return self.op("FULLY_CONNECTED", [x, layer.weights, layer.bias], shape=shape,
+                       options=lowering.w.options("FullyConnectedOptions", keepNumDims=keep_dims))
+
+    def split(self, x: int, parts: int) -> list[int]:
+        """Equal parts along axis 1 (SPLIT, which XNNPACK runs; it does not run SPLIT_V)."""
         lowering = self.lowering
         self.count += 1
         name = f"{self.name}/split{self.count}"
-        outputs = [lowering.scratch(f"{name}/{i}", [self.batch, s]) for i, s in enumerate(sizes)]
-        lowering.emit("SPLIT_V", [x, lowering.param(name + "/sizes", sizes), lowering.param(name + "/axis", 1)],
-                      outputs, lowering.w.options("SplitVOptions", numSplits=len(sizes)))
+        size = lowering.w.shape(x)[1] // parts
+        outputs = [lowering.scratch(f"{name}/{i}", [self.batch, size]) for i in range(parts)]
+        lowering.emit("SPLIT", [lowering.param(name + "/axis", 1), x], outputs,
+                      lowering.w.options("SplitOptions", numSplits=parts))
         return outputs
 
     def activation(self, name: str, x: int) -> int:
@@ -150,6 +166,14 @@ def recurrent(lowering: Lowering, node: ir.Node) -> None:
     bias_value, peephole_value = optional_input(node, 3), optional_input(node, 7)
     biases = lowering.const(bias_value) if bias_value is not None else \
         np.zeros((len(recurrence.directions), 2 * gates * hidden), np.float32)
+    if lowering.recurrent == "kernel" and recurrence.kind == "LSTM":
+        reason = _kernel_refusal(lowering, node, recurrence)
+        if not reason:
+            _lstm_kernel(lowering, emit, node, recurrence, sequence, steps)
+            lowering.note("LSTM state lives in variable tensors: call the interpreter's reset_all_variables() "
+                          "before each invoke (run.py does)")
+            return
+        lowering.note(f"LSTM '{node.name}' is unrolled: LiteRT's kernel {reason}")
     hiddens = _initial_states(emit, optional_input(node, 5), recurrence)
     cells = _initial_states(emit, optional_input(node, 6), recurrence) if recurrence.kind == "LSTM" else [None] * 2
     all_steps, finals_h, finals_c = [], [], []
@@ -158,19 +182,19 @@ def recurrent(lowering: Lowering, node: ir.Node) -> None:
         folded = bias_w + bias_r  # every recurrent bias adds outside the gates except GRU's h with linear_before_reset
         if recurrence.kind == "GRU" and node.attributes.get_int("linear_before_reset", 0):
             folded[2 * hidden:] = bias_w[2 * hidden:]
-        projection = emit.dense(sequence.index, weights[d], folded, keep_dims=True)  # [T, batch, G*H]
+        projection = emit.dense(sequence.index, emit.prepare(weights[d], folded), keep_dims=True)  # [T, B, G*H]
         inputs = emit.unpacked(projection, steps, [batch, gates * hidden])
         order = range(steps) if direction == "forward" else range(steps - 1, -1, -1)
         h, c = hiddens[d], cells[d]
         outputs = [0] * steps
+        if recurrence.kind == "LSTM":
+            peepholes = lowering.const(peephole_value)[d] if peephole_value is not None else None
+            cell = _LstmCell(emit, node, recurrence, recurrence.activations[d], emit.prepare(recurrent_weights[d]),
+                             peepholes)
+        else:
+            cell = _GruCell(emit, node, recurrence, recurrence.activations[d], recurrent_weights[d], bias_r)
         for t in order:
-            if recurrence.kind == "LSTM":
-                peepholes = lowering.const(peephole_value)[d] if peephole_value is not None else None
-                h, c = _lstm_step(emit, node, recurrence, recurrence.activations[d], inputs[t], h, c,
-                                  recurrent_weights[d], peepholes)
-            else:
-                h = _gru_step(emit, node, recurrence, recurrence.activations[d], inputs[t], h, recurrent_weights[d],
-                              bias_r)
+            h, c = cell.step(inputs[t], h, c)
             outputs[t] = h
         all_steps.append(outputs)
         finals_h.append(h)
@@ -178,52 +202,76 @@ def recurrent(lowering: Lowering, node: ir.Node) -> None:
     _outputs(lowering, emit, node, recurrence, all_steps, finals_h, finals_c, steps)
 
 
-def _lstm_step(emit: _Emitter, node: ir.Node, recurrence: Recurrence, activations, projected: int, h: int, c: int,
-               recurrent_weights: np.ndarray, peepholes: np.ndarray | None) -> tuple[int, int]:
-    """ONNX's LSTM step: gates i, o, f, c; f = 1 - i when input_forget."""
-    lowering, hidden = emit.lowering, recurrence.hidden
-    f_act, g_act, h_act = activations
-    gates = emit.clipped(emit.op("ADD", [projected, emit.dense(h, recurrent_weights, None)]), recurrence.clip)
-    i, o, f, candidate = emit.split(gates, [hidden] * 4)
+class _LstmCell:
+    """ONNX's LSTM step: gates i, o, f, c (with peepholes, clip, f = 1 - i when input_forget)."""
 
-    def peephole(gate: int, k: int, state: int) -> int:
-        if peepholes is None:
+    def __init__(self, emit: _Emitter, node: ir.Node, recurrence: Recurrence, activations, recurrent: Dense,
+                 peepholes: np.ndarray | None):
+        self.emit, self.recurrence, self.recurrent = emit, recurrence, recurrent
+        self.f_act, self.g_act, self.h_act = activations
+        self.coupled = bool(node.attributes.get_int("input_forget", 0))
+        hidden = recurrence.hidden
+        self.peepholes = None if peepholes is None else [
+            emit.lowering.weight(f"{emit.name}/peephole{k}", peepholes[k * hidden:(k + 1) * hidden]) for k in range(3)]
+
+    def _peephole(self, gate: int, k: int, state: int) -> int:
+        if self.peepholes is None:
             return gate
-        weight = lowering.weight(f"{emit.name}/peephole{k}", peepholes[k * hidden:(k + 1) * hidden])
-        return emit.op("ADD", [gate, emit.op("MUL", [state, weight])])
+        return self.emit.op("ADD", [gate, self.emit.op("MUL", [state, self.peepholes[k]])])
 
-    i = emit.activation(f_act, peephole(i, 0, c))
-    if node.attributes.get_int("input_forget", 0):
-        f = emit.op("SUB", [lowering.scalar(f"{emit.name}/one", 1.0), i])
-    else:
-        f = emit.activation(f_act, peephole(f, 2, c))
-    cell = emit.op("ADD", [emit.op("MUL", [f, c]), emit.op("MUL", [i, emit.activation(g_act, candidate)])])
-    o = emit.activation(f_act, peephole(o, 1, cell))
-    return emit.op("MUL", [o, emit.activation(h_act, cell)]), cell
+    def step(self, projected: int, h: int, c: int) -> tuple[int, int]:
+        emit = self.emit
+        gates = emit.clipped(emit.op("ADD", [projected, emit.dense(h, self.recurrent)]), self.recurrence.clip)
+        i, o, f, candidate = emit.split(gates, 4)
+        i = emit.activation(self.f_act, self._peephole(i, 0, c))
+        if self.coupled:
+            f = emit.op("SUB", [emit.lowering.scalar(f"{emit.name}/one", 1.0), i])
+        else:
+            f = emit.activation(self.f_act, self._peephole(f, 2, c))
+        cell = emit.op("ADD", [emit.op("MUL", [f, c]), emit.op("MUL", [i, emit.activation(self.g_act, candidate)])])
+        o = emit.activation(self.f_act, self._peephole(o, 1, cell))
+        return emit.op("MUL", [o, emit.activation(self.h_act, cell)]), cell
 
 
-def _gru_step(emit: _Emitter, node: ir.Node, recurrence: Recurrence, activations, projected: int, h: int,
-              recurrent_weights: np.ndarray, bias_r: np.ndarray) -> int:
-    """ONNX's GRU step: gates z, r, h; h' = h~ + z (h - h~)."""
-    hidden = recurrence.hidden
-    f_act, g_act = activations
-    x_update_reset, x_candidate = emit.split(projected, [2 * hidden, hidden])
-    update_reset = emit.op("ADD", [x_update_reset, emit.dense(h, recurrent_weights[:2 * hidden], None)])
-    update, reset = emit.split(emit.activation(f_act, emit.clipped(update_reset, recurrence.clip)), [hidden, hidden])
-    if node.attributes.get_int("linear_before_reset", 0):
-        recurrent_part = emit.op("MUL", [reset, emit.dense(h, recurrent_weights[2 * hidden:], bias_r[2 * hidden:])])
-    else:
-        recurrent_part = emit.dense(emit.op("MUL", [reset, h]), recurrent_weights[2 * hidden:], None)
-    candidate = emit.activation(g_act, emit.clipped(emit.op("ADD", [x_candidate, recurrent_part]), recurrence.clip))
-    return emit.op("ADD", [candidate, emit.op("MUL", [update, emit.op("SUB", [h, candidate])])])
+class _GruCell:
+    """ONNX's GRU step: gates z, r, h; h' = h~ + z (h - h~), the recurrent bias of h inside r with
+    linear_before_reset."""
+
+    def __init__(self, emit: _Emitter, node: ir.Node, recurrence: Recurrence, activations,
+                 recurrent_weights: np.ndarray, bias_r: np.ndarray):
+        hidden = recurrence.hidden
+        self.emit, self.recurrence = emit, recurrence
+        self.f_act, self.g_act = activations
+        self.before_reset = bool(node.attributes.get_int("linear_before_reset", 0))
+        self.update_reset = emit.prepare(recurrent_weights[:2 * hidden])
+        self.candidate = emit.prepare(recurrent_weights[2 * hidden:],
+                                      bias_r[2 * hidden:] if self.before_reset else None)
+
+    def step(self, projected: int, h: int, c: None) -> tuple[int, None]:
+        emit, clip = self.emit, self.recurrence.clip
+        x_update, x_reset, x_candidate = emit.split(projected, 3)
+        h_update, h_reset = emit.split(emit.dense(h, self.update_reset), 2)
+        update = emit.activation(self.f_act, emit.clipped(emit.op("ADD", [x_update, h_update]), clip))
+        reset = emit.activation(self.f_act, emit.clipped(emit.op("ADD", [x_reset, h_reset]), clip))
+        if self.before_reset:
+            recurrent_part = emit.op("MUL", [reset, emit.dense(h, self.candidate)])
+        else:
+            recurrent_part = emit.dense(emit.op("MUL", [reset, h]), self.candidate)
+        candidate = emit.activation(self.g_act, emit.clipped(emit.op("ADD", [x_candidate, recurrent_part]), clip))
+        return emit.op("ADD", [candidate, emit.op("MUL", [update, emit.op("SUB", [h, candidate])])]), None
+
+
+def _wanted(node: ir.Node) -> list[ir.Value | None]:
+    """Y, Y_h, Y_c where something reads them (None otherwise: nothing is written for them)."""
+    outputs = list(node.outputs) + [None] * (3 - len(node.outputs))
+    return [v if v is not None and (v.uses() or v.is_graph_output()) else None for v in outputs[:3]]
 
 
 def _outputs(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: Recurrence, all_steps, finals_h,
              finals_c, steps: int) -> None:
     """Y [T, dirs, batch, H] and Y_h / Y_c [dirs, batch, H] (batch first with layout = 1), as storage orders."""
     batch, hidden, count = emit.batch, emit.hidden, len(recurrence.directions)
-    outputs = list(node.outputs) + [None] * (3 - len(node.outputs))
-    y, y_h, y_c = outputs[:3]
+    y, y_h, y_c = _wanted(node)
     if y is not None:
         per_direction = [emit.packed(all_steps[d], [steps, batch, hidden]) for d in range(count)]
         stacked = emit.packed(per_direction, [count, steps, batch, hidden])  # [dirs, T, batch, H]
@@ -233,3 +281,75 @@ def _outputs(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: Recu
         if value is not None:
             lowering.refs[value] = Ref(emit.packed(finals, [count, batch, hidden]),
                                        (1, 0, 2) if recurrence.batch_major else (0, 1, 2))
+
+
+# ---- LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM (recurrent = "kernel") ---------------------------
+
+def _kernel_refusal(lowering: Lowering, node: ir.Node, recurrence: Recurrence) -> str:
+    """Why LiteRT's LSTM kernel would not compute what this node does, or ''."""
+    if any(names != tuple(DEFAULTS["LSTM"]) for names in recurrence.activations):
+        return "has fixed activations (sigmoid, tanh, tanh)"
+    if recurrence.clip is not None or node.attributes.get_int("input_forget", 0):
+        return "clips the cell state, not the gates, and couples the other gate"
+    for state in (optional_input(node, 5), optional_input(node, 6)):
+        if state is not None and (lowering.const(state) is None or np.any(lowering.const(state))):
+            return "starts from zero states (they are variables inside the model)"
+    cell = node.outputs[2] if len(node.outputs) > 2 else None
+    if cell is not None and (cell.uses() or cell.is_graph_output()):
+        return "does not output the last cell state"
+    return ""
+
+
+def _lstm_kernel(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: Recurrence, sequence: Ref,
+                 steps: int) -> None:
+    """One UNIDIRECTIONAL_SEQUENCE_LSTM per direction (reverse: REVERSE_V2 around it), states as variable
+    tensors that the harness resets before each inference."""
+    batch, hidden, name = emit.batch, emit.hidden, emit.name
+    weights, recurrent_weights = lowering.const(node.inputs[1]), lowering.const(node.inputs[2])
+    bias_value, peephole_value = optional_input(node, 3), optional_input(node, 7)
+    time_axis = lowering.param(name + "/time_axis", [0])
+    sequences, finals = [], []
+    for d, direction in enumerate(recurrence.directions):
+        gate = {g: slice(k * hidden, (k + 1) * hidden) for k, g in enumerate("iofc")}  # ONNX's gate order
+        biases = lowering.const(bias_value)[d] if bias_value is not None else np.zeros(8 * hidden, np.float32)
+        bias = biases[:4 * hidden] + biases[4 * hidden:]
+        x = sequence.index
+        if direction == "reverse":
+            x = emit.op("REVERSE_V2", [x, time_axis])
+        inputs = [x]
+        inputs += [lowering.weight(f"{name}/{d}/w_{g}", weights[d][gate[g]]) for g in "ifco"]
+        inputs += [lowering.weight(f"{name}/{d}/r_{g}", recurrent_weights[d][gate[g]]) for g in "ifco"]
+        if peephole_value is not None:  # ONNX: [p_i, p_o, p_f]; LiteRT: cell-to-input, -forget, -output
+            peepholes = lowering.const(peephole_value)[d]
+            inputs += [lowering.weight(f"{name}/{d}/p_{g}", peepholes[k * hidden:(k + 1) * hidden])
+                       for g, k in (("i", 0), ("f", 2), ("o", 1))]
+        else:
+            inputs += [-1, -1, -1]
+        inputs += [lowering.weight(f"{name}/{d}/b_{g}", bias[gate[g]]) for g in "ifco"]
+        inputs += [-1, -1]  # no projection
+        inputs += [lowering.w.tensor(f"{name}/{d}/{state}", [batch, hidden], "float32", variable=True)
+                   for state in ("h", "c")]
+        inputs += [-1] * 4  # no layer normalization
+        options = lowering.w.options("UnidirectionalSequenceLSTMOptions", timeMajor=True,
+                                     fusedActivationFunction=lowering.w.fb.ActivationFunctionType.TANH)
+        output = emit.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, shape=[steps, batch, hidden], options=options)
+        if direction == "reverse":
+            output = emit.op("REVERSE_V2", [output, time_axis])
+        last = 0 if direction == "reverse" else steps - 1
+        finals.append(emit.op("SLICE", [output, lowering.param(f"{name}/{d}/last", [last, 0, 0]),
+                                        lowering.param(f"{name}/{d}/size", [1, batch, hidden])],
+                              shape=[1, batch, hidden]))
+        sequences.append(output)
+    count = len(sequences)
+    outputs = _wanted(node)
+    if outputs[0] is not None:  # stored [T, dirs, batch, H]
+        stacked = emit.op("RESHAPE", [sequences[0], lowering.param(name + "/stacked", [steps, 1, batch, hidden])],
+                          shape=[steps, 1, batch, hidden]) if count == 1 else \
+            emit.op("PACK", sequences, shape=[steps, count, batch, hidden],
+                    options=lowering.w.options("PackOptions", valuesCount=count, axis=1))
+        lowering.refs[outputs[0]] = Ref(stacked, (1, 2, 0, 3) if recurrence.batch_major else (0, 1, 2, 3))
+    if outputs[1] is not None:
+        last_states = finals[0] if count == 1 else emit.op(
+            "CONCATENATION", finals, shape=[count, batch, hidden],
+            options=lowering.w.options("ConcatenationOptions", axis=0))
+        lowering.refs[outputs[1]] = Ref(last_states, (1, 0, 2) if recurrence.batch_major else (0, 1, 2))
