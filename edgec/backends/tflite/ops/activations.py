@@ -117,12 +117,21 @@ def softplus_node(lowering: Lowering, node: ir.Node) -> None:
     lowering.refs[out] = Ref(softplus(lowering, ref.index, name), ref.perm)
 
 
+MISH_EXP_LIMIT = 20.0  # above it tanh(softplus(x)) is 1 in float32; below, e^x cannot overflow
+
+
 @lowers("Mish", check=check_dtypes("EXP"))
 def mish(lowering: Lowering, node: ir.Node) -> None:
-    """x tanh(softplus(x))."""
+    """x tanh(softplus(x)) = x n / (n + 2) with n = e^x (e^x + 2): no log(1 + tiny) to lose digits for
+    negative x, and e^x taken of min(x, 20)."""
     ref, out, name = _float_input(lowering, node)
-    smooth = lowering.compute("TANH", [softplus(lowering, ref.index, name)], name + "/tanh")
-    lowering.emit("MUL", [ref.index, smooth], [lowering.new(out, ref.perm).index])
+    limited = lowering.compute("MINIMUM", [ref.index, lowering.scalar(name + "/limit", MISH_EXP_LIMIT)],
+                               name + "/limited")
+    exp = lowering.compute("EXP", [limited], name + "/exp")
+    two = lowering.scalar(name + "/two", 2.0)
+    n = lowering.compute("MUL", [exp, lowering.compute("ADD", [exp, two], name + "/exp_plus_2")], name + "/n")
+    ratio = lowering.compute("DIV", [n, lowering.compute("ADD", [n, two], name + "/n_plus_2")], name + "/tanh_softplus")
+    lowering.emit("MUL", [ref.index, ratio], [lowering.new(out, ref.perm).index])
 
 
 def _exponential_linear(lowering: Lowering, ref: Ref, name: str, alpha: float, scale: float = 1.0) -> int:
