@@ -2,10 +2,10 @@
 
 Every tensor keeps its ONNX dtype. An integer op runs on the TFLite kernel for that dtype; where
 LiteRT has no kernel for a narrow integer (int8/uint8/int16 without quantization), it runs on the
-int32 kernel between two CASTs, which wraps exactly as ONNX does; otherwise the node is refused
-by name. KERNELS was measured on ai-edge-litert 2.3.0 by running each kernel on each dtype and
-comparing with numpy (a kernel that ran but returned wrong numbers, such as a quantized int8
-kernel fed plain integers, counts as absent).
+int32 kernel between two CASTs, which wraps exactly as ONNX does (bool max/min run there as 0/1);
+otherwise the node is refused by name. KERNELS was measured on ai-edge-litert 2.3.0 by running each
+kernel on each dtype and comparing with numpy (a kernel that ran but returned wrong numbers, such as
+a quantized int8 kernel fed plain integers, counts as absent).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import onnx_ir as ir
 FLOAT = frozenset({"float32"})
 INTEGERS = ("int8", "uint8", "int16", "int32", "int64")
 NARROW = frozenset({"int8", "uint8", "int16"})
+ORDERED_ON_BOOL = frozenset({"REDUCE_MAX", "REDUCE_MIN", "MAXIMUM", "MINIMUM"})  # false < true, as 0 < 1
 VALUE_DTYPES = frozenset({"float32", "bool", *INTEGERS})  # float16 appears only as stored weights
 
 _ALL = VALUE_DTYPES
@@ -85,7 +86,7 @@ def compute_dtype(op: str, dtype: str) -> str | None:
     kernels = KERNELS.get(op, FLOAT)
     if dtype in kernels:
         return dtype
-    if dtype in NARROW and "int32" in kernels:
+    if (dtype in NARROW or dtype == "bool" and op in ORDERED_ON_BOOL) and "int32" in kernels:
         return "int32"
     return None
 

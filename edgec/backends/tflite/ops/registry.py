@@ -10,6 +10,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from edgec.backends.tflite import dtypes
+from edgec.backends.tflite.quant import is_constant
 
 TABLE: dict = {}
 CHECKS: dict = {}
@@ -36,9 +37,10 @@ def check(node: ir.Node) -> str:
 
 
 def _empty(node: ir.Node) -> str:
-    """TFLite kernels do not take zero-size tensors (Concat drops empty pieces itself)."""
-    values = node.outputs if node.op_type == "Concat" else [*node.inputs, *node.outputs]
-    for value in values:
+    """TFLite kernels do not take zero-size tensors (Concat drops empty pieces itself; an empty constant such
+    as a Reduce's axes is read at build time)."""
+    inputs = [] if node.op_type == "Concat" else [v for v in node.inputs if not is_constant(v)]
+    for value in [*inputs, *node.outputs]:
         if value is not None and value.shape is not None and any(d == 0 for d in value.shape):
             return f"'{value.name}' has a zero-size dimension, which TFLite tensors cannot have"
     return ""

@@ -1,4 +1,4 @@
-"""LSTM and GRU: forward, reverse and bidirectional, with initial states, peepholes, clip, coupled gates,
+"""LSTM, GRU and RNN: forward, reverse and bidirectional, with initial states, peepholes, clip, coupled gates,
 linear_before_reset and either layout.
 
 An LSTM that LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM computes exactly (zero initial states, default
@@ -22,8 +22,8 @@ from edgec.backends.tflite.ops.registry import lowers
 from edgec.backends.tflite.quant import constant, is_constant
 
 ACTIVATIONS = {"Sigmoid": "LOGISTIC", "Tanh": "TANH", "Relu": "RELU"}
-DEFAULTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
-GATES = {"LSTM": 4, "GRU": 3}
+DEFAULTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
+GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ def _initial_states(emit: _Emitter, value: ir.Value | None, recurrence: Recurren
     return emit.unpacked(ref.index, count, [emit.batch, emit.hidden])
 
 
-@lowers("LSTM", "GRU", check=_check_recurrent)
+@lowers("LSTM", "GRU", "RNN", check=_check_recurrent)
 def recurrent(lowering: Lowering, node: ir.Node) -> None:
     recurrence = Recurrence.of(node)
     x = node.inputs[0]
@@ -191,8 +191,10 @@ def recurrent(lowering: Lowering, node: ir.Node) -> None:
             peepholes = lowering.const(peephole_value)[d] if peephole_value is not None else None
             cell = _LstmCell(emit, node, recurrence, recurrence.activations[d], emit.prepare(recurrent_weights[d]),
                              peepholes)
-        else:
+        elif recurrence.kind == "GRU":
             cell = _GruCell(emit, node, recurrence, recurrence.activations[d], recurrent_weights[d], bias_r)
+        else:
+            cell = _RnnCell(emit, recurrence, recurrence.activations[d], emit.prepare(recurrent_weights[d]))
         for t in order:
             h, c = cell.step(inputs[t], h, c)
             outputs[t] = h
@@ -259,6 +261,19 @@ class _GruCell:
             recurrent_part = emit.dense(emit.op("MUL", [reset, h]), self.candidate)
         candidate = emit.activation(self.g_act, emit.clipped(emit.op("ADD", [x_candidate, recurrent_part]), clip))
         return emit.op("ADD", [candidate, emit.op("MUL", [update, emit.op("SUB", [h, candidate])])]), None
+
+
+class _RnnCell:
+    """ONNX's RNN step: h' = f(x W + h R + biases)."""
+
+    def __init__(self, emit: _Emitter, recurrence: Recurrence, activations, recurrent: Dense):
+        self.emit, self.clip, self.recurrent = emit, recurrence.clip, recurrent
+        (self.f_act,) = activations
+
+    def step(self, projected: int, h: int, c: None) -> tuple[int, None]:
+        emit = self.emit
+        total = emit.op("ADD", [projected, emit.dense(h, self.recurrent)])
+        return emit.activation(self.f_act, emit.clipped(total, self.clip)), None
 
 
 def _wanted(node: ir.Node) -> list[ir.Value | None]:
