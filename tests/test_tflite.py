@@ -90,7 +90,7 @@ def test_int8_operator_mix_stays_integer(tmp_path):
     assert ops[0] == "QUANTIZE" and ops[softmax - 1] == "DEQUANTIZE"
     int8 = 9  # TensorType.INT8
     assert all(t == int8 for t in types[:softmax - 1]), list(zip(ops, types))
-    for op in ("CONCATENATION", "MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR", "LOGISTIC", "AVERAGE_POOL_2D"):
+    for op in ("CONCATENATION", "MAX_POOL_2D", "DEPTH_TO_SPACE", "LOGISTIC", "AVERAGE_POOL_2D"):  # resize: copies
         assert op in ops
 
 

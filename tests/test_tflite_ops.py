@@ -431,3 +431,22 @@ def test_lstm_forms_agree_with_onnxruntime_run_after_run(form, tmp_path):
         interpreter.invoke()
         got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
         np.testing.assert_allclose(got, run_onnxruntime(proto, feeds)["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_opset_9_slice_reads_its_attributes(tmp_path):
+    proto = make_model(f"g ({X}) => (y) {{ y = Slice <starts=[1, -3], ends=[3, 100], axes=[1, 3]> (x) }}", opset=9)
+    feeds = {"x": RNG.standard_normal((1, 4, 8, 8)).astype(np.float32)}
+    path, _, _ = lower(proto, tmp_path)
+    np.testing.assert_array_equal(run_tflite(path, feeds)[0]["y"], run_onnxruntime(proto, feeds)["y"])
+
+
+@pytest.mark.parametrize("text, opset", [
+    ('y = Resize <mode="nearest"> (x, s)', 10),  # opset 10: x / scale, rounded down
+    ('y = Upsample <mode="linear"> (x, s)', 9),
+    ('y = Pad <pads=[0, 0, 1, 2, 0, 0, 2, 1], value=0.5> (x)', 2),
+])
+def test_old_opsets_read_their_own_forms(text, opset, tmp_path):
+    proto = make_model(f"g ({X}) => (y) {{ {text} }}", opset=opset, s=np.array([1, 1, 2, 3], np.float32))
+    feeds = {"x": RNG.standard_normal((1, 4, 8, 8)).astype(np.float32)}
+    path, _, _ = lower(proto, tmp_path)
+    np.testing.assert_allclose(run_tflite(path, feeds)[0]["y"], run_onnxruntime(proto, feeds)["y"], atol=1e-5)

@@ -38,7 +38,8 @@ def lower(proto: onnx.ModelProto, folder: Path, precision: str = "fp32", calibra
     from edgec.targets import load_target
 
     model = ir.from_proto(proto)
-    passes.optimize(model)
+    optimized = passes.optimize(model)  # main's passes return (a new model, the report)
+    model = optimized[0] if isinstance(optimized, tuple) else model
     backend = get_backend("tflite")
     assert backend.unsupported(model) == []
     target = load_target("tflite-arm")

@@ -26,7 +26,9 @@ INT8_VERSIONS = {
     "MUL": 2, "MEAN": 2, "AVERAGE_POOL_2D": 2, "MAX_POOL_2D": 2, "SOFTMAX": 2, "LOGISTIC": 2, "TANH": 2,
     "CONCATENATION": 2, "PAD": 2, "PADV2": 2, "STRIDED_SLICE": 2, "SPLIT": 2, "SPLIT_V": 2, "TRANSPOSE": 2,
     "RESIZE_BILINEAR": 2, "RESIZE_NEAREST_NEIGHBOR": 2, "DEQUANTIZE": 2, "QUANTIZE": 2, "LEAKY_RELU": 2,
-    "RELU": 2, "RELU6": 2, "RELU_N1_TO_1": 2, "MAXIMUM": 2, "MINIMUM": 2,
+    "RELU": 2, "RELU6": 2, "RELU_N1_TO_1": 2, "MAXIMUM": 2, "MINIMUM": 2, "SLICE": 2, "GATHER": 2,
+    "DEPTH_TO_SPACE": 2, "SPACE_TO_DEPTH": 2, "REDUCE_MAX": 2, "REDUCE_MIN": 2, "ARG_MAX": 2, "ARG_MIN": 2,
+    "TOPK_V2": 2,
 }
 # Ops whose first version LiteRT 2.3's resolver registers is above 1.
 FIRST_VERSIONS = {"BROADCAST_TO": 2}
@@ -37,7 +39,7 @@ DEFAULT_OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions"
 # MiniLM block): in an int8 graph they run in float between a DEQUANTIZE and a QUANTIZE, inside XNNPACK.
 FLOAT_IN_XNNPACK = {"SOFTMAX", "BATCH_MATMUL"}
 # Ops whose int8 output has fixed parameters in TFLite: (scale, zero point).
-FIXED_OUTPUT = {"LOGISTIC": (1.0 / 256, -128), "SOFTMAX": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+FIXED_OUTPUT = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class Lowering:
         self.w = ModelWriter()
         self.refs: dict[ir.Value, Ref] = {}
         self.cache: dict[tuple, Ref] = {}
-        self.consumed: set[ir.Node] = set()  # activation nodes fused into their producer
+        self.consumed: set[ir.Node] = set()  # nodes lowered with their producer (fused activations, bias Adds)
         self.opset = model.opset_imports.get("", 17)
         self.node: ir.Node | None = None  # the node being lowered: the origin of the operators it emits
         self.origins: list[ir.Node | None] = []  # per TFLite operator
@@ -105,6 +107,7 @@ class Lowering:
         return ref
 
     def scratch(self, name: str, shape, quant: QParams | None = None, dtype: str | None = None) -> int:
+        """A tensor no ONNX value maps to (an intermediate of a decomposition): float32 unless told."""
         return self.w.tensor(name, shape, dtype or ("int8" if quant is not None else "float32"), quant=quant)
 
     def dtype(self, ref: Ref | int) -> str:

@@ -43,7 +43,8 @@ for _op_type, (_op, _options, _int8) in KERNELS.items():
 
 # ---- Clip ---------------------------------------------------------------------------------
 
-CLIP_KERNELS = {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, None): "RELU", (0.0, 1.0): "RELU_0_TO_1"}
+# Clips with a kernel of their own (XNNPACK runs these; it does not run RELU_0_TO_1, so [0, 1] is a clamp pair)
+CLIP_KERNELS = {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, None): "RELU"}
 
 
 def _check_clip(node: ir.Node) -> str:
@@ -88,7 +89,8 @@ def hard_sigmoid(lowering: Lowering, node: ir.Node) -> None:
     alpha, beta = node.attributes.get_float("alpha", 0.2), node.attributes.get_float("beta", 0.5)
     scaled = lowering.compute("MUL", [ref.index, lowering.scalar(name + "/alpha", alpha)], name + "/scaled")
     shifted = lowering.compute("ADD", [scaled, lowering.scalar(name + "/beta", beta)], name + "/shifted")
-    lowering.emit("RELU_0_TO_1", [shifted], [lowering.new(out, ref.perm).index])
+    positive = lowering.compute("RELU", [shifted], name + "/positive")
+    lowering.emit("MINIMUM", [positive, lowering.scalar(name + "/one", 1.0)], [lowering.new(out, ref.perm).index])
 
 
 def _check_prelu(node: ir.Node) -> str:

@@ -20,9 +20,16 @@ from edgec.backends.tflite.ops.registry import lowers
 from edgec.backends.tflite.quant import constant
 
 
+def legacy(node: ir.Node) -> bool:
+    """Upsample, and Resize below opset 11: scales as input 1 (or an attribute), x / scale, nearest rounds down."""
+    opset = node.graph.opset_imports.get("", 11) if node.graph is not None else 11
+    return node.op_type == "Upsample" or opset < 11
+
+
 def onnx_coordinates(node: ir.Node, size_in: int, size_out: int, scale: float) -> np.ndarray | None:
     """ONNX's source coordinate of each output position along one axis, or None for an unknown mode."""
-    mode = node.attributes.get_string("coordinate_transformation_mode", "half_pixel")
+    mode = "asymmetric" if legacy(node) else node.attributes.get_string("coordinate_transformation_mode",
+                                                                         "half_pixel")
     x = np.arange(size_out, dtype=np.float64)
     if mode == "half_pixel":
         return (x + 0.5) / scale - 0.5
@@ -43,7 +50,7 @@ def onnx_coordinates(node: ir.Node, size_in: int, size_out: int, scale: float) -
 
 
 def onnx_nearest(node: ir.Node, coords: np.ndarray, size_in: int) -> np.ndarray:
-    mode = node.attributes.get_string("nearest_mode", "round_prefer_floor")
+    mode = "floor" if legacy(node) else node.attributes.get_string("nearest_mode", "round_prefer_floor")
     rounding = {"round_prefer_floor": lambda c: np.ceil(c - 0.5), "round_prefer_ceil": lambda c: np.floor(c + 0.5),
                 "floor": np.floor, "ceil": np.ceil}[mode]
     return np.clip(rounding(coords), 0, size_in - 1).astype(int)
@@ -64,7 +71,12 @@ def _scales(node: ir.Node, x, out) -> list[float] | str:
     """The scale ONNX's coordinate transform uses on each axis, or why it cannot be known."""
     rank = len(x)
     axes = [a % rank for a in attr_ints(node, "axes", range(rank))]
-    scales_value, sizes_value = optional_input(node, 2), optional_input(node, 3)
+    if legacy(node):
+        scales_value, sizes_value = optional_input(node, 1), None
+        if scales_value is None:  # Upsample-7: an attribute
+            return [float(s) for s in node.attributes.get_floats("scales", [1.0] * rank)]
+    else:
+        scales_value, sizes_value = optional_input(node, 2), optional_input(node, 3)
     scales = constant(scales_value) if scales_value is not None else None
     if scales_value is not None and scales is None and sizes_value is None:
         return "the scales input must be a constant"
@@ -151,10 +163,14 @@ def _check_resize(node: ir.Node) -> str:
     return plan if isinstance(plan, str) else ""
 
 
-@lowers("Resize", check=_check_resize)
+@lowers("Resize", "Upsample", check=_check_resize)
 def resize(lowering: Lowering, node: ir.Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     plan = resize_plan(node)
+    factor = _repeat_factor(plan, lowering.shape(x), lowering.shape(out))
+    if factor:
+        _repeat(lowering, x, out, factor)
+        return
     if plan.kernel is not None:
         op, align, half = plan.kernel
         ref = lowering.get(x, layout.NHWC)
@@ -168,6 +184,30 @@ def resize(lowering: Lowering, node: ir.Node) -> None:
     for axis in plan.axes:
         ref = _resize_axis(lowering, ref, axis, f"{out.name}/axis{axis.axis}")
     lowering.refs[out] = ref
+
+
+def _repeat_factor(plan: ResizePlan, x, out) -> int:
+    """s when the nearest plan repeats every pixel s times on H and W alike (integer upsampling), else 0."""
+    if plan.kernel is None or plan.kernel[0] != "RESIZE_NEAREST_NEIGHBOR" or [a.axis for a in plan.axes] != [2, 3]:
+        return 0
+    factor = out[2] // x[2]
+    if factor < 2 or any(out[d] != factor * x[d] or not np.array_equal(plan.axes[i].lower, np.arange(out[d]) // factor)
+                         for i, d in enumerate((2, 3))):
+        return 0
+    return factor
+
+
+def _repeat(lowering: Lowering, x: ir.Value, out: ir.Value, factor: int) -> None:
+    """Nearest upsampling by an integer factor as s*s channel copies and DEPTH_TO_SPACE: XNNPACK runs both
+    (it does not run RESIZE_NEAREST_NEIGHBOR)."""
+    ref = lowering.get(x, layout.NHWC)
+    shape = lowering.w.shape(ref.index)
+    copies = lowering.compute("CONCATENATION", [ref.index] * factor * factor, out.name + "/copies",
+                              shape=[*shape[:3], shape[3] * factor * factor], quant=ref.quant,
+                              options=lowering.w.options("ConcatenationOptions", axis=3))
+    result = lowering.new(out, layout.NHWC, ref.quant, dtype=lowering.dtype(ref))
+    lowering.emit("DEPTH_TO_SPACE", [copies], [result.index], lowering.w.options("DepthToSpaceOptions",
+                                                                                   blockSize=factor))
 
 
 def _resize_axis(lowering: Lowering, ref: Ref, axis: AxisPlan, name: str) -> Ref:

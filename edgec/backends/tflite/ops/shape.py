@@ -68,7 +68,11 @@ def slice_(lowering: Lowering, node: ir.Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     shape = lowering.shape(x)
     rank = len(shape)
-    starts, ends, axes, steps = [constant(optional_input(node, i)) for i in range(1, 5)]
+    if len(node.inputs) > 1:
+        starts, ends, axes, steps = [constant(optional_input(node, i)) for i in range(1, 5)]
+    else:  # opset < 10: attributes, no steps
+        starts, ends = attr_ints(node, "starts", []), attr_ints(node, "ends", [])
+        axes, steps = attr_ints(node, "axes", range(len(starts))), None
     axes = [int(a) % rank for a in (axes if axes is not None else range(len(starts)))]
     steps = steps if steps is not None else np.ones(len(axes), np.int64)
     begin, end, stride = [0] * rank, list(shape), [1] * rank
@@ -78,6 +82,11 @@ def slice_(lowering: Lowering, node: ir.Node) -> None:
     order = list(ref.perm)
     end_mask = sum(1 << i for i, a in enumerate(order) if stride[a] < 0 and end[a] < 0)
     result = lowering.new(out, ref.perm, ref.quant)
+    if all(stride[a] == 1 for a in order):  # SLICE: what XNNPACK runs
+        lowering.emit("SLICE", [ref.index, lowering.param(out.name + "/begin", [begin[a] for a in order]),
+                                lowering.param(out.name + "/size", [max(end[a] - begin[a], 0) for a in order])],
+                      [result.index])
+        return
     lowering.emit("STRIDED_SLICE", [ref.index, lowering.param(out.name + "/begin", [begin[a] for a in order]),
                                     lowering.param(out.name + "/end", [max(end[a], 0) if stride[a] > 0 else end[a]
                                                                        for a in order]),
@@ -95,6 +104,10 @@ def split(lowering: Lowering, node: ir.Node) -> None:
     ref = lowering.get(x)
     results = [lowering.new(o, ref.perm, ref.quant).index for o in node.outputs]
     stored_axis = lowering.param(x.name + "/axis", layout.axis(axis, ref.perm))
+    if len(set(sizes)) == 1:  # equal pieces: SPLIT, which XNNPACK runs (it does not run SPLIT_V)
+        lowering.emit("SPLIT", [stored_axis, ref.index], results, lowering.w.options("SplitOptions",
+                                                                                     numSplits=len(sizes)))
+        return
     lowering.emit("SPLIT_V", [ref.index, lowering.param(x.name + "/sizes", sizes), stored_axis], results,
                   lowering.w.options("SplitVOptions", numSplits=len(sizes)))
 
@@ -176,8 +189,9 @@ def pad(lowering: Lowering, node: ir.Node) -> None:
     paddings = lowering.param(out.name + "/paddings", [list(pairs[p]) for p in ref.perm])
     fill = optional_input(node, 2)
     result = lowering.new(out, ref.perm, ref.quant, dtype=lowering.dtype(ref))
-    fill_constant = lowering.const(fill) if fill is not None else None
-    if fill is None or (fill_constant is not None and float(fill_constant.reshape(-1)[0]) == 0.0):
+    fill_constant = lowering.const(fill) if fill is not None else \
+        np.array(node.attributes.get_float("value", 0.0))  # opset < 11: an attribute
+    if fill_constant is not None and float(fill_constant.reshape(-1)[0]) == 0.0:
         lowering.emit("PAD", [ref.index, paddings], [result.index])
         return
     if fill_constant is not None:
