@@ -113,24 +113,36 @@ def conv_transpose(lowering: Lowering, node: ir.Node) -> None:
     if len(x_shape) == 3:  # 1-D: a unit height
         kernel, strides, dilations, begin = ([unit, *values] for unit, values in
                                              ((1, kernel), (1, strides), (1, dilations), (0, begin)))
-    weights = transposed_kernel(lowering.const(weights_value).reshape(*w_shape[:2], *kernel),
-                                node.attributes.get_int("group", 1), dilations)
+    group = node.attributes.get_int("group", 1)
+    int8_weights = per_output_channel(lowering.qconst(weights_value), 1)  # ONNX [I, O/g, kh, kw]
+    if int8_weights is not None and (group != 1 or any(int8_weights.params.zero_point)):
+        int8_weights = None  # the inserted zero taps must be zero: symmetric weights, one group
+    out_params = lowering.int8_mode([x], out) if int8_weights is not None else None
+    data = int8_weights.data if out_params is not None else lowering.const(weights_value)
+    weights = transposed_kernel(data.reshape(*w_shape[:2], *kernel), group, dilations)
     out_channels = weights.shape[0]
-    ref, in_hw = spatial_input(lowering, x, float_=True)
+    ref, in_hw = spatial_input(lowering, x, float_=out_params is None)
     out_hw = nhwc_shape(lowering, out)[1:3]
     if any(b < 0 for b in begin):
         raise UnsupportedError(f"ConvTranspose (node '{node.name}'): negative pads are not supported")
+    if out_params is not None:
+        params = QParams(int8_weights.params.scale, int8_weights.params.zero_point, 0)
+        w_index = lowering.qweight(weights_value.name, QConst(weights, params))
+        bias = lowering.qconst(bias_value) or zero_bias(out_channels, ref.quant.scale[0], params)
+        b_index = lowering.qweight(f"{node.name}/bias", bias, "int32")
+    else:
+        w_index = lowering.weight(weights_value.name, weights)
+        bias = lowering.const(bias_value) if bias_value is not None else np.zeros(out_channels, np.float32)
+        b_index = lowering.weight(f"{node.name}/bias", bias)
     full = [s * (i - 1) + w for i, s, w in zip(in_hw, strides, weights.shape[1:3])]
     computed = [max(f, b + o) for f, b, o in zip(full, begin, out_hw)]
-    bias = lowering.const(bias_value) if bias_value is not None else np.zeros(out_channels, np.float32)
     options = lowering.w.options("TransposeConvOptions", padding=fb.Padding.VALID, strideH=strides[0],
                                  strideW=strides[1])
     shape = [x_shape[0], *computed, out_channels]
-    target = lowering.scratch(out.name + "/full", shape)
-    lowering.emit("TRANSPOSE_CONV", [lowering.param(out.name + "/output_shape", shape),
-                                     lowering.weight(weights_value.name, weights), ref.index,
-                                     lowering.weight(f"{node.name}/bias", bias)], [target], options)
-    result, finish = spatial_output(lowering, out)
+    target = lowering.scratch(out.name + "/full", shape, out_params)
+    lowering.emit("TRANSPOSE_CONV", [lowering.param(out.name + "/output_shape", shape), w_index, ref.index, b_index],
+                  [target], options)
+    result, finish = spatial_output(lowering, out, out_params)
     lowering.emit("SLICE", [target, lowering.param(out.name + "/begin", [0, *begin, 0]),
                             lowering.param(out.name + "/size", [x_shape[0], *out_hw, out_channels])], [result])
     finish()
