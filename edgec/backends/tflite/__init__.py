@@ -59,10 +59,10 @@ class TFLiteBackend(Backend):
                     _note_float(lowering, node)
         lowering.node = None
         lowering.add_outputs()
-        content = lowering.w.to_bytes()
-        validate(content, lowering.w.operators, lowering.origins)
+        content = lowering.writer.to_bytes()
+        validate(content, lowering.writer.operators, lowering.origins)
         (ctx.out_dir / MODEL_FILE).write_bytes(content)
-        operators = lowering.w.op_counts()
+        operators = lowering.writer.op_counts()
         ctx.log(f"wrote {MODEL_FILE}: {sum(operators.values())} operators")
         for note in lowering.notes:
             ctx.log(f"note: {note}")

@@ -58,7 +58,7 @@ class Lowering:
         self.io_layout = io_layout
         self.io_dtype = io_dtype
         self.recurrent = recurrent  # LSTM: LiteRT's "kernel" where it is exact, or "unrolled" steps
-        self.w = ModelWriter()
+        self.writer = ModelWriter()
         self.refs: dict[ir.Value, Ref] = {}
         self.cache: dict[tuple, Ref] = {}
         self.consumed: set[ir.Node] = set()  # nodes lowered with their producer (fused activations, bias Adds)
@@ -101,26 +101,26 @@ class Lowering:
         """A fresh output tensor for `value`, stored in `perm`, of the value's own dtype unless told."""
         perm = tuple(perm)
         dtype = dtype or ("int8" if quant is not None else dtypes.of(value))
-        index = self.w.tensor(value.name, layout.apply(self.shape(value), perm), dtype, quant=quant)
+        index = self.writer.tensor(value.name, layout.apply(self.shape(value), perm), dtype, quant=quant)
         ref = Ref(index, perm, quant)
         self.refs[value] = ref
         return ref
 
     def scratch(self, name: str, shape, quant: QParams | None = None, dtype: str | None = None) -> int:
         """A tensor no ONNX value maps to (an intermediate of a decomposition): float32 unless told."""
-        return self.w.tensor(name, shape, dtype or ("int8" if quant is not None else "float32"), quant=quant)
+        return self.writer.tensor(name, shape, dtype or ("int8" if quant is not None else "float32"), quant=quant)
 
     def dtype(self, ref: Ref | int) -> str:
-        return self.w.dtype(ref.index if isinstance(ref, Ref) else ref)
+        return self.writer.dtype(ref.index if isinstance(ref, Ref) else ref)
 
     def weight(self, name: str, data: np.ndarray) -> int:
         """A float constant operand; in fp16 builds it is stored as float16 with a DEQUANTIZE (a scalar
         saves nothing in half precision and stays float32)."""
         data = np.asarray(data, np.float32)
         if self.precision != "fp16" or data.size == 1:
-            return self.w.tensor(name, data.shape, "float32", data)
-        half = self.w.tensor(name + "/fp16", data.shape, "float16", data.astype(np.float16))
-        full = self.w.tensor(name, data.shape, "float32")
+            return self.writer.tensor(name, data.shape, "float32", data)
+        half = self.writer.tensor(name + "/fp16", data.shape, "float16", data.astype(np.float16))
+        full = self.writer.tensor(name, data.shape, "float32")
         self.emit("DEQUANTIZE", [half], [full], version=3)
         return full
 
@@ -129,24 +129,24 @@ class Lowering:
         data = np.asarray(data)
         if data.dtype.kind == "f":
             return self.weight(name, data)
-        return self.w.tensor(name, data.shape, data.dtype.name, data)
+        return self.writer.tensor(name, data.shape, data.dtype.name, data)
 
     def qweight(self, name: str, q: QConst, dtype: str | None = None) -> int:
-        return self.w.tensor(name, q.data.shape, dtype or q.data.dtype.name, q.data, quant=q.params)
+        return self.writer.tensor(name, q.data.shape, dtype or q.data.dtype.name, q.data, quant=q.params)
 
     def param(self, name: str, data, dtype: str = "int32") -> int:
         data = np.asarray(data, dtype)
-        return self.w.tensor(name, data.shape, dtype, data)
+        return self.writer.tensor(name, data.shape, dtype, data)
 
     def scalar(self, name: str, value, dtype: str = "float32") -> int:
-        return self.w.tensor(name, [], dtype, np.asarray(value, dtype))
+        return self.writer.tensor(name, [], dtype, np.asarray(value, dtype))
 
     def compute(self, op: str, inputs: list[int], name: str, shape=None, dtype: str | None = None,
                 options=None, quant: QParams | None = None) -> int:
         """One operator writing a fresh tensor; its shape is the numpy broadcast of the inputs unless given,
         its dtype the first input's unless given."""
         if shape is None:
-            shape = np.broadcast_shapes(*(tuple(self.w.shape(i)) for i in inputs))
+            shape = np.broadcast_shapes(*(tuple(self.writer.shape(i)) for i in inputs))
         out = self.scratch(name, list(shape), quant, dtype=dtype or self.dtype(inputs[0]))
         self.emit(op, inputs, [out], options)
         return out
@@ -154,11 +154,12 @@ class Lowering:
     def emit(self, op: str, inputs: list[int], outputs: list[int], options=None, version: int | None = None) -> None:
         """Append an operator; ops whose kernels read options get their defaults when none are given."""
         if options is None and op in DEFAULT_OPTIONS:
-            options = self.w.options(DEFAULT_OPTIONS[op])
+            options = self.writer.options(DEFAULT_OPTIONS[op])
         if version is None:
-            quantized = any(self.w.tensors[i].quantization is not None for i in list(inputs) + list(outputs) if i >= 0)
+            quantized = any(self.writer.tensors[i].quantization is not None
+                            for i in list(inputs) + list(outputs) if i >= 0)
             version = max(INT8_VERSIONS.get(op, 1) if quantized else 1, FIRST_VERSIONS.get(op, 1))
-        self.w.operator(op, inputs, outputs, options, version)
+        self.writer.operator(op, inputs, outputs, options, version)
         self.origins.append(self.node)
 
     def note(self, text: str) -> None:
@@ -222,7 +223,7 @@ class Lowering:
         """`ref`'s bytes under another stored shape, read as a value stored in `perm` (a RESHAPE)."""
         out = self._like(ref, name, stored_shape)
         self.emit("RESHAPE", [ref.index, self.param(name + "/shape", stored_shape)], [out],
-                  self.w.options("ReshapeOptions", newShape=list(stored_shape)))
+                  self.writer.options("ReshapeOptions", newShape=list(stored_shape)))
         return Ref(out, tuple(perm), ref.quant)
 
     def lifted(self, value: ir.Value, rank: int, perm, float_: bool = False) -> Ref:
@@ -242,18 +243,18 @@ class Lowering:
         return self._convert(value, ref, ("rank", rank, tuple(perm)), make)
 
     def _like(self, ref: Ref, name: str, shape) -> int:
-        return self.w.tensor(name, shape, self.dtype(ref), quant=ref.quant)
+        return self.writer.tensor(name, shape, self.dtype(ref), quant=ref.quant)
 
     def cast(self, ref: Ref, dtype: str, name: str) -> Ref:
         """The same values as another dtype (a CAST), or `ref` itself when it already is one."""
         if self.dtype(ref) == dtype:
             return ref
-        out = self.scratch(f"{name}/{dtype}", self.w.shape(ref.index), dtype=dtype)
+        out = self.scratch(f"{name}/{dtype}", self.writer.shape(ref.index), dtype=dtype)
         self.emit("CAST", [ref.index], [out])
         return Ref(out, ref.perm)
 
     def _dequantize(self, value, ref: Ref) -> Ref:
-        out = self.scratch(value.name + "/float", self.w.shape(ref.index))
+        out = self.scratch(value.name + "/float", self.writer.shape(ref.index))
         self.emit("DEQUANTIZE", [ref.index], [out])
         return Ref(out, ref.perm, None)
 
@@ -261,7 +262,7 @@ class Lowering:
         """The same real value with other int8 parameters (or quantized from float)."""
         if ref.quant is not None and params.close_to(ref.quant):
             return ref
-        out = self.scratch(name, self.w.shape(ref.index), params)
+        out = self.scratch(name, self.writer.shape(ref.index), params)
         self.emit("QUANTIZE", [ref.index], [out])
         return Ref(out, ref.perm, params)
 
@@ -294,7 +295,7 @@ class Lowering:
         """(TFLite fused activation, the value the fused op produces) for a Conv/Gemm/Add node."""
         from edgec.passes.fusion import MARK, activation_name
 
-        fb = self.w.fb.ActivationFunctionType
+        fb = self.writer.fb.ActivationFunctionType
         output = node.outputs[0]
         name = node.metadata_props.get(MARK)
         uses = output.uses()
@@ -317,26 +318,27 @@ class Lowering:
         for value in self.model.graph.inputs:
             quant = self.output_params(value) if self.io_dtype == "int8" and self.precision == "int8" else None
             ref = self.new(value, self.interface_perm(value), quant)
-            self.w.inputs.append(ref.index)
+            self.writer.inputs.append(ref.index)
 
     def add_outputs(self) -> None:
-        inputs = set(self.w.inputs)
+        inputs = set(self.writer.inputs)
         for value in self.model.graph.outputs:
             want_int = self.io_dtype == "int8" and self.precision == "int8" or dtypes.of(value) != "float32"
             ref = self.get(value, self.interface_perm(value), float_=not want_int)
             index = ref.index
-            if index in inputs or index in self.w.outputs or self.w.tensors[index].buffer:
-                index = self._like(ref, value.name, self.w.shape(ref.index))
-                self.emit("RESHAPE", [ref.index, self.param(value.name + "/shape", self.w.shape(ref.index))], [index])
-            self.w.tensors[index].name = value.name
+            if index in inputs or index in self.writer.outputs or self.writer.tensors[index].buffer:
+                index = self._like(ref, value.name, self.writer.shape(ref.index))
+                shape = self.param(value.name + "/shape", self.writer.shape(ref.index))
+                self.emit("RESHAPE", [ref.index, shape], [index])
+            self.writer.tensors[index].name = value.name
             self.refs[value] = Ref(index, ref.perm, ref.quant)
-            self.w.outputs.append(index)
+            self.writer.outputs.append(index)
 
     def interface(self, values) -> list[dict]:
         specs = []
         for value in values:
             ref = self.refs[value]
-            tensor = self.w.tensors[ref.index]
+            tensor = self.writer.tensors[ref.index]
             rank = len(tensor.shape)
             spec = {"name": value.name, "shape": list(tensor.shape), "dtype": self.dtype(ref)}
             if rank == 4:

@@ -32,9 +32,9 @@ KERNELS = {
     "Sigmoid": ("LOGISTIC", None, True),
     "Tanh": ("TANH", None, True),
     "HardSwish": ("HARD_SWISH", None, True),
-    "LeakyRelu": ("LEAKY_RELU", lambda lowering, node: lowering.w.options(
+    "LeakyRelu": ("LEAKY_RELU", lambda lowering, node: lowering.writer.options(
         "LeakyReluOptions", alpha=node.attributes.get_float("alpha", 0.01)), True),
-    "Gelu": ("GELU", lambda lowering, node: lowering.w.options(
+    "Gelu": ("GELU", lambda lowering, node: lowering.writer.options(
         "GeluOptions", approximate=node.attributes.get_string("approximate", "none") == "tanh"), False),
 }
 for _op_type, (_op, _options, _int8) in KERNELS.items():
@@ -71,7 +71,7 @@ def clip(lowering: Lowering, node: ir.Node) -> None:
     for bound, op in zip(operands, ("MAXIMUM", "MINIMUM")):
         if bound is not None:
             current = lowering.compute(op, [current, bound], f"{out.name}/{op.lower()}",
-                                       shape=lowering.w.shape(current))
+                                       shape=lowering.writer.shape(current))
     lowering.refs[out] = lowering.cast(Ref(current, ref.perm), dtypes.of(out), out.name)
 
 

@@ -68,8 +68,8 @@ def binary(lowering: Lowering, node: ir.Node) -> None:
     int8 = out_params is not None
     indices = [operand(lowering, v, perm, rank, int8, dtype=None if int8 else "float32") for v in inputs]
     result = lowering.new(out, perm, out_params)
-    options = lowering.w.options(INT8_BINARY[op], fusedActivationFunction=activation) if op in INT8_BINARY else \
-        lowering.w.options("DivOptions", fusedActivationFunction=activation) if op == "DIV" else None
+    options = lowering.writer.options(INT8_BINARY[op], fusedActivationFunction=activation) if op in INT8_BINARY else \
+        lowering.writer.options("DivOptions", fusedActivationFunction=activation) if op == "DIV" else None
     lowering.emit(op, indices, [result.index], options)
 
 

@@ -69,7 +69,7 @@ def operand(lowering: Lowering, value: ir.Value, perm, rank: int, int8: bool = F
         data = quantized.data if quantized is not None else np.asarray(lowering.const(value))
         data = np.transpose(data.reshape((1,) * (rank - data.ndim) + data.shape), perm)
         if quantized is not None:
-            return lowering.w.tensor(value.name, data.shape, data.dtype.name, data, quant=quantized.params)
+            return lowering.writer.tensor(value.name, data.shape, data.dtype.name, data, quant=quantized.params)
         return lowering.constant(value.name, data.astype(dtype) if dtype else data)
     ref = lowering.lifted(value, rank, perm, float_=not int8)
     return lowering.cast(ref, dtype, value.name).index if dtype else ref.index

@@ -24,7 +24,7 @@ def _check_conv(node: ir.Node) -> str:
 
 @lowers("Conv", check=_check_conv)
 def conv(lowering: Lowering, node: ir.Node) -> None:
-    fb = lowering.w.fb
+    fb = lowering.writer.fb
     x, weights_value, bias_value = node.inputs[0], node.inputs[1], optional_input(node, 2)
     activation, out = lowering.fused_activation(node)
     x_shape, w_shape = lowering.shape(x), lowering.shape(weights_value)
@@ -39,7 +39,7 @@ def conv(lowering: Lowering, node: ir.Node) -> None:
     plan = win.plan(in_hw)
     if plan == "EXPLICIT":
         ref = pad_spatial(lowering, x, ref, win.pads)
-        in_hw = lowering.w.shape(ref.index)[1:3]
+        in_hw = lowering.writer.shape(ref.index)[1:3]
 
     data = int8_weights.data if out_params is not None else lowering.const(weights_value)
     data = data.reshape(out_channels, -1, *win.kernel)  # a 1-D kernel [O, I, k] gets its unit height
@@ -65,10 +65,11 @@ def conv(lowering: Lowering, node: ir.Node) -> None:
                   strideW=win.strides[1], fusedActivationFunction=activation,
                   dilationHFactor=win.dilations[0], dilationWFactor=win.dilations[1])
     if depthwise:
-        options = lowering.w.options("DepthwiseConv2DOptions", depthMultiplier=out_channels // group, **common)
+        options = lowering.writer.options("DepthwiseConv2DOptions", depthMultiplier=out_channels // group, **common)
         lowering.emit("DEPTHWISE_CONV_2D", [ref.index, w_index, b_index], [result], options)
     else:
-        lowering.emit("CONV_2D", [ref.index, w_index, b_index], [result], lowering.w.options("Conv2DOptions", **common))
+        lowering.emit("CONV_2D", [ref.index, w_index, b_index], [result],
+                      lowering.writer.options("Conv2DOptions", **common))
     finish()
 
 
@@ -104,7 +105,7 @@ def transposed_begin(node: ir.Node, in_sizes, out_sizes, kernel, strides, dilati
 @lowers("ConvTranspose", check=_check_conv)
 def conv_transpose(lowering: Lowering, node: ir.Node) -> None:
     """TRANSPOSE_CONV (VALID) computes the full output, zeros (and bias) past its end; a SLICE keeps ONNX's part."""
-    fb = lowering.w.fb
+    fb = lowering.writer.fb
     x, weights_value, bias_value = node.inputs[0], node.inputs[1], optional_input(node, 2)
     out = node.outputs[0]
     x_shape, w_shape = lowering.shape(x), lowering.shape(weights_value)
@@ -136,7 +137,7 @@ def conv_transpose(lowering: Lowering, node: ir.Node) -> None:
         b_index = lowering.weight(f"{node.name}/bias", bias)
     full = [s * (i - 1) + w for i, s, w in zip(in_hw, strides, weights.shape[1:3])]
     computed = [max(f, b + o) for f, b, o in zip(full, begin, out_hw)]
-    options = lowering.w.options("TransposeConvOptions", padding=fb.Padding.VALID, strideH=strides[0],
+    options = lowering.writer.options("TransposeConvOptions", padding=fb.Padding.VALID, strideH=strides[0],
                                  strideW=strides[1])
     shape = [x_shape[0], *computed, out_channels]
     target = lowering.scratch(out.name + "/full", shape, out_params)

@@ -15,7 +15,8 @@ from edgec.backends.tflite.quant import QConst, QParams, zero_bias
 def _fully_connected(lowering: Lowering, ref: Ref, w_index: int, b_index: int, out: ir.Value, activation: int,
                      out_params, keep_dims: bool) -> None:
     result = lowering.new(out, layout.identity(len(lowering.shape(out))), out_params)
-    options = lowering.w.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=keep_dims)
+    options = lowering.writer.options("FullyConnectedOptions", fusedActivationFunction=activation,
+                                      keepNumDims=keep_dims)
     lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [result.index], options)
 
 
@@ -77,23 +78,23 @@ def gemm(lowering: Lowering, node: ir.Node) -> None:
     refs = [lowering.get(v, layout.identity(2), float_=True) for v in (a, b)]
     product = lowering.scratch(out.name + "/product", lowering.shape(out))
     lowering.emit("BATCH_MATMUL", [r.index for r in refs], [product],
-                  lowering.w.options("BatchMatMulOptions", adjX=bool(trans_a), adjY=bool(trans_b)))
+                  lowering.writer.options("BatchMatMulOptions", adjX=bool(trans_a), adjY=bool(trans_b)))
     if alpha != 1.0:
         scaled = lowering.scratch(out.name + "/alpha", lowering.shape(out))
         lowering.emit("MUL", [product, lowering.weight(out.name + "/alpha_value", np.float32(alpha))], [scaled],
-                      lowering.w.options("MulOptions"))
+                      lowering.writer.options("MulOptions"))
         product = scaled
     if c is None:
         lowering.refs[out] = lowering.reshaped(Ref(product, layout.identity(2)), lowering.shape(out), out.name)
         return
     c_index = operand(lowering, c, layout.identity(2), 2)
     if beta != 1.0:
-        scaled_c = lowering.scratch(out.name + "/beta_c", lowering.w.shape(c_index))
+        scaled_c = lowering.scratch(out.name + "/beta_c", lowering.writer.shape(c_index))
         lowering.emit("MUL", [c_index, lowering.weight(out.name + "/beta_value", np.float32(beta))], [scaled_c],
-                      lowering.w.options("MulOptions"))
+                      lowering.writer.options("MulOptions"))
         c_index = scaled_c
     result = lowering.new(out, layout.identity(2))
-    lowering.emit("ADD", [product, c_index], [result.index], lowering.w.options("AddOptions"))
+    lowering.emit("ADD", [product, c_index], [result.index], lowering.writer.options("AddOptions"))
 
 
 # ---- MatMul -------------------------------------------------------------------------------
@@ -130,7 +131,7 @@ def matmul(lowering: Lowering, node: ir.Node) -> None:
             refs.append(lowering.weight(f"{node.name}/{value.name}", lowering.const(value).reshape(shape)))
             continue
         ref = lowering.get(value, layout.identity(len(lowering.shape(value))), float_=True, memory=True)
-        refs.append(ref.index if list(lowering.w.shape(ref.index)) == shape else
+        refs.append(ref.index if list(lowering.writer.shape(ref.index)) == shape else
                     lowering.reshaped(ref, shape, f"{value.name}/as_{len(shape)}d").index)
     batch = list(np.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2])))
     produced = [*batch, a_shape[-2], b_shape[-1]]
@@ -172,7 +173,7 @@ def _matmul_constant(lowering: Lowering, node: ir.Node, weights: np.ndarray) -> 
     reshape = produced != lowering.shape(node.outputs[0])  # [.., K] @ [K] drops the last axis: [.., 1], reshaped
     bias_add = None if reshape else _following_bias(lowering, node.outputs[0], columns)
     last = node if bias_add is None else bias_add[0]
-    activation, out = (lowering.w.fb.ActivationFunctionType.NONE, node.outputs[0]) if reshape else \
+    activation, out = (lowering.writer.fb.ActivationFunctionType.NONE, node.outputs[0]) if reshape else \
         lowering.fused_activation(last)
     if bias_add is not None:
         add, between = bias_add
@@ -199,7 +200,7 @@ def _matmul_constant(lowering: Lowering, node: ir.Node, weights: np.ndarray) -> 
     ref = lowering.get(a, layout.identity(rank), float_=True, memory=True)
     w_index = lowering.weight(f"{node.name}/weights", np.ascontiguousarray(weights.T))
     b_index = lowering.weight(f"{node.name}/bias", bias) if bias is not None else -1
-    options = lowering.w.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=rank > 2)
+    options = lowering.writer.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=rank > 2)
     if not reshape:
         result = lowering.new(out, layout.identity(rank))
         lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [result.index], options)
@@ -243,14 +244,14 @@ def _arranged(lowering: Lowering, index: int, letters: str, order: str, name: st
     """A tensor whose axes are named by `letters`, with its axes in `order` (a TRANSPOSE unless already so)."""
     if letters == order:
         return index
-    shape = lowering.w.shape(index)
+    shape = lowering.writer.shape(index)
     perm = [letters.index(c) for c in order]
     return lowering.compute("TRANSPOSE", [index, lowering.param(name + "/perm", perm)], name,
                             shape=[shape[p] for p in perm])
 
 
 def _flat(lowering: Lowering, index: int, shape, name: str) -> int:
-    return lowering.restored(Ref(index, layout.identity(len(lowering.w.shape(index)))), shape,
+    return lowering.restored(Ref(index, layout.identity(len(lowering.writer.shape(index)))), shape,
                              layout.identity(len(shape)), name).index
 
 
@@ -268,13 +269,13 @@ def einsum(lowering: Lowering, node: ir.Node) -> None:
         alone = [c for c in term if c not in elsewhere]
         if alone:
             kept = "".join(c for c in term if c not in alone)
-            shape = lowering.w.shape(index)
+            shape = lowering.writer.shape(index)
             axes = lowering.param(f"{out.name}/sum{i}", [term.index(c) for c in alone])
             index = lowering.compute("SUM", [index, axes],
                                      f"{out.name}/summed{i}", shape=[shape[term.index(c)] for c in kept],
-                                     options=lowering.w.options("ReducerOptions", keepDims=False))
+                                     options=lowering.writer.options("ReducerOptions", keepDims=False))
             term = kept
-        operands.append((index, term, dict(zip(term, lowering.w.shape(index)))))
+        operands.append((index, term, dict(zip(term, lowering.writer.shape(index)))))
     if len(operands) == 1:
         index, term, _ = operands[0]
         lowering.refs[out] = Ref(index, tuple(output.index(c) for c in term))

@@ -24,7 +24,7 @@ def indices_tensor(lowering: Lowering, value: ir.Value, sizes, name: str) -> int
         return lowering.param(name, np.where(data < 0, data + np.asarray(sizes), data).astype(np.int32))
     ref = lowering.get(value, layout.identity(len(lowering.shape(value))))
     bound = lowering.param(name + "/sizes", np.asarray(sizes), lowering.dtype(ref))
-    return lowering.compute("FLOOR_MOD", [ref.index, bound], name, shape=lowering.w.shape(ref.index))
+    return lowering.compute("FLOOR_MOD", [ref.index, bound], name, shape=lowering.writer.shape(ref.index))
 
 
 def coordinates(lowering: Lowering, columns: list, shape, name: str) -> int:
@@ -41,7 +41,7 @@ def coordinates(lowering: Lowering, columns: list, shape, name: str) -> int:
         pieces.append(lowering.restored(as_int32, [*shape, 1], layout.identity(len(shape) + 1),
                                         f"{name}/column{i}/1").index)
     return lowering.compute("CONCATENATION", pieces, name, shape=[*shape, len(columns)], dtype="int32",
-                            options=lowering.w.options("ConcatenationOptions", axis=len(shape)))
+                            options=lowering.writer.options("ConcatenationOptions", axis=len(shape)))
 
 
 @lowers("Gather", check=_check)
@@ -57,7 +57,7 @@ def gather(lowering: Lowering, node: ir.Node) -> None:
     ref = lowering.get(data, layout.identity(len(shape)))
     index = indices_tensor(lowering, indices, shape[axis], out.name + "/indices")
     result = lowering.new(out, layout.identity(len(lowering.shape(out))), ref.quant, dtype=lowering.dtype(ref))
-    lowering.emit("GATHER", [ref.index, index], [result.index], lowering.w.options("GatherOptions", axis=axis))
+    lowering.emit("GATHER", [ref.index, index], [result.index], lowering.writer.options("GatherOptions", axis=axis))
 
 
 def _progression(indices: np.ndarray | None, size: int) -> tuple[int, int, int, bool] | None:
@@ -79,7 +79,7 @@ def _strided_gather(lowering: Lowering, data: ir.Value, out: ir.Value, axis: int
     of the stored axis, the data keeping its storage order; a scalar index then drops the axis (a RESHAPE)."""
     ref = lowering.get(data)
     stored_axis = layout.axis(axis, ref.perm)
-    stored = lowering.w.shape(ref.index)
+    stored = lowering.writer.shape(ref.index)
     begin = [start if i == stored_axis else 0 for i in range(len(stored))]
     taken = list(stored)
     taken[stored_axis] = len(range(start, stop, step))
@@ -94,7 +94,7 @@ def _strided_gather(lowering: Lowering, data: ir.Value, out: ir.Value, axis: int
                                                    lowering.param(out.name + "/end", end),
                                                    lowering.param(out.name + "/strides", strides)],
                                  out.name + "/slice", shape=taken, quant=ref.quant,
-                                 options=lowering.w.options("StridedSliceOptions"))
+                                 options=lowering.writer.options("StridedSliceOptions"))
     if not scalar:
         lowering.refs[out] = Ref(piece, ref.perm, ref.quant)
         return
@@ -221,5 +221,5 @@ def one_hot(lowering: Lowering, node: ir.Node) -> None:
     lowering.emit("ONE_HOT", [index, lowering.scalar(out.name + "/depth_value", depth, "int32"),
                               lowering.scalar(out.name + "/on", on, dtype),
                               lowering.scalar(out.name + "/off", off, dtype)],
-                  [result.index], lowering.w.options("OneHotOptions",
+                  [result.index], lowering.writer.options("OneHotOptions",
                                                      axis=node.attributes.get_int("axis", -1) % (rank + 1)))

@@ -50,7 +50,7 @@ def _divisor_map(win: Window, in_hw, out_hw, include_pad: bool) -> np.ndarray:
 
 @lowers("MaxPool", "AveragePool", check=_check_pool)
 def pool(lowering: Lowering, node: ir.Node) -> None:
-    fb = lowering.w.fb
+    fb = lowering.writer.fb
     x, out = node.inputs[0], node.outputs[0]
     is_max = node.op_type == "MaxPool"
     win = Window.of(node, lowering.shape(x)[2:])
@@ -73,7 +73,7 @@ def pool(lowering: Lowering, node: ir.Node) -> None:
     ref, _ = spatial_input(lowering, x, float_=not is_max and out_params is None)  # max commutes with int8
     if plan == "EXPLICIT":
         ref = pad_spatial(lowering, x, ref, pads, value=-np.inf if is_max else None)
-    options = lowering.w.options("Pool2DOptions", padding=fb.Padding.SAME if plan == "SAME" else fb.Padding.VALID,
+    options = lowering.writer.options("Pool2DOptions", padding=fb.Padding.SAME if plan == "SAME" else fb.Padding.VALID,
                                  strideH=win.strides[0], strideW=win.strides[1], filterHeight=win.kernel[0],
                                  filterWidth=win.kernel[1])
     quant = ref.quant if is_max else out_params
@@ -83,7 +83,7 @@ def pool(lowering: Lowering, node: ir.Node) -> None:
         lowering.emit(op, [ref.index], [result], options)
         finish()
         return
-    channels = lowering.w.shape(ref.index)[3]
+    channels = lowering.writer.shape(ref.index)[3]
     pooled = lowering.compute(op, [ref.index], out.name + "/pooled", shape=[lowering.shape(x)[0], *out_hw, channels],
                               options=options)
     result, finish = spatial_output(lowering, out)
@@ -118,7 +118,7 @@ def lrn(lowering: Lowering, node: ir.Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     size = node.attributes.get_int("size", 1)
     ref = lowering.get(x, layout.NHWC, float_=True)
-    options = lowering.w.options("LocalResponseNormalizationOptions", radius=(size - 1) // 2,
+    options = lowering.writer.options("LocalResponseNormalizationOptions", radius=(size - 1) // 2,
                                  bias=node.attributes.get_float("bias", 1.0),
                                  alpha=node.attributes.get_float("alpha", 1e-4) / size,
                                  beta=node.attributes.get_float("beta", 0.75))

@@ -46,7 +46,7 @@ def quantize_linear(lowering: Lowering, node: ir.Node) -> None:
     source = lowering.ref(x) if lowering.ref(x).quant is not None else lowering.get(x, float_=True)
     if y in lowering.model.graph.outputs and dtypes.of(y) == "uint8":  # an ONNX uint8 result, not a shifted int8
         exact = QParams(params.scale, (_onnx_zero_point(node, params),))
-        out = lowering.scratch(y.name, lowering.w.shape(source.index), exact, dtype="uint8")
+        out = lowering.scratch(y.name, lowering.writer.shape(source.index), exact, dtype="uint8")
         lowering.emit("QUANTIZE", [lowering.get(x, float_=True).index], [out])
         lowering.refs[y] = Ref(out, source.perm, exact)
         return

@@ -30,7 +30,7 @@ def reduce(lowering: Lowering, op: str, ref: Ref, x_shape, axes, keepdims: bool,
     onnx_shape = [1 if a in axes else d for a, d in enumerate(x_shape)] if keepdims else \
         [d for a, d in enumerate(x_shape) if a not in axes]
     inputs = [ref.index, lowering.param(f"{out.name if out is not None else name}/axes", stored_axes)]
-    options = lowering.w.options("ReducerOptions", keepDims=keepdims)
+    options = lowering.writer.options("ReducerOptions", keepDims=keepdims)
     if out is None:
         return Ref(lowering.compute(op, inputs, name, shape=layout.apply(onnx_shape, perm), options=options), perm)
     result = lowering.new(out, perm, quant, dtype=None if quant else lowering.dtype(ref))
@@ -127,9 +127,9 @@ def arg_extreme(lowering: Lowering, node: ir.Node) -> None:
     if last:
         ref = Ref(lowering.compute("REVERSE_V2", [ref.index, axis_index], out.name + "/reversed"), ref.perm, ref.quant)
     op = "ARG_MAX" if node.op_type == "ArgMax" else "ARG_MIN"
-    stored = [d for i, d in enumerate(lowering.w.shape(ref.index)) if i != stored_axis]
-    options = lowering.w.options("ArgMaxOptions" if op == "ARG_MAX" else "ArgMinOptions",
-                                 outputType=lowering.w.fb.TensorType.INT64)
+    stored = [d for i, d in enumerate(lowering.writer.shape(ref.index)) if i != stored_axis]
+    options = lowering.writer.options("ArgMaxOptions" if op == "ARG_MAX" else "ArgMinOptions",
+                                 outputType=lowering.writer.fb.TensorType.INT64)
     index = lowering.compute(op, [ref.index, axis_index], out.name + "/index", shape=stored, dtype="int64",
                              options=options)
     if last:
@@ -168,7 +168,7 @@ def cumsum(lowering: Lowering, node: ir.Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     axis = int(constant(node.inputs[1]).reshape(-1)[0]) % len(lowering.shape(x))
     ref = lowering.get(x, float_=True)
-    options = lowering.w.options("CumsumOptions", exclusive=bool(node.attributes.get_int("exclusive", 0)),
+    options = lowering.writer.options("CumsumOptions", exclusive=bool(node.attributes.get_int("exclusive", 0)),
                                  reverse=bool(node.attributes.get_int("reverse", 0)))
     lowering.emit("CUMSUM", [ref.index, lowering.scalar(out.name + "/axis", layout.axis(axis, ref.perm), "int32")],
                   [lowering.new(out, ref.perm).index], options)

@@ -177,7 +177,7 @@ def resize(lowering: Lowering, node: ir.Node) -> None:
         result = lowering.new(out, layout.NHWC, ref.quant)
         options = "ResizeNearestNeighborOptions" if op == "RESIZE_NEAREST_NEIGHBOR" else "ResizeBilinearOptions"
         lowering.emit(op, [ref.index, lowering.param(out.name + "/size", lowering.shape(out)[2:])], [result.index],
-                      lowering.w.options(options, alignCorners=align, halfPixelCenters=half))
+                      lowering.writer.options(options, alignCorners=align, halfPixelCenters=half))
         return
     linear = node.attributes.get_string("mode", "nearest") == "linear"
     ref = lowering.get(x, float_=linear)
@@ -201,21 +201,21 @@ def _repeat(lowering: Lowering, x: ir.Value, out: ir.Value, factor: int) -> None
     """Nearest upsampling by an integer factor as s*s channel copies and DEPTH_TO_SPACE: XNNPACK runs both
     (it does not run RESIZE_NEAREST_NEIGHBOR)."""
     ref = lowering.get(x, layout.NHWC)
-    shape = lowering.w.shape(ref.index)
+    shape = lowering.writer.shape(ref.index)
     copies = lowering.compute("CONCATENATION", [ref.index] * factor * factor, out.name + "/copies",
                               shape=[*shape[:3], shape[3] * factor * factor], quant=ref.quant,
-                              options=lowering.w.options("ConcatenationOptions", axis=3))
+                              options=lowering.writer.options("ConcatenationOptions", axis=3))
     result = lowering.new(out, layout.NHWC, ref.quant, dtype=lowering.dtype(ref))
-    lowering.emit("DEPTH_TO_SPACE", [copies], [result.index], lowering.w.options("DepthToSpaceOptions",
+    lowering.emit("DEPTH_TO_SPACE", [copies], [result.index], lowering.writer.options("DepthToSpaceOptions",
                                                                                    blockSize=factor))
 
 
 def _resize_axis(lowering: Lowering, ref: Ref, axis: AxisPlan, name: str) -> Ref:
     """One axis: GATHER the lower taps; for linear also the upper ones, then lower + (upper - lower) * weight."""
     stored_axis = layout.axis(axis.axis, ref.perm)
-    shape = lowering.w.shape(ref.index)
+    shape = lowering.writer.shape(ref.index)
     shape[stored_axis] = len(axis.lower)
-    options = lowering.w.options("GatherOptions", axis=stored_axis)
+    options = lowering.writer.options("GatherOptions", axis=stored_axis)
 
     def gather(indices: np.ndarray, suffix: str) -> int:
         return lowering.compute("GATHER", [ref.index, lowering.param(f"{name}/{suffix}_index", indices)],

@@ -101,19 +101,19 @@ class _Emitter:
     def dense(self, x: int, layer: "Dense", keep_dims: bool = False) -> int:
         """x @ weights.T (+ bias): FULLY_CONNECTED."""
         lowering = self.lowering
-        shape = lowering.w.shape(x)[:-1] + [layer.features] if keep_dims else [self.batch, layer.features]
+        shape = lowering.writer.shape(x)[:-1] + [layer.features] if keep_dims else [self.batch, layer.features]
         return self.op("FULLY_CONNECTED", [x, layer.weights, layer.bias], shape=shape,
-                       options=lowering.w.options("FullyConnectedOptions", keepNumDims=keep_dims))
+                       options=lowering.writer.options("FullyConnectedOptions", keepNumDims=keep_dims))
 
     def split(self, x: int, parts: int) -> list[int]:
         """Equal parts along axis 1 (SPLIT, which XNNPACK runs; it does not run SPLIT_V)."""
         lowering = self.lowering
         self.count += 1
         name = f"{self.name}/split{self.count}"
-        size = lowering.w.shape(x)[1] // parts
+        size = lowering.writer.shape(x)[1] // parts
         outputs = [lowering.scratch(f"{name}/{i}", [self.batch, size]) for i in range(parts)]
         lowering.emit("SPLIT", [lowering.param(name + "/axis", 1), x], outputs,
-                      lowering.w.options("SplitOptions", numSplits=parts))
+                      lowering.writer.options("SplitOptions", numSplits=parts))
         return outputs
 
     def activation(self, name: str, x: int) -> int:
@@ -130,15 +130,15 @@ class _Emitter:
         lowering = self.lowering
         self.count += 1
         outputs = [lowering.scratch(f"{self.name}/step{self.count}_{i}", shape) for i in range(count)]
-        lowering.emit("UNPACK", [x], outputs, lowering.w.options("UnpackOptions", num=count, axis=0))
+        lowering.emit("UNPACK", [x], outputs, lowering.writer.options("UnpackOptions", num=count, axis=0))
         return outputs
 
     def packed(self, pieces: list[int], shape) -> int:
         if len(pieces) == 1:
             return self.op("RESHAPE", [pieces[0], self.lowering.param(f"{self.name}/packed_shape", shape)],
-                           shape=shape, options=self.lowering.w.options("ReshapeOptions", newShape=list(shape)))
+                           shape=shape, options=self.lowering.writer.options("ReshapeOptions", newShape=list(shape)))
         return self.op("PACK", pieces, shape=shape,
-                       options=self.lowering.w.options("PackOptions", valuesCount=len(pieces), axis=0))
+                       options=self.lowering.writer.options("PackOptions", valuesCount=len(pieces), axis=0))
 
 
 def _initial_states(emit: _Emitter, value: ir.Value | None, recurrence: Recurrence) -> list[int]:
@@ -342,11 +342,11 @@ def _lstm_kernel(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: 
             inputs += [-1, -1, -1]
         inputs += [lowering.weight(f"{name}/{d}/b_{g}", bias[gate[g]]) for g in "ifco"]
         inputs += [-1, -1]  # no projection
-        inputs += [lowering.w.tensor(f"{name}/{d}/{state}", [batch, hidden], "float32", variable=True)
+        inputs += [lowering.writer.tensor(f"{name}/{d}/{state}", [batch, hidden], "float32", variable=True)
                    for state in ("h", "c")]
         inputs += [-1] * 4  # no layer normalization
-        options = lowering.w.options("UnidirectionalSequenceLSTMOptions", timeMajor=True,
-                                     fusedActivationFunction=lowering.w.fb.ActivationFunctionType.TANH)
+        options = lowering.writer.options("UnidirectionalSequenceLSTMOptions", timeMajor=True,
+                                     fusedActivationFunction=lowering.writer.fb.ActivationFunctionType.TANH)
         output = emit.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, shape=[steps, batch, hidden], options=options)
         if direction == "reverse":
             output = emit.op("REVERSE_V2", [output, time_axis])
@@ -361,10 +361,10 @@ def _lstm_kernel(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: 
         stacked = emit.op("RESHAPE", [sequences[0], lowering.param(name + "/stacked", [steps, 1, batch, hidden])],
                           shape=[steps, 1, batch, hidden]) if count == 1 else \
             emit.op("PACK", sequences, shape=[steps, count, batch, hidden],
-                    options=lowering.w.options("PackOptions", valuesCount=count, axis=1))
+                    options=lowering.writer.options("PackOptions", valuesCount=count, axis=1))
         lowering.refs[outputs[0]] = Ref(stacked, (1, 2, 0, 3) if recurrence.batch_major else (0, 1, 2, 3))
     if outputs[1] is not None:
         last_states = finals[0] if count == 1 else emit.op(
             "CONCATENATION", finals, shape=[count, batch, hidden],
-            options=lowering.w.options("ConcatenationOptions", axis=0))
+            options=lowering.writer.options("ConcatenationOptions", axis=0))
         lowering.refs[outputs[1]] = Ref(last_states, (1, 0, 2) if recurrence.batch_major else (0, 1, 2))

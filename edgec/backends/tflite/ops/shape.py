@@ -58,7 +58,7 @@ def concat(lowering: Lowering, node: ir.Node) -> None:
         return
     result = lowering.new(out, perm, out_params)
     lowering.emit("CONCATENATION", indices, [result.index],
-                  lowering.w.options("ConcatenationOptions", axis=layout.axis(axis, perm)))
+                  lowering.writer.options("ConcatenationOptions", axis=layout.axis(axis, perm)))
 
 
 # ---- Slice and Split ------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def slice_(lowering: Lowering, node: ir.Node) -> None:
                                     lowering.param(out.name + "/end", [max(end[a], 0) if stride[a] > 0 else end[a]
                                                                        for a in order]),
                                     lowering.param(out.name + "/strides", [stride[a] for a in order])],
-                  [result.index], lowering.w.options("StridedSliceOptions", endMask=end_mask))
+                  [result.index], lowering.writer.options("StridedSliceOptions", endMask=end_mask))
 
 
 @lowers("Split", check=_check_movable)
@@ -105,11 +105,11 @@ def split(lowering: Lowering, node: ir.Node) -> None:
     results = [lowering.new(o, ref.perm, ref.quant).index for o in node.outputs]
     stored_axis = lowering.param(x.name + "/axis", layout.axis(axis, ref.perm))
     if len(set(sizes)) == 1:  # equal pieces: SPLIT, which XNNPACK runs (it does not run SPLIT_V)
-        lowering.emit("SPLIT", [stored_axis, ref.index], results, lowering.w.options("SplitOptions",
+        lowering.emit("SPLIT", [stored_axis, ref.index], results, lowering.writer.options("SplitOptions",
                                                                                      numSplits=len(sizes)))
         return
     lowering.emit("SPLIT_V", [ref.index, lowering.param(x.name + "/sizes", sizes), stored_axis], results,
-                  lowering.w.options("SplitVOptions", numSplits=len(sizes)))
+                  lowering.writer.options("SplitVOptions", numSplits=len(sizes)))
 
 
 # ---- Pad --------------------------------------------------------------------------------------
@@ -171,10 +171,10 @@ def pad(lowering: Lowering, node: ir.Node) -> None:
             if before == after == 0:
                 continue
             source = _source_indices(mode, shape[axis], before, after)
-            stored = lowering.w.shape(ref.index)
+            stored = lowering.writer.shape(ref.index)
             stored[layout.axis(axis, ref.perm)] = len(source)
             index = lowering.compute("GATHER", [ref.index, lowering.param(f"{out.name}/source{axis}", source)],
-                                     f"{out.name}/axis{axis}", shape=stored, options=lowering.w.options(
+                                     f"{out.name}/axis{axis}", shape=stored, options=lowering.writer.options(
                                          "GatherOptions", axis=layout.axis(axis, ref.perm)), quant=ref.quant)
             ref = Ref(index, ref.perm, ref.quant)
         lowering.refs[out] = ref
@@ -209,7 +209,7 @@ def expand(lowering: Lowering, node: ir.Node) -> None:
     x, out = node.inputs[0], node.outputs[0]
     shape = lowering.shape(out)
     ref = lowering.lifted(x, len(shape), layout.identity(len(shape)))
-    if lowering.w.shape(ref.index) == shape:
+    if lowering.writer.shape(ref.index) == shape:
         lowering.refs[out] = ref
         return
     result = lowering.new(out, layout.identity(len(shape)), ref.quant, dtype=lowering.dtype(ref))
@@ -252,7 +252,7 @@ def depth_space(lowering: Lowering, node: ir.Node) -> None:
     op, options = ("DEPTH_TO_SPACE", "DepthToSpaceOptions") if node.op_type == "DepthToSpace" else \
         ("SPACE_TO_DEPTH", "SpaceToDepthOptions")
     result = lowering.new(out, layout.NHWC, ref.quant, dtype=lowering.dtype(ref))
-    lowering.emit(op, [ref.index], [result.index], lowering.w.options(options, blockSize=block))
+    lowering.emit(op, [ref.index], [result.index], lowering.writer.options(options, blockSize=block))
 
 
 @lowers("Trilu", check=constant_inputs("k", _check_movable))

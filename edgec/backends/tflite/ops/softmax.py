@@ -34,5 +34,5 @@ def softmax(lowering: Lowering, node: ir.Node) -> None:
         perm = tuple(p for p in lowering.ref(x).perm if p != axis) + (axis,)
         ref = lowering.get(x, perm, float_=True)
     result = Ref(lowering.compute(op, [ref.index], out.name + "/" + op.lower(),
-                                  options=lowering.w.options(options, beta=1.0) if options else None), ref.perm)
+                                  options=lowering.writer.options(options, beta=1.0) if options else None), ref.perm)
     lowering.refs[out] = lowering.reshaped(result, shape, out.name) if flattened else result

@@ -64,7 +64,7 @@ def window_output(in_sizes, kernel, strides, dilations, plan: str, ceil: bool = 
 def pad_spatial(lowering: Lowering, x: ir.Value, ref: Ref, pads, value: float | None = None) -> Ref:
     """An explicit PAD (or PADV2 filled with `value`) of an NHWC tensor by ONNX [t, l, b, r]."""
     top, left, bottom, right = pads
-    shape = lowering.w.shape(ref.index)
+    shape = lowering.writer.shape(ref.index)
     out_shape = [shape[0], shape[1] + top + bottom, shape[2] + left + right, shape[3]]
     paddings = lowering.param(x.name + "/paddings", [[0, 0], [top, bottom], [left, right], [0, 0]])
     out = lowering.scratch(x.name + "/padded", out_shape, ref.quant)
@@ -81,12 +81,12 @@ def fill_value(lowering: Lowering, name: str, ref: Ref, value: float) -> int:
         scaled = round(value / ref.quant.scale[0]) + ref.quant.zero_point[0] if np.isfinite(value) else \
             (-128 if value < 0 else 127)
         fill = np.array(np.clip(scaled, -128, 127), np.int8)
-        return lowering.w.tensor(name, [], "int8", fill, quant=ref.quant)
+        return lowering.writer.tensor(name, [], "int8", fill, quant=ref.quant)
     dtype = np.dtype(lowering.dtype(ref))
     if dtype.kind in "iu" and not np.isfinite(value):
         value = np.iinfo(dtype).min if value < 0 else np.iinfo(dtype).max
     fill = np.array(value, dtype)
-    return lowering.w.tensor(name, [], dtype.name, fill)
+    return lowering.writer.tensor(name, [], dtype.name, fill)
 
 
 @dataclass(frozen=True)
