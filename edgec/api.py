@@ -9,7 +9,7 @@ from pathlib import Path
 from edgec import __version__
 from edgec import ir as eir
 from edgec import package
-from edgec.errors import InputError, UnsupportedError, VerificationError, stage
+from edgec.errors import InputError, UnsupportedError, VerificationError, error_line, stage
 from edgec.ir.bindings import ConstInput, bind_inputs, config_like_inputs
 from edgec.package import npz
 from edgec.targets import PRECISIONS, Target, load_target
@@ -253,11 +253,6 @@ def _verify_on_host(stage: Path, manifest: dict, log) -> dict:
             "checks": result.report.get("checks", {}), "extra": result.report.get("extra", {})}
 
 
-def _last_line(text: str) -> str:
-    lines = [l for l in text.strip().splitlines() if l.strip()]
-    return lines[-1] if lines else "no output"
-
-
 def run_harness(artifact: str | Path, command: list[str], device: str | None = None, ok=(0,)):
     """Run the artifact's own harness on a device (default: the target's); return (manifest, result).
 
@@ -269,7 +264,7 @@ def run_harness(artifact: str | Path, command: list[str], device: str | None = N
     manifest = package.read_manifest(artifact)
     result = get_runner(device or manifest["target"].get("device") or "local").run_harness(artifact, command)
     if result.returncode not in ok or not result.report:
-        raise VerificationError(f"{command[0]} failed on {result.device}: {_last_line(result.stderr or result.stdout)}")
+        raise VerificationError(f"{command[0]} failed on {result.device}: {error_line(result.stderr or result.stdout)}")
     return manifest, result
 
 

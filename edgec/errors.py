@@ -46,17 +46,21 @@ class StageError(EdgecError):
     """A library failed inside one stage of the build (import, reference run, quantization, lowering)."""
 
 
-_ERROR_WORDS = ("error", "failed", "exception", "invalid", "cannot", "unsupported", "not supported")
+_LOG_PREFIXES = ("INFO", "WARNING", "WARN", "DEBUG", "I0", "W0", "Traceback", 'File "')
+_ERROR_WORDS = ("error", "exception", "failed", "fail:", "invalid", "cannot", "can't", "unsupported",
+                "not supported", "didn't find", "segmentation fault", "abort")
 
 
 def error_line(text: str) -> str:
-    """The line of a library's message that states the error: the first naming one, never a log line."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    lines = [line for line in lines if not line.startswith(("Traceback", "File \"", "INFO", "WARNING", "W0", "I0"))]
+    """The line of a library's or process's output that reports its error: the first line naming an
+    error, else the last line that is not a log line (never 'INFO: Created ... delegate')."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     for line in lines:
-        if any(word in line.lower() for word in _ERROR_WORDS):
+        lowered = line.lower()
+        if not line.startswith(_LOG_PREFIXES) and any(word in lowered for word in _ERROR_WORDS):
             return line
-    return lines[0] if lines else "no message"
+    plain = [line for line in lines if not line.startswith(_LOG_PREFIXES)]
+    return (plain or lines or ["no output"])[-1]
 
 
 def _raised_by_edgec(exc: BaseException) -> bool:

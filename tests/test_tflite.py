@@ -1,8 +1,6 @@
-"""The tflite-arm target: the .tflite writer's operators against onnxruntime, then the real models.
+"""The tflite-arm target on real models: artifacts built with the CLI, as a user would, measured on real data.
 
-Operator cases are small ONNX graphs lowered by the backend itself and run in LiteRT with
-XNNPACK; each must match onnxruntime. The model tests build artifacts with the CLI, as a
-user would, and measure accuracy on the real data.
+The operator cases live in test_tflite_ops.py, the backend's pure logic in test_tflite_units.py.
 """
 from __future__ import annotations
 
@@ -12,165 +10,25 @@ import sys
 
 import numpy as np
 import onnx
-import onnx.parser
-import onnx_ir as ir
 import pytest
 
 from conftest import ROOT, accuracy, edgec, harness, infer, manifest
+from tflite_helpers import lower, make_model
 
 pytest.importorskip("ai_edge_litert")
 
 RNG = np.random.default_rng(0)
+X = "float[1,4,8,8] x"
 
 
 def weights(*shape, scale=0.5):
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
 
-def make_model(text: str, **initializers) -> onnx.ModelProto:
-    """An ONNX model from onnx's text format plus numpy initializers named in it."""
-    model = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n' + text)
-    model.graph.initializer.extend(onnx.numpy_helper.from_array(v, k) for k, v in initializers.items())
-    for output in model.graph.output:
-        output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
-    return onnx.shape_inference.infer_shapes(model, strict_mode=True)
-
-
-def lower(proto: onnx.ModelProto, folder, precision="fp32", options=None):
-    """Optimize and lower with the tflite backend, as the build does; return the .tflite path."""
-    from edgec import passes
-    from edgec.backends import BuildContext, get_backend
-    from edgec.targets import load_target
-
-    model = ir.from_proto(proto)
-    passes.optimize(model)
-    backend = get_backend("tflite")
-    assert backend.unsupported(model) == []
-    folder.mkdir(parents=True, exist_ok=True)
-    ctx = BuildContext(load_target("tflite-arm"), precision, folder, None, options or {}, model, lambda *_: None)
-    lowered = backend.lower(model, ctx)
-    return folder / lowered.model_files[0], lowered
-
-
-def run_tflite(path, feeds: dict) -> tuple[dict, list[str]]:
-    from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    for detail in it.get_input_details():
-        it.set_tensor(detail["index"], feeds[detail["name"]])
-    it.invoke()
-    outputs = {d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()}
-    model = flatbuffer_utils.read_model(str(path))
-    names = {v: k for k, v in vars(flatbuffer_utils.BuiltinOperator).items() if not k.startswith("_")}
-    ops = [names[model.operatorCodes[o.opcodeIndex].builtinCode] for o in model.subgraphs[0].operators]
-    return outputs, ops
-
-
-def run_onnxruntime(proto, feeds):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-
-
-X = "float[1,4,8,8] x"
-CONV_W = dict(w=weights(6, 4, 3, 3), b=weights(6))
-
-# name -> (graph text, initializers); every graph reads x [1,4,8,8] and writes y.
-CASES = {
-    "conv_same": (f"g ({X}) => (y) {{ y = Conv <pads=[1,1,1,1]> (x, w, b) }}", CONV_W),
-    "conv_stride2_torch_pads": (f"g ({X}) => (y) {{ y = Conv <pads=[1,1,1,1], strides=[2,2]> (x, w, b) }}", CONV_W),
-    "conv_same_upper": (f"g ({X}) => (y) {{ y = Conv <auto_pad=\"SAME_UPPER\", strides=[2,2]> (x, w, b) }}", CONV_W),
-    "conv_same_lower": (f"g ({X}) => (y) {{ y = Conv <auto_pad=\"SAME_LOWER\", strides=[2,2]> (x, w, b) }}", CONV_W),
-    "conv_valid": (f"g ({X}) => (y) {{ y = Conv <auto_pad=\"VALID\"> (x, w, b) }}", CONV_W),
-    "conv_asymmetric_pads": (f"g ({X}) => (y) {{ y = Conv <pads=[0,1,2,0]> (x, w, b) }}", CONV_W),
-    "conv_dilated": (f"g ({X}) => (y) {{ y = Conv <pads=[2,2,2,2], dilations=[2,2]> (x, w, b) }}", CONV_W),
-    "conv_grouped": (f"g ({X}) => (y) {{ y = Conv <group=2, pads=[1,1,1,1]> (x, w, b) }}",
-                     dict(w=weights(6, 2, 3, 3), b=weights(6))),
-    "conv_depthwise_multiplier": (f"g ({X}) => (y) {{ y = Conv <group=4, pads=[1,1,1,1], strides=[2,2]> (x, w) }}",
-                                  dict(w=weights(8, 1, 3, 3))),
-    "conv_relu_fused": (f"g ({X}) => (y) {{ c = Conv <pads=[1,1,1,1]> (x, w, b) \n y = Relu (c) }}", CONV_W),
-    "conv_relu6_fused": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n y = Clip (c, lo, hi) }}",
-                         dict(**CONV_W, lo=np.array(0, np.float32), hi=np.array(6, np.float32))),
-    "conv_transpose": (f"g ({X}) => (y) {{ y = ConvTranspose <strides=[2,2], pads=[1,1,1,1], output_padding=[1,1]> "
-                       f"(x, w, b) }}", dict(w=weights(4, 3, 3, 3), b=weights(3))),
-    "conv_transpose_k4": (f"g ({X}) => (y) {{ y = ConvTranspose <strides=[2,2], pads=[1,1,1,1]> (x, w) }}",
-                          dict(w=weights(4, 2, 4, 4))),
-    "nhwc_elementwise": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n a = Add (c, k) \n s = Sub (a, k) \n"
-                         f"m = Mul (s, k) \n y = Div (m, d) }}",
-                         dict(**CONV_W, k=weights(6, 1, 1), d=np.full((6, 1, 1), 2.0, np.float32))),
-    "add_two_branches": (f"g ({X}) => (y) {{ c = Conv <pads=[1,1,1,1]> (x, w, b) \n d = Conv <pads=[1,1,1,1]> (x, w, b)"
-                         f"\n e = Relu (d) \n y = Add (c, e) }}", CONV_W),
-    "activations": (f"g ({X}) => (y) {{ a = Sigmoid (x) \n t = Tanh (a) \n h = HardSwish (x) \n"
-                    f"s = HardSigmoid (h) \n l = LeakyRelu <alpha=0.1> (s) \n p = PRelu (l, slope) \n"
-                    f"q = Add (t, p) \n y = Clip (q, lo, hi) }}",
-                    dict(slope=weights(4, 1, 1), lo=np.array(-0.5, np.float32), hi=np.array(0.7, np.float32))),
-    "maxpool_torch_pads": (f"g ({X}) => (y) {{ y = MaxPool <kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]> (x) }}",
-                           {}),
-    "maxpool_same": (f"g ({X}) => (y) {{ y = MaxPool <kernel_shape=[2,2], strides=[2,2]> (x) }}", {}),
-    "avgpool_include_pad": (f"g ({X}) => (y) {{ y = AveragePool <kernel_shape=[3,3], pads=[1,1,1,1], "
-                            f"count_include_pad=1> (x) }}", {}),
-    "avgpool_same_exclude_pad": (f"g ({X}) => (y) {{ y = AveragePool <kernel_shape=[3,3], pads=[1,1,1,1]> (x) }}", {}),
-    "global_average_pool": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n y = GlobalAveragePool (c) }}", CONV_W),
-    "concat_channels": (f"g ({X}) => (y) {{ c = Conv <pads=[1,1,1,1]> (x, w, b) \n y = Concat <axis=1> (c, x) }}",
-                        CONV_W),
-    "flatten_spatial": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n f = Flatten (c) \n y = Gemm <transB=1> (f, g, h) }}",
-                        dict(**CONV_W, g=weights(5, 216), h=weights(5))),
-    "gemm_alpha_beta": (f"g ({X}) => (y) {{ f = Flatten (x) \n y = Gemm <alpha=0.5, beta=2.0> (f, g, h) }}",
-                        dict(g=weights(256, 7), h=weights(7))),
-    "reshape_squeeze_unsqueeze": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n p = GlobalAveragePool (c) \n"
-                                  f"s = Squeeze (p, ax) \n u = Unsqueeze (s, ax0) \n y = Reshape (u, shp) }}",
-                                  dict(**CONV_W, ax=np.array([2, 3]), ax0=np.array([0]), shp=np.array([2, 3]))),
-    "transpose_inside": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n t = Transpose <perm=[0,2,3,1]> (c) \n"
-                         f"y = MatMul (t, m) }}", dict(**CONV_W, m=weights(6, 5))),
-    "softmax_channels": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n y = Softmax <axis=1> (c) }}", CONV_W),
-    "softmax_spatial": (f"g ({X}) => (y) {{ y = Softmax <axis=2> (x) }}", {}),
-    "resize_nearest": (f"g ({X}) => (y) {{ y = Resize <mode=\"nearest\", "
-                       f"coordinate_transformation_mode=\"asymmetric\", nearest_mode=\"floor\"> (x, , sc) }}",
-                       dict(sc=np.array([1, 1, 2, 2], np.float32))),
-    "resize_bilinear_half_pixel": (f"g ({X}) => (y) {{ y = Resize <mode=\"linear\"> (x, , sc) }}",
-                                   dict(sc=np.array([1, 1, 2, 2], np.float32))),
-    "resize_bilinear_align_corners": (f"g ({X}) => (y) {{ y = Resize <mode=\"linear\", "
-                                      f"coordinate_transformation_mode=\"align_corners\"> (x, , , sz) }}",
-                                      dict(sz=np.array([1, 4, 13, 11], np.int64))),
-    "pad_constant": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n y = Pad (c, pads, v) }}",
-                     dict(**CONV_W, pads=np.array([0, 0, 1, 2, 0, 0, 3, 1]), v=np.array(0.25, np.float32))),
-    "reduce_mean_channels": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n y = ReduceMean <keepdims=0, axes=[1]> (c) }}",
-                             CONV_W),
-    "slice_steps": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n y = Slice (c, st, en, ax, sp) }}",
-                    dict(**CONV_W, st=np.array([1, 0]), en=np.array([5, 6]), ax=np.array([1, -1]),
-                         sp=np.array([2, 2]))),
-    "slice_reverse": (f"g ({X}) => (y) {{ y = Slice (x, st, en, ax, sp) }}",
-                      dict(st=np.array([-1]), en=np.array([-100]), ax=np.array([3]), sp=np.array([-1]))),
-    "split_channels": (f"g ({X}) => (y) {{ c = Conv (x, w, b) \n p, q = Split <axis=1> (c, sz) \n y = Mul (p, q) }}",
-                       dict(**CONV_W, sz=np.array([3, 3]))),
-    "matmul_two_activations": (f"g ({X}) => (y) {{ r = Reshape (x, s) \n t = Transpose <perm=[0,2,1]> (r) \n"
-                               f"y = MatMul (r, t) }}", dict(s=np.array([4, 8, 8]))),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_operator_matches_onnxruntime(name, tmp_path):
-    text, initializers = CASES[name]
-    proto = make_model(text, **initializers)
-    x = RNG.standard_normal((1, 4, 8, 8)).astype(np.float32)
-    expected = run_onnxruntime(proto, {"x": x})["y"]
-    path, _ = lower(proto, tmp_path)
-    got, ops = run_tflite(path, {"x": x})
-    assert got["y"].shape == expected.shape
-    np.testing.assert_allclose(got["y"], expected, rtol=1e-5, atol=1e-5)
-    if name.startswith("conv_relu"):
-        assert ops == ["TRANSPOSE", "CONV_2D", "TRANSPOSE"], ops  # the activation is fused into the conv
-    if name in ("nhwc_elementwise", "add_two_branches", "concat_channels", "split_channels", "pad_constant"):
-        assert ops.count("TRANSPOSE") == 2, ops  # one at the input, one at the output: NHWC propagates
-
-
 def test_unsupported_operator_lists_each_node_exits_2_and_writes_nothing(tmp_path):
-    proto = make_model(f"g ({X}) => (y) {{ a = Erf (x) \n b = Resize <mode=\"cubic\"> (a, , sc) \n"
-                       f"y = Einsum <equation=\"nchw->nchw\"> (b) }}", sc=np.array([1, 1, 2, 2], np.float32))
-    for node, name in zip(proto.graph.node, ("erf_node", "cubic_node", "einsum_node")):
+    proto = make_model(f"g ({X}) => (y) {{ a = Resize <mode=\"cubic\"> (x, , sc) \n b = Mod <fmod=1> (a, a) \n"
+                       f"y = Hardmax (b) }}", sc=np.array([1, 1, 2, 2], np.float32))
+    for node, name in zip(proto.graph.node, ("cubic_node", "mod_node", "hardmax_node")):
         node.name = name
     source = tmp_path / "odd.onnx"
     onnx.save(proto, source)
@@ -179,8 +37,8 @@ def test_unsupported_operator_lists_each_node_exits_2_and_writes_nothing(tmp_pat
     assert proc.returncode == 2, proc.stderr
     message = proc.stderr.strip().splitlines()[-1]
     assert message.startswith("edgec: error: target tflite-arm cannot take")
-    for expected in ("3 node(s)", "Erf (node 'erf_node')", "Resize (node 'cubic_node')", "cubic",
-                     "Einsum (node 'einsum_node')"):
+    for expected in ("3 node(s)", "Resize (node 'cubic_node')", "cubic", "Mod (node 'mod_node')",
+                     "Hardmax (node 'hardmax_node')"):
         assert expected in message
     assert not out.exists() and not list(tmp_path.glob(".out.edgec-*"))
 
@@ -216,7 +74,8 @@ INT8_MIX = """g (float[1,4,8,8] x) => (y) {
 
 
 def test_int8_operator_mix_stays_integer(tmp_path):
-    """Concat, pooling, resize, sigmoid, residual add and softmax in int8: only the ends convert."""
+    """Concat, pooling, resize, sigmoid and residual add in int8: only the ends convert, and the softmax
+    runs in float after them, where XNNPACK runs it (it has no int8 softmax)."""
     from edgec import api
 
     proto = make_model(INT8_MIX, w=weights(6, 4, 3, 3), b=weights(6), sc=np.array([1, 1, 2, 2], np.float32),
@@ -227,18 +86,19 @@ def test_int8_operator_mix_stays_integer(tmp_path):
                   calibration=str(tmp_path / "calib.npz"))
     assert m["verification"]["passed"], m["verification"]
     types, ops = run_tflite_ops(tmp_path / "out" / "model.tflite")
-    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
+    softmax = ops.index("SOFTMAX")
+    assert ops[0] == "QUANTIZE" and ops[softmax - 1] == "DEQUANTIZE"
     int8 = 9  # TensorType.INT8
-    assert all(t == int8 for t in types[:-1]), list(zip(ops, types))
-    for op in ("CONCATENATION", "MAX_POOL_2D", "RESIZE_NEAREST_NEIGHBOR", "LOGISTIC", "AVERAGE_POOL_2D", "SOFTMAX"):
+    assert all(t == int8 for t in types[:softmax - 1]), list(zip(ops, types))
+    for op in ("CONCATENATION", "MAX_POOL_2D", "DEPTH_TO_SPACE", "LOGISTIC", "AVERAGE_POOL_2D"):  # resize: copies
         assert op in ops
 
 
 def test_writer_is_deterministic(tmp_path):
-    text, initializers = CASES["add_two_branches"]
-    proto = make_model(text, **initializers)
-    first, _ = lower(proto, tmp_path / "a")
-    second, _ = lower(proto, tmp_path / "b")
+    proto = make_model(f"g ({X}) => (y) {{ c = Conv <pads=[1,1,1,1]> (x, w, b) \n d = Conv <pads=[1,1,1,1]> (x, w, b)"
+                       f"\n e = Relu (d) \n y = Add (c, e) }}", w=weights(6, 4, 3, 3), b=weights(6))
+    first, _, _ = lower(proto, tmp_path / "a")
+    second, _, _ = lower(proto, tmp_path / "b")
     assert first.read_bytes() == second.read_bytes()
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from edgec.ir.clip import clip_bounds
+
 FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"}
 MARK = "edgec.fused_activation"
+CLIP_ACTIVATIONS = {(0.0, 6.0): "Relu6", (0.0, None): "Relu", (-1.0, 1.0): "ReluN1To1"}
 
 
 def activation_name(node: ir.Node) -> str | None:
@@ -17,15 +20,8 @@ def activation_name(node: ir.Node) -> str | None:
     if node.op_type in ("Relu", "Sigmoid", "Tanh", "HardSwish"):
         return node.op_type
     if node.op_type == "Clip":
-        bounds = [v.const_value.numpy().item() if v is not None and v.const_value is not None else None
-                  for v in list(node.inputs[1:3]) + [None] * (3 - len(node.inputs))]
-        low, high = bounds[0], bounds[1]
-        if low == 0.0 and high == 6.0:
-            return "Relu6"
-        if low == 0.0 and high is None:
-            return "Relu"
-        if low == -1.0 and high == 1.0:
-            return "ReluN1To1"
+        bounds = clip_bounds(node)
+        return CLIP_ACTIVATIONS.get(bounds) if bounds is not None else None
     return None
 
 

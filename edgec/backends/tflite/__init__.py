@@ -1,11 +1,13 @@
 """The tflite backend: a TensorFlow-free .tflite writer (fp32, fp16, int8) for LiteRT and XNNPACK.
 
-The graph is lowered op by op from the common IR (ops.py) into a flatbuffer written with the
-schema that ships in ai-edge-litert (flatbuffer.py). Layout: image ops run NHWC and the
+The graph is lowered op by op from the common IR (ops/, one module per operator family) into a
+flatbuffer written with the schema that ships in ai-edge-litert (flatbuffer.py). Layout: image ops run NHWC and the
 layout propagates, so the model keeps its NCHW interface with one TRANSPOSE at each end, or
 none with `--io-layout nhwc`. int8 reads the QDQ graph of the shared quantization engine:
 per-channel int8 weights, int32 biases and int8 activations become TFLite quantization
-parameters, with float I/O by default and integer I/O with `--io-dtype int8`.
+parameters, with float I/O by default and integer I/O with `--io-dtype int8`. Ops TFLite has no
+int8 kernel for stay float inside an int8 graph, and the build says which. Every model is opened
+and allocated by LiteRT before it is written (validate.py).
 """
 from __future__ import annotations
 
@@ -13,9 +15,15 @@ import onnx_ir as ir
 
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.backends.tflite import ops
+from edgec.backends.tflite.validate import validate
 from edgec.errors import InputError
 
 MODEL_FILE = "model.tflite"
+# How LSTMs are written: LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM where it computes exactly what the node does
+# (on a 3-layer speaker encoder, about twice as fast as the unrolled steps in XNNPACK, and it loads in
+# milliseconds where those take up to a second: benchmarks/results/tflite_lstm.md), else unrolled time
+# steps; "unrolled" forces the steps.
+RECURRENT_FORMS = ("kernel", "unrolled")
 
 
 class TFLiteBackend(Backend):
@@ -38,19 +46,45 @@ class TFLiteBackend(Backend):
         io_dtype = ctx.options.get("io_dtype") or "float32"
         if io_dtype == "int8" and ctx.precision != "int8":
             raise InputError(f"--io-dtype int8 needs --precision int8 (this build is {ctx.precision})")
-        lowering = Lowering(model, ctx.precision, io_layout, io_dtype)
+        recurrent = ctx.options.get("recurrent") or RECURRENT_FORMS[0]
+        if recurrent not in RECURRENT_FORMS:
+            raise InputError(f"recurrent form '{recurrent}': choose one of {', '.join(RECURRENT_FORMS)}")
+        lowering = Lowering(model, ctx.precision, io_layout, io_dtype, recurrent)
         lowering.add_inputs()
         for node in model.graph:
             if node not in lowering.consumed:
+                lowering.node = node
                 ops.TABLE[node.op_type](lowering, node)
+                if ctx.precision == "int8":
+                    _note_float(lowering, node)
+        lowering.node = None
         lowering.add_outputs()
-        (ctx.out_dir / MODEL_FILE).write_bytes(lowering.w.to_bytes())
-        operators = lowering.w.op_counts()
+        content = lowering.writer.to_bytes()
+        validate(content, lowering.writer.operators, lowering.origins)
+        (ctx.out_dir / MODEL_FILE).write_bytes(content)
+        operators = lowering.writer.op_counts()
         ctx.log(f"wrote {MODEL_FILE}: {sum(operators.values())} operators")
+        for note in lowering.notes:
+            ctx.log(f"note: {note}")
+        meta = {"operators": operators, "io_layout": io_layout, "io_dtype": io_dtype, "delegate": "XNNPACK"}
+        if lowering.notes:
+            meta["notes"] = lowering.notes
         return Lowered(
             model_files=[MODEL_FILE],
             inputs=lowering.interface(model.graph.inputs),
             outputs=lowering.interface(model.graph.outputs),
-            meta={"operators": operators, "io_layout": io_layout, "io_dtype": io_dtype,
-                  "delegate": "XNNPACK"},
+            meta=meta,
         )
+
+
+SHAPE_ONLY = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
+              "Identity", "Concat", "Split", "Slice"}
+
+
+def _note_float(lowering, node: ir.Node) -> None:
+    """In an int8 build, say which computing ops stayed float (TFLite has no int8 kernel for them)."""
+    if node.op_type in SHAPE_ONLY:
+        return
+    outputs = [v for v in node.outputs if v is not None and v in lowering.refs]
+    if any(lowering.refs[v].quant is None and lowering.dtype(lowering.refs[v]) == "float32" for v in outputs):
+        lowering.note(f"{node.op_type} runs in float inside the int8 graph")

@@ -30,11 +30,16 @@ _TENSOR_TYPES = {
 }
 
 
+_DTYPES_BY_CODE: dict[int, str] = {}
+
+
 class ModelWriter:
     """One subgraph: tensors (with their constant data), operators, inputs, outputs."""
 
     def __init__(self, description: str = "edgec"):
         self.fb = schema()
+        if not _DTYPES_BY_CODE:
+            _DTYPES_BY_CODE.update({getattr(self.fb.TensorType, code): name for name, code in _TENSOR_TYPES.items()})
         self.description = description
         self.tensors: list = []
         self.buffers: list[bytes] = [b""]  # buffer 0 is the empty sentinel by convention
@@ -43,8 +48,9 @@ class ModelWriter:
         self.inputs: list[int] = []
         self.outputs: list[int] = []
 
-    def tensor(self, name: str, shape, dtype: str, data: np.ndarray | None = None, quant=None) -> int:
-        """Add a tensor; `data` makes it a constant. Returns its index."""
+    def tensor(self, name: str, shape, dtype: str, data: np.ndarray | None = None, quant=None,
+               variable: bool = False) -> int:
+        """Add a tensor; `data` makes it a constant, `variable` a state kept across invocations. Returns its index."""
         buffer = 0
         if data is not None:
             array = np.ascontiguousarray(np.asarray(data, dtype=dtype))
@@ -55,6 +61,7 @@ class ModelWriter:
         t.shape = [int(d) for d in shape]
         t.type = getattr(self.fb.TensorType, _TENSOR_TYPES[np.dtype(dtype).name])
         t.buffer = buffer
+        t.isVariable = variable
         if quant is not None:
             q = self.fb.QuantizationParametersT()
             q.scale = [float(s) for s in np.atleast_1d(quant.scale)]
@@ -66,6 +73,10 @@ class ModelWriter:
 
     def shape(self, index: int) -> list[int]:
         return list(self.tensors[index].shape)
+
+    def dtype(self, index: int) -> str:
+        """A tensor's numpy dtype name."""
+        return _DTYPES_BY_CODE[self.tensors[index].type]
 
     def operator(self, op: str, inputs: list[int], outputs: list[int], options=None, version: int = 1) -> None:
         """Add an operator by its BuiltinOperator name; `options` is a schema `...OptionsT` object."""

@@ -53,6 +53,34 @@ def constant(value: ir.Value | None) -> np.ndarray | None:
     return value.const_value.numpy()
 
 
+def is_constant(value: ir.Value | None) -> bool:
+    """A value known at build time: an initializer, or the DequantizeLinear of one (int8 weights)."""
+    if value is None:
+        return False
+    if value.const_value is not None:
+        return True
+    producer = value.producer()
+    return (producer is not None and producer.op_type == "DequantizeLinear"
+            and producer.inputs[0].const_value is not None)
+
+
+def zero_bias(channels: int, input_scale: float, weight: QParams) -> QConst:
+    """The int32 zero bias a quantized CONV_2D/FULLY_CONNECTED needs when the model has none:
+    its scale is the input scale times each weight scale, as TFLite requires."""
+    scales = tuple(input_scale * s for s in weight.scale)
+    return QConst(np.zeros(channels, np.int32), QParams(scales, (0,) * len(scales), 0))
+
+
+# TFLite requantizes with a 32-bit fixed-point multiplier and a shift of at most 31 either way: a ratio
+# of scales outside this range aborts the interpreter (seen with attention masks of -3.4e38 in int8).
+MULTIPLIER_RANGE = (2.0 ** -31, 2.0 ** 31)
+
+
+def rescalable(*ratios: float) -> bool:
+    """True when TFLite's int8 kernels can apply each of these scale ratios."""
+    return all(MULTIPLIER_RANGE[0] <= r < MULTIPLIER_RANGE[1] for r in ratios)
+
+
 def node_params(node: ir.Node) -> QParams | None:
     """The (scale, zero point, axis) of a QuantizeLinear or DequantizeLinear node, if constant."""
     scale = constant(node.inputs[1])

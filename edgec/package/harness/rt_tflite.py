@@ -46,6 +46,7 @@ class Session:
                 it.resize_tensor_input(detail["index"], list(value.shape), strict=True)
                 it.allocate_tensors()
             it.set_tensor(detail["index"], value)
+        it.reset_all_variables()  # recurrent state (an LSTM kernel's) starts from zero for every inference
         it.invoke()
         return {name: it.get_tensor(d["index"]) for name, d in self.outputs.items()}
 

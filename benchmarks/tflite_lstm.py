@@ -1,0 +1,133 @@
+"""LSTM on tflite-arm: the unrolled graph edgec writes by default against LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM.
+
+The model is Resemblyzer's speaker encoder from the corpus (3-layer LSTM 40 -> 256 and a projection,
+real weights), run on real mel frames at two sequence lengths: 160 frames (the partial utterance
+Resemblyzer embeds) and 40. In one run, for each length: tflite-arm fp32 unrolled (every step is
+FULLY_CONNECTED/ADD/LOGISTIC/TANH/MUL in XNNPACK), tflite-arm fp32 with the LSTM kernel
+(`options={"recurrent": "kernel"}`), and the onnxruntime target as the peer. Every artifact is built by
+edgec, verified, and timed by its own harness (`run.py bench`) with 2 threads, in interleaved rounds;
+each number is the median over rounds of the harness's p50.
+
+    python benchmarks/tflite_lstm.py [--rounds 5 --iters 50]
+
+Needs the corpus (`make corpus`). Writes benchmarks/results/tflite_lstm.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, cpu_name, load_average, write_results
+
+THREADS = 2
+LENGTHS = (160, 40)
+VARIANTS = {
+    "tflite-arm unrolled": ("tflite-arm", {"recurrent": "unrolled"}),
+    "tflite-arm LSTM kernel": ("tflite-arm", {"recurrent": "kernel"}),
+    "onnxruntime": ("onnxruntime", {}),
+}
+
+
+def export_encoder(folder: Path, frames: int) -> tuple[Path, np.ndarray]:
+    """Resemblyzer's VoiceEncoder (zero initial state, the last layer's last hidden state projected and
+    normalized) with its pretrained weights as ONNX for `frames` mel frames (static shapes, so the exporter
+    folds the zero initial states to constants), and the corpus's real mel frames [N, frames, 40]."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from models.corpus.nets import StreamingVoiceEncoder
+    from models.corpus.registry import BY_NAME
+
+    entry = BY_NAME["resemblyzer_stream"]
+    state = torch.load(entry.sources[0].path, map_location="cpu", weights_only=False)["model_state"]
+    encoder = StreamingVoiceEncoder().eval()
+    encoder.load_state_dict({k: v for k, v in state.items() if k.startswith(("lstm.", "linear."))})
+
+    class VoiceEncoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.linear = encoder.lstm, encoder.linear
+
+        def forward(self, mels):
+            _, (hidden, _) = self.lstm(mels)
+            embedding = torch.relu(self.linear(hidden[-1]))
+            return embedding / torch.norm(embedding, dim=1, keepdim=True)
+
+    path = folder / f"voice_encoder_{frames}.onnx"
+    torch.onnx.export(VoiceEncoder().eval(), (torch.zeros(1, frames, 40),), str(path), input_names=["mels"],
+                      output_names=["embedding"], opset_version=17, dynamo=False)
+    return path, np.ascontiguousarray(entry.load_inputs()["mels"][:, :frames])
+
+
+def main() -> None:
+    from edgec import api
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="edgec-bench-lstm-") as tmp:
+        artifacts, builds = {}, {}
+        for length in LENGTHS:
+            source, mels = export_encoder(Path(tmp), length)
+            samples = Path(tmp) / f"mels_{length}.npz"
+            np.savez(samples, mels=mels)
+            for variant, (target, options) in VARIANTS.items():
+                name = f"{variant}, {length} frames"
+                folder = Path(tmp) / name.replace(" ", "_").replace(",", "")
+                manifest = api.build(str(source), target, folder, force=True, options=options,
+                                     calibration=str(samples))
+                if not manifest["verification"]["passed"]:
+                    raise SystemExit(f"{name} did not pass verification")
+                artifacts[name] = folder
+                delegation = manifest["verification"]["extra"].get("xnnpack_delegation", {})
+                builds[name] = {"model_bytes": manifest["model"]["bytes"], "notes": manifest["backend"].get("notes"),
+                                "build_seconds": manifest["build"]["seconds"],
+                                "operators": sum((manifest["backend"].get("operators") or {}).values()),
+                                "xnnpack": delegation.get("detail")}
+        rounds = {name: [] for name in artifacts}
+        for _ in range(args.rounds):
+            for name, folder in artifacts.items():
+                rounds[name].append(api.bench(folder, warmup=args.warmup, iters=args.iters, threads=THREADS))
+    latency = {name: {"p50_ms": float(np.median([r["p50_ms"] for r in rs])),
+                      "min_ms": float(min(r["min_ms"] for r in rs)),
+                      "load_time_ms": float(np.median([r["load_time_ms"] for r in rs]))} for name, rs in rounds.items()}
+    from importlib.metadata import version
+
+    result = {
+        "machine": {"cpu": cpu_name(), "threads": THREADS, "python": platform.python_version(),
+                    "load_average_after": load_average()},
+        "versions": {"ai-edge-litert": version("ai-edge-litert"), "onnxruntime": version("onnxruntime")},
+        "model": "Resemblyzer speaker encoder (resemblyzer==0.1.4 pretrained.pt): LSTM 40->256 x3, Linear 256",
+        "method": {"rounds": args.rounds, "iters": args.iters, "warmup": args.warmup, "batch": 1,
+                   "timer": "artifact harness `run.py bench`",
+                   "statistic": "median over rounds of the harness p50; min over all runs"},
+        "latency": latency,
+        "builds": builds,
+    }
+    write_results("tflite_lstm", result, markdown(result))
+
+
+def markdown(r: dict) -> str:
+    lines = [f"{r['model']}, batch 1, on {r['machine']['cpu']}, {r['machine']['threads']} threads; "
+             f"ai-edge-litert {r['versions']['ai-edge-litert']}, onnxruntime {r['versions']['onnxruntime']}. "
+             f"{r['method']['rounds']} interleaved rounds of {r['method']['iters']} runs through each artifact's "
+             f"harness; load average after the run: {r['machine']['load_average_after']} (a shared machine: "
+             f"compare the rows with each other, not across runs).", "",
+             "| artifact | p50 ms | min ms | load ms | operators | model MB | outside XNNPACK |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, lat in r["latency"].items():
+        build = r["builds"][name]
+        lines.append(f"| {name} | {lat['p50_ms']:.2f} | {lat['min_ms']:.2f} | {lat['load_time_ms']:.0f} | "
+                     f"{build['operators'] or '-'} | {build['model_bytes'] / 1e6:.1f} | {build['xnnpack'] or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
