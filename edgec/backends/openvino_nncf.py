@@ -7,32 +7,35 @@ data's `labels`, or, without labels, top-1 agreement with the fp32 model.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from edgec.errors import InputError
 
+logger = logging.getLogger(__name__)
+
 
 def quantize(ov_model, ctx, batch: int):
-    """Return the int8 OpenVINO model and a record of how NNCF made it."""
+    """Return the int8 OpenVINO model and a record of how NNCF made it (the manifest's backend.nncf)."""
     import nncf
 
     calibration = ctx.calibration
     preset = (nncf.QuantizationPreset.PERFORMANCE if ctx.target.quantization.get("activation_symmetric")
               else nncf.QuantizationPreset.MIXED)
     dataset = nncf.Dataset(list(calibration.rows(batch)))
-    record = {"quantizer": "nncf", "nncf_version": nncf.__version__, "preset": preset.value,
-              "calibration_samples": calibration.count}
-    if ctx.options.get("calibration_method"):
-        ctx.log("note: NNCF chooses its own activation ranges; --calibration-method applies to --quantizer edgec")
-    budget = ctx.options.get("max_accuracy_drop")
+    record = {"nncf_version": nncf.__version__, "preset": preset.value, "calibration_samples": calibration.count}
+    if ctx.options.calibration_method != "minmax":
+        logger.info("note: NNCF chooses its own activation ranges; --calibration-method applies to --quantizer edgec")
+    budget = ctx.options.max_accuracy_drop
     if budget is None:
-        ctx.log(f"quantizing with NNCF ({preset.value} preset, {calibration.count} samples)")
+        logger.info(f"quantizing with NNCF ({preset.value} preset, {calibration.count} samples)")
         model = nncf.quantize(ov_model, dataset, preset=preset, subset_size=calibration.count)
         return model, record
 
     eval_data = _eval_data(ctx)
     labels, metric = _labels(ov_model, eval_data, batch, ctx)
-    ctx.log(f"quantizing with NNCF accuracy control: at most {budget} points of {metric} drop "
+    logger.info(f"quantizing with NNCF accuracy control: at most {budget} points of {metric} drop "
             f"on {eval_data.count} samples")
 
     def validate(compiled, items) -> float:
@@ -43,16 +46,16 @@ def quantize(ov_model, ctx, batch: int):
         ov_model, dataset, nncf.Dataset(list(eval_data.rows(batch))), validate,
         max_drop=budget / 100.0, drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=calibration.count)
     record["accuracy_control"] = {"metric": metric, "max_drop_points": budget, "eval_samples": eval_data.count,
-                                  "eval": str(ctx.options["eval_data"])}
+                                  "eval": str(ctx.options.eval_data)}
     return model, record
 
 
 def _eval_data(ctx):
     from edgec.quantize.data import load_eval
 
-    if not ctx.options.get("eval_data"):
+    if not ctx.options.eval_data:
         raise InputError("--max-accuracy-drop needs --eval PATH: an .npz of inputs (and optional 'labels')")
-    return load_eval(ctx.options["eval_data"], ctx.float_model)
+    return load_eval(ctx.options.eval_data, ctx.float_model)
 
 
 def _labels(ov_model, eval_data, batch: int, ctx) -> tuple[np.ndarray, str]:

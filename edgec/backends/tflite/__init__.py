@@ -9,11 +9,16 @@ parameters, with float I/O by default and integer I/O with `--io-dtype int8`.
 """
 from __future__ import annotations
 
+import logging
+
 import onnx_ir as ir
 
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.backends.tflite import ops
 from edgec.errors import InputError
+from edgec.package.harness.manifest import TFLiteConfig
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.tflite"
 
@@ -21,7 +26,7 @@ MODEL_FILE = "model.tflite"
 class TFLiteBackend(Backend):
     name = "tflite"
     runtime = "ai-edge-litert"
-    harness = "rt_tflite.py"
+    session = "rt_tflite:LiteRTSession"
     supported_ops = frozenset(ops.TABLE)
 
     def check_node(self, node: ir.Node) -> str:
@@ -34,8 +39,7 @@ class TFLiteBackend(Backend):
 
         common.ShapeInferencePass()(model)
         common.TopologicalSortPass()(model)
-        io_layout = ctx.options.get("io_layout") or "nchw"
-        io_dtype = ctx.options.get("io_dtype") or "float32"
+        io_layout, io_dtype = ctx.options.io_layout, ctx.options.io_dtype
         if io_dtype == "int8" and ctx.precision != "int8":
             raise InputError(f"--io-dtype int8 needs --precision int8 (this build is {ctx.precision})")
         lowering = Lowering(model, ctx.precision, io_layout, io_dtype)
@@ -46,11 +50,6 @@ class TFLiteBackend(Backend):
         lowering.add_outputs()
         (ctx.out_dir / MODEL_FILE).write_bytes(lowering.w.to_bytes())
         operators = lowering.w.op_counts()
-        ctx.log(f"wrote {MODEL_FILE}: {sum(operators.values())} operators")
-        return Lowered(
-            model_files=[MODEL_FILE],
-            inputs=lowering.interface(model.graph.inputs),
-            outputs=lowering.interface(model.graph.outputs),
-            meta={"operators": operators, "io_layout": io_layout, "io_dtype": io_dtype,
-                  "delegate": "XNNPACK"},
-        )
+        logger.info(f"wrote {MODEL_FILE}: {sum(operators.values())} operators")
+        return Lowered([MODEL_FILE], lowering.interface(model.graph.inputs), lowering.interface(model.graph.outputs),
+                       TFLiteConfig(self.name, operators, io_layout, io_dtype))
