@@ -124,7 +124,8 @@ def targets(console: Console, data: dict) -> None:
                       t["device"])
     console.print(table)
     for t in data["targets"]:
-        console.print(f"[bold]{t['name']}[/]: {t['description']}", highlight=False)
+        flags = ", ".join(o["flag"] for o in t["options"])
+        console.print(f"[bold]{t['name']}[/]: {t['description']}. Options: {flags}", highlight=False)
 
 
 def key_values(console: Console, data: dict) -> None:

@@ -39,8 +39,17 @@ def test_agreements_must_reach_their_limit():
 def test_nan_outputs_fail_and_shapes_must_match():
     ref = np.ones(3)
     assert not compare.check_output(np.array([1.0, np.nan, 1.0]), ref, RANGE).passed
+    assert not compare.check_output(np.array([1.0, np.inf, 1.0]), ref, RANGE).passed
     mismatch = compare.check_output(np.ones(4), ref, RANGE)
     assert not mismatch.passed and "shape [4], expected [3]" in mismatch.detail
+
+
+def test_the_references_own_nan_and_infinities_are_agreement():
+    ref = np.array([np.nan, np.inf, -np.inf, 0.0, 4.0])
+    assert compare.check_output(ref.copy(), ref, RANGE).passed
+    check = compare.check_output(np.array([np.nan, np.inf, -np.inf, 0.0, 4.2]), ref, RANGE)
+    assert check.measures["rel_err"] == pytest.approx(0.05)  # of the finite range 0..4
+    assert not compare.check_output(np.array([0.0, np.inf, -np.inf, 0.0, 4.0]), ref, RANGE).passed
 
 
 def test_empty_and_integer_outputs():
