@@ -31,7 +31,11 @@ FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 def save(path: str, arrays: Dict[str, np.ndarray]) -> None:
     """An .npz of arrays keyed by tensor name, the same bytes for the same arrays."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    try:
+        archive = zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED)
+    except OSError as exc:
+        raise HarnessError(f"cannot write {path} ({exc.strerror})") from None
+    with archive:
         for name in sorted(arrays):
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
@@ -115,7 +119,8 @@ def find_batch_axes(inputs: List[TensorSpec], outputs: List[TensorSpec]) -> Opti
 
     The batch is a symbolic dimension that every input and every output has exactly once (at
     any axis: an RNN's state carries it at axis 1); failing that, when all of them are static,
-    axis 0 if it has the same size everywhere. Batching along anything else could mix samples.
+    axis 0 if it has the same size everywhere, and not 0. Batching along anything else could mix
+    samples.
     """
     tensors = inputs + outputs
     if not inputs or any(not t.shape for t in tensors):
@@ -124,7 +129,7 @@ def find_batch_axes(inputs: List[TensorSpec], outputs: List[TensorSpec]) -> Opti
         if all(t.shape.count(symbol) == 1 for t in tensors):
             return {t.name: t.shape.index(symbol) for t in tensors}
     firsts = {t.shape[0] for t in tensors}
-    if len(firsts) == 1 and all(isinstance(d, int) for t in tensors for d in t.shape):
+    if len(firsts) == 1 and 0 not in firsts and all(isinstance(d, int) for t in tensors for d in t.shape):
         return {t.name: 0 for t in tensors}
     return None
 
