@@ -20,6 +20,7 @@ def show_edgec_log() -> None:
     edgec = logging.getLogger("edgec")
     edgec.addHandler(handler)
     edgec.setLevel(logging.INFO)
+    edgec.propagate = False  # some libraries configure the root logger when imported
 
 
 def cpu_name() -> str:
