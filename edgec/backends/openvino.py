@@ -90,7 +90,7 @@ class OpenVINOBackend(Backend):
         if nncf_int8:
             from edgec.backends import openvino_nncf
 
-            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx, _batch(source))
+            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx)
         path = ctx.out_dir / MODEL_FILE
         ov.save_model(ov_model, path, compress_to_fp16=ctx.precision == "fp16")
         core = ov.Core()
@@ -104,11 +104,6 @@ class OpenVINOBackend(Backend):
         # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.
         return Lowered([MODEL_FILE, WEIGHTS_FILE], eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs),
                        config)
-
-
-def _batch(model: ir.Model) -> int:
-    first = model.graph.inputs[0].shape
-    return first[0] if first is not None and len(first) and isinstance(first[0], int) else 1
 
 
 def _int8_layers(ov_model) -> list[str]:

@@ -16,14 +16,14 @@ from edgec.errors import InputError
 logger = logging.getLogger(__name__)
 
 
-def quantize(ov_model, ctx, batch: int):
+def quantize(ov_model, ctx):
     """Return the int8 OpenVINO model and a record of how NNCF made it (the manifest's backend.nncf)."""
     import nncf
 
     calibration = ctx.calibration
     preset = (nncf.QuantizationPreset.PERFORMANCE if ctx.target.quantization.get("activation_symmetric")
               else nncf.QuantizationPreset.MIXED)
-    dataset = nncf.Dataset(list(calibration.rows(batch)))
+    dataset = nncf.Dataset(list(calibration.feeds()))
     record = {"nncf_version": nncf.__version__, "preset": preset.value, "calibration_samples": calibration.count}
     if ctx.options.calibration_method != "minmax":
         logger.info("note: NNCF chooses its own activation ranges; --calibration-method applies to --quantizer edgec")
@@ -34,7 +34,7 @@ def quantize(ov_model, ctx, batch: int):
         return model, record
 
     eval_data = _eval_data(ctx)
-    labels, metric = _labels(ov_model, eval_data, batch, ctx)
+    labels, metric = _labels(ov_model, eval_data)
     logger.info(f"quantizing with NNCF accuracy control: at most {budget} points of {metric} drop "
             f"on {eval_data.count} samples")
 
@@ -43,7 +43,7 @@ def quantize(ov_model, ctx, batch: int):
         return float(np.mean(predictions == labels))
 
     model = nncf.quantize_with_accuracy_control(
-        ov_model, dataset, nncf.Dataset(list(eval_data.rows(batch))), validate,
+        ov_model, dataset, nncf.Dataset(list(eval_data.feeds())), validate,
         max_drop=budget / 100.0, drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=calibration.count)
     record["accuracy_control"] = {"metric": metric, "max_drop_points": budget, "eval_samples": eval_data.count,
                                   "eval": str(ctx.options.eval_data)}
@@ -55,15 +55,15 @@ def _eval_data(ctx):
 
     if not ctx.options.eval_data:
         raise InputError("--max-accuracy-drop needs --eval PATH: an .npz of inputs (and optional 'labels')")
-    return load_eval(ctx.options.eval_data, ctx.float_model)
+    return load_eval(ctx.options.eval_data, ctx.calibration.specs)
 
 
-def _labels(ov_model, eval_data, batch: int, ctx) -> tuple[np.ndarray, str]:
+def _labels(ov_model, eval_data) -> tuple[np.ndarray, str]:
     """The labels to score against: the data's own, or the fp32 model's top-1 classes."""
     if eval_data.labels is not None:
         return np.asarray(eval_data.labels).reshape(-1), "accuracy"
     import openvino as ov
 
     compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    top1 = [compiled(feed)[0].argmax(-1).reshape(-1) for feed in eval_data.rows(batch)]
+    top1 = [compiled(feed)[0].argmax(-1).reshape(-1) for feed in eval_data.feeds()]
     return np.concatenate(top1), "top-1 agreement with fp32"
