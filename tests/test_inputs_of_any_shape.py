@@ -90,11 +90,12 @@ def test_recurrent_state_batches_along_its_own_axis(tmp_path):
 
 
 def test_a_parameter_input_needs_the_users_samples(tmp_path):
-    path = save(tmp_path, "g (float[2, 3] x, int64[1] axes) => (float[2, 1, 3] y) { y = Unsqueeze (x, axes) }")
+    """Summing [3, 3] to [3] may run over either axis: the shapes do not say which."""
+    path = save(tmp_path, "g (float[3, 3] x, int64[1] axes) => (float[3] y) { y = ReduceSum <keepdims=0> (x, axes) }")
     proc = edgec("build", path, "-o", tmp_path / "no")
     lines = [line for line in proc.stderr.splitlines() if line.strip() and line.startswith("edgec:")]
     assert proc.returncode == 2 and len(lines) == 1
-    assert "input 'axes' is Unsqueeze's axes" in lines[0] and "--samples FILE.npz" in lines[0]
-    np.savez(tmp_path / "samples.npz", x=RNG.standard_normal((3, 2, 3)).astype(np.float32), axes=np.ones((3, 1), np.int64))
+    assert "input 'axes' is ReduceSum's axes" in lines[0] and "--samples FILE.npz" in lines[0]
+    np.savez(tmp_path / "samples.npz", x=RNG.standard_normal((3, 3, 3)).astype(np.float32), axes=np.ones((3, 1), np.int64))
     edgec("build", path, "--samples", tmp_path / "samples.npz", "-o", tmp_path / "yes", check=True)
     assert manifest(tmp_path / "yes")["samples"]["count"] == 3

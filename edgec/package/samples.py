@@ -6,15 +6,18 @@ there is invalid, so each input's uses in the graph decide how it is made:
 
 * data: seeded noise (floats), small positive integers (never 0: some are divisors), booleans;
 * indices: within the size of the dimension they index;
-* shapes, sizes, repeats, splits, k and scales: read from the static shapes of the node's output;
+* shapes, sizes, repeats, splits, k, scales, pads, axes and ranges: read from the static shapes of
+  the node's input and output;
 * sequence lengths: the full length of the sequence;
 * variances, and the inputs of Log and Sqrt: positive.
 
-Where no valid value follows from the graph (axes, starts, pads, ...), the build asks for the
-user's samples (--samples FILE.npz) in one line that names the input.
+Where no valid value follows from the graph (slice starts, a reduction's axes that the shapes leave
+ambiguous, ...), the build asks for the user's samples (--samples FILE.npz) in one line that names
+the input.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable
 
 import numpy as np
@@ -136,6 +139,46 @@ def _positive(node, shape, rng):
     return np.abs(rng.standard_normal(shape)) + 0.1
 
 
+def _shape_after(node: ir.Node, into: list[int], axes: tuple[int, ...]) -> list[int] | None:
+    """The output shape of Unsqueeze, Squeeze or a Reduce* on `into` with these axes."""
+    if node.op_type == "Unsqueeze":
+        dims = iter(into)
+        return [1 if i in axes else next(dims) for i in range(len(into) + len(axes))]
+    if node.op_type == "Squeeze" and any(into[a] != 1 for a in axes):
+        return None
+    if node.op_type != "Squeeze" and _attr(node, "keepdims", 1):
+        return [1 if i in axes else d for i, d in enumerate(into)]
+    return [d for i, d in enumerate(into) if i not in axes]
+
+
+def _axes(node, shape, rng):
+    """The axes that turn the input's static shape into the output's: for a Reduce*, only when one set
+    does; for Squeeze and Unsqueeze any set does, since the data stays the same."""
+    into, out = _dims(node.inputs[0]), _dims(node.outputs[0])
+    if into is None or out is None or len(shape) != 1:
+        return None
+    if shape[0] == 0:
+        return np.zeros(0)
+    rank = len(out) if node.op_type == "Unsqueeze" else len(into)
+    found = [axes for axes in itertools.combinations(range(rank), shape[0]) if _shape_after(node, into, axes) == out]
+    if not found or (node.op_type.startswith("Reduce") and len(found) > 1):
+        return None
+    return np.array(found[0])
+
+
+def _pads(node, shape, rng):
+    """Pad at the end of each axis by what the output adds (any split of it is valid)."""
+    into, out = _dims(node.inputs[0]), _dims(node.outputs[0])
+    if into is None or out is None or shape != [2 * len(into)]:
+        return None
+    return np.array([0] * len(into) + [o - i for i, o in zip(into, out)])
+
+
+def _range_limit(node, shape, rng):
+    size = _dim(node.outputs[0], 0)
+    return None if size is None else np.full(shape, size)
+
+
 # (operator, formal input name) -> how to make a valid value; None from it means: no value is known.
 ROLES: dict[tuple[str, str], Callable] = {
     **{(op, "indices"): _indices for op in ("Gather", "GatherElements", "ScatterElements")},
@@ -146,6 +189,14 @@ ROLES: dict[tuple[str, str], Callable] = {
     **{(op, "sequence_lens"): _sequence_lengths for op in ("LSTM", "GRU", "RNN")},
     **{(op, formal): _positive for op, formal in (("BatchNormalization", "input_var"), ("Log", "input"),
                                                   ("Sqrt", "X"))},
+    **{(op, "axes"): _axes for op in ("Squeeze", "Unsqueeze", "ReduceMax", "ReduceMin", "ReduceMean", "ReduceSum",
+                                      "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
+                                      "ReduceSumSquare")},
+    ("CumSum", "axis"): lambda node, shape, rng: np.zeros(shape),  # every axis is valid
+    ("Pad", "pads"): _pads,
+    ("Range", "start"): lambda node, shape, rng: np.zeros(shape),
+    ("Range", "delta"): lambda node, shape, rng: np.ones(shape),
+    ("Range", "limit"): _range_limit,
 }
 
 

@@ -70,11 +70,21 @@ def test_scalars_zero_size_and_booleans():
     assert out["z"].shape == (8, 0, 2)
 
 
-def test_a_parameter_no_shape_explains_asks_for_the_users_samples():
-    with pytest.raises(InputError) as err:
-        samples(model("g (float[2, 3] x, int64[1] axes) => (float[2, 1, 3] y) { y = Unsqueeze (x, axes) }"))
+def test_axes_pads_and_ranges_that_the_shapes_decide():
+    arrays, out = samples(model("g (float[2, 3, 4] x, int64[1] u, int64[2] r, int64[6] p, int64 lo, int64 hi, int64 d)"
+                                " => (float[2, 1, 3, 4] y, float[1, 3, 1] m, float[3, 5, 6] q, int64[5] s) "
+                                "{ y = Unsqueeze (x, u) \n m = ReduceMax (x, r) \n q = Pad (x, p) \n "
+                                "s = Range (lo, hi, d) }", opset=18))
+    assert arrays["u"][0].tolist() == [1] and arrays["r"][0].tolist() == [0, 2]
+    assert arrays["p"][0].tolist() == [0, 0, 0, 1, 2, 2] and out["q"].shape == (8, 3, 5, 6)
+    assert (arrays["lo"][0], arrays["hi"][0], arrays["d"][0]) == (0, 5, 1) and out["s"][0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_parameter_the_shapes_leave_open_asks_for_the_users_samples():
+    with pytest.raises(InputError) as err:  # keepdims=0 over [3, 3] to [3]: axis 0 or 1
+        samples(model("g (float[3, 3] x, int64[1] axes) => (float[3] y) { y = ReduceSum <keepdims=0> (x, axes) }"))
     message = str(err.value)
-    assert "input 'axes' is Unsqueeze's axes" in message and "--samples FILE.npz" in message and "\n" not in message
+    assert "input 'axes' is ReduceSum's axes" in message and "--samples FILE.npz" in message and "\n" not in message
 
 
 def test_the_users_samples_come_first():
