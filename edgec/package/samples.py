@@ -25,6 +25,7 @@ import onnx_ir as ir
 
 from edgec import ir as eir
 from edgec.errors import InputError
+from edgec.system import first_line
 from edgec.ir import runtime
 from edgec.package.harness import interface
 from edgec.package.harness.errors import HarnessError
@@ -101,9 +102,16 @@ def _nd_indices(node, shape, rng):
     return np.stack(columns, -1)
 
 
+def _resized_axes(node: ir.Node, rank: int) -> list[int]:
+    """The axes a Resize's scales or sizes name: its `axes` attribute, else every axis."""
+    return [a % rank for a in node.attributes.get_ints("axes", list(range(rank)))]
+
+
 def _output_shape(node, shape, rng):
     out = _dims(node.outputs[0])
-    return np.array(out) if out is not None and shape == [len(out)] else None
+    if out is not None and node.op_type == "Resize":
+        out = [out[a] for a in _resized_axes(node, len(out))]
+    return np.array(out) if out is not None else None
 
 
 def _k(node, shape, rng):
@@ -127,7 +135,7 @@ def _scales(node, shape, rng):
     into, out = _dims(node.inputs[0]), _dims(node.outputs[0])
     if into is None or out is None or 0 in into:
         return None
-    return np.array([o / i for i, o in zip(into, out)])
+    return np.array([out[a] / into[a] for a in _resized_axes(node, len(into))])
 
 
 def _sequence_lengths(node, shape, rng):
@@ -240,7 +248,7 @@ def generate(model: ir.Model, value: ir.Value, runs: int, rng: np.random.Generat
     values = []
     for _ in range(runs):
         made = makers[0][0](makers[0][1], shape, rng) if makers else _data(dtype, shape, rng)
-        if made is None:
+        if made is None or np.shape(made) != tuple(shape):
             what = f"{makers[0][1].op_type}'s {makers[0][2]}" if makers else f"of type {dtype}"
             raise InputError(f"input '{value.name}' is {what}, and its valid values do not follow from the "
                              f"graph's shapes: {SAMPLES_HINT}")
@@ -265,4 +273,11 @@ def sample_inputs(model: ir.Model, specs: list[TensorSpec], given: interface.Run
 def reference_outputs(model: ir.Model, inputs: list[TensorSpec], outputs: list[TensorSpec],
                       arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The model's outputs for stacked runs, from onnxruntime without graph optimizations."""
-    return runtime.run_all(runtime.session(model), interface.split(inputs, arrays), outputs)
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
+
+    session = runtime.session(model)
+    try:
+        return runtime.run_all(session, interface.split(inputs, arrays), outputs)
+    except (Fail, InvalidArgument, RuntimeException) as exc:
+        raise InputError(f"the source model does not run on its sample inputs in onnxruntime ({first_line(exc)}): "
+                         f"check the model, or {SAMPLES_HINT}") from None
