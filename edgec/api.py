@@ -242,7 +242,7 @@ def run_harness(artifact: str | Path, call, device: str | None = None, manifest:
     artifact = Path(artifact)
     manifest = manifest or files.read_manifest(artifact)
     result = get_runner(device or manifest.target.device or "local").run_harness(artifact, call)
-    code, why = result.returncode, system.last_line(result.stderr or result.stdout)
+    code, why = result.returncode, system.last_line(result.stderr or result.stdout).removeprefix("error: ")
     where = f"{call.command} on {result.device}"
     if code in (ExitCode.OK, ExitCode.NOT_FAITHFUL) and result.report:
         return result, manifest

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from edgec.errors import DeviceError
+from edgec.package.harness.errors import first_line  # noqa: F401 - one definition, shipped in the harness too
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +50,6 @@ def last_line(text: str, default: str = "no output") -> str:
 def output_reason(proc: subprocess.CompletedProcess) -> str:
     """Why a finished process failed, from its error output first, then its normal output."""
     return last_line((proc.stderr or "") + "\n" + (proc.stdout or ""))
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message in one line (its first), or its type when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextlib.contextmanager

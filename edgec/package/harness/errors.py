@@ -17,3 +17,9 @@ class HarnessError(Exception):
     def __init__(self, message: str, code: ExitCode = ExitCode.REFUSED):
         super().__init__(message)
         self.code = code
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message in one line (its first), or its type when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

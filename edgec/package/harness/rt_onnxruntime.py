@@ -5,12 +5,15 @@ import shutil
 import tempfile
 
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as failure
 
 from .session import LayerTimer, Session
 
 
 class OnnxRuntimeSession(Session):
     runtime = "onnxruntime"
+    runtime_errors = (failure.Fail, failure.InvalidArgument, failure.RuntimeException, failure.NotImplemented,
+                      failure.InvalidGraph)
 
     def _open(self):
         self.session = self._create()

@@ -44,6 +44,7 @@ def compiled_layers(compiled):
 
 class OpenVINOSession(Session):
     runtime = "openvino"
+    runtime_errors = (RuntimeError,)  # OpenVINO raises nothing more specific
 
     def _open(self):
         self.config = self.manifest.backend
@@ -51,22 +52,27 @@ class OpenVINOSession(Session):
         self.model = self.core.read_model(os.path.join(self.folder, self.manifest.model.main))
         self.compiled = compile_model(self.core, self.model, self.config, self.threads)
         self.request = self.compiled.create_infer_request()
-        self.names = [output.get_any_name() for output in self.compiled.outputs]
+
+    def _ordered(self, feed):
+        """Inputs by position: OpenVINO keeps the model's order, not always its names (an output that is
+        an input, a folded scalar, an operator optimized away); outputs are read back the same way."""
+        return [feed[spec.name] for spec in self.manifest.inputs]
 
     def _run(self, feed):
-        results = self.request.infer(feed)
-        return {name: results[i] for i, name in enumerate(self.names)}
+        results = self.request.infer(self._ordered(feed))
+        return {spec.name: results[i] for i, spec in enumerate(self.manifest.outputs)}
 
     def _throughput(self, feed, iters, requests=0):
         """Inferences per second with `requests` in flight (0: OpenVINO's optimal number)."""
         compiled = compile_model(self.core, self.model, self.config, self.threads, "THROUGHPUT")
         queue = ov.AsyncInferQueue(compiled, requests)
+        inputs = self._ordered(feed)
         for _ in range(len(queue)):  # warm every request once
-            queue.start_async(feed)
+            queue.start_async(inputs)
         queue.wait_all()
         start = time.perf_counter()
         for _ in range(iters):
-            queue.start_async(feed)
+            queue.start_async(inputs)
         queue.wait_all()
         seconds = time.perf_counter() - start
         return {"requests": len(queue), "streams": int(compiled.get_property("NUM_STREAMS")),
@@ -74,7 +80,7 @@ class OpenVINOSession(Session):
 
     def _layer_timer(self, feed):
         compiled = compile_model(self.core, self.model, self.config, self.threads, profiling=True)
-        return CounterTimer(compiled.create_infer_request(), feed)
+        return CounterTimer(compiled.create_infer_request(), self._ordered(feed))
 
     def _checks(self):
         checks = {}
@@ -97,11 +103,11 @@ class OpenVINOSession(Session):
 class CounterTimer(LayerTimer):
     """OpenVINO's performance counters, read after every inference."""
 
-    def __init__(self, request, feed):
-        self.request, self.feed, self.sums = request, feed, {}
+    def __init__(self, request, inputs):
+        self.request, self.inputs, self.sums = request, inputs, {}
 
     def run(self):
-        self.request.infer(self.feed)
+        self.request.infer(self.inputs)
         for info in self.request.profiling_info:
             if info.status == ov.ProfilingInfo.Status.EXECUTED:
                 key = (info.node_name, info.node_type, info.exec_type)

@@ -24,6 +24,7 @@ except ImportError:  # a device with the older standalone runtime
 
 class LiteRTSession(Session):
     runtime = RUNTIME
+    runtime_errors = (RuntimeError,)  # what the interpreter raises when it cannot prepare or invoke
 
     def _open(self):
         self.path = os.path.join(self.folder, self.manifest.model.main)

@@ -19,6 +19,7 @@ ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 class TVMSession(Session):
     runtime = "apache-tvm"
+    runtime_errors = (RuntimeError,)  # tvm.error.TVMError and its kinds derive from it
 
     def _open(self):
         if self.threads:  # read by TVM's thread pool when it starts, so set before importing tvm

@@ -9,6 +9,7 @@ warm-up, timing, averaging) and call small hooks that each runtime implements:
     _throughput(...)     several requests in flight, for runtimes that can
     _checks()            the runtime's own verify checks
 """
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from . import interface
-from .errors import HarnessError
+from .errors import HarnessError, first_line
 from .manifest import Manifest, RuntimeCheck
 
 LayerKey = Tuple[str, str, str]  # (layer name, operator, kernel)
@@ -55,10 +56,23 @@ class Session:
     """One model on one runtime. Subclasses set `runtime` and implement the hooks."""
 
     runtime = ""  # the pip distribution whose version the artifact expects
+    runtime_errors: Tuple[type, ...] = ()  # what the runtime raises when it cannot load or run a model
 
     def __init__(self, folder: str, manifest: Manifest, threads: Optional[int]):
         self.folder, self.manifest, self.threads = folder, manifest, threads
-        self._open()
+        with self._refusals("load"):
+            self._open()
+
+    @contextlib.contextmanager
+    def _refusals(self, what: str):
+        """The runtime refusing the model is a one-line refusal (exit 2), not a crash of the harness. Runtimes
+        put the specific reason last (OpenVINO: "Exception from ...cpp:189:" first, "Port ... not found." last)."""
+        try:
+            yield
+        except self.runtime_errors as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise HarnessError(f"{self.runtime} could not {what} the model: {lines[-1] if lines else first_line(exc)}") \
+                from None
 
     @classmethod
     def version(cls) -> str:
@@ -75,7 +89,8 @@ class Session:
     def run(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """One checked inference: the model's outputs, in the manifest's order."""
         self.check_feed(feed)
-        outputs = self._run(feed)
+        with self._refusals("run"):
+            outputs = self._run(feed)
         return {spec.name: outputs[spec.name] for spec in self.manifest.outputs}
 
     def latencies(self, feed: Dict[str, np.ndarray], warmup: int, iters: int) -> np.ndarray:
