@@ -115,6 +115,21 @@ def test_unsupported_operator_exit_2(tmp_path, digits_model):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_model_openvino_cannot_convert_is_one_line_exit_2(tmp_path, digits_model):
+    """The coverage check passes Pad, but OpenVINO's converter has no 'wrap' mode: its reason, quoted."""
+    model = onnx.load(digits_model)
+    pads = onnx.numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "wrap_pads")
+    model.graph.initializer.append(pads)
+    model.graph.node.append(onnx.helper.make_node("Pad", ["input", "wrap_pads"], ["padded"], mode="wrap"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("padded", onnx.TensorProto.FLOAT, None))
+    path = tmp_path / "wrap.onnx"
+    onnx.save(model, path)
+    proc = edgec("build", path, "-t", "openvino-cpu", "--precision", "fp32", "-o", tmp_path / "out")
+    lines = error_lines(proc)
+    assert proc.returncode == 2 and len(lines) == 1 and "Unsupported padding mode: [wrap]" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_calibration_of_wrong_shape_exit_2(tmp_path, digits_model):
     bad = tmp_path / "bad.npz"
     np.savez(bad, input=np.zeros((10, 1, 9, 9), np.float32))

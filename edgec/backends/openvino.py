@@ -8,7 +8,9 @@ the artifact's own harness and records, per layer, the precision the compiled mo
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -28,6 +30,8 @@ INFERENCE_PRECISION = "f32"
 # quiet machine it ran MobileNetV2 10 % faster than NNCF's MIXED-preset model (and faster than the
 # plain ov+nncf pipeline), with the better digits accuracy; NNCF kept one more photo's top-1
 # (benchmarks/results/openvino_mobilenet.md).
+# The lines of OpenVINO's errors that say where, not why.
+BOILERPLATE = re.compile(r"Check '|Exception from |FrontEnd API failed|Model wasn't|Summary:|-- |\[ONNX Frontend\] Conv|While val")
 # Layers whose data input comes through a FakeQuantize are meant to run int8.
 QUANTIZABLE = frozenset({"Convolution", "GroupConvolution", "ConvolutionBackpropData",
                          "GroupConvolutionBackpropData", "MatMul"})
@@ -83,7 +87,7 @@ class OpenVINOBackend(Backend):
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
         ov = require("openvino", "openvino")
         nncf = None
-        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp, _refused("convert"):
             nncf_int8 = ctx.precision == "int8" and self.quantizes_itself(ctx.options)
             source = ctx.float_model if nncf_int8 and ctx.float_model is not None else model
             ov_model = ov.convert_model(str(eir.save(source, Path(tmp) / "model.onnx")))
@@ -100,10 +104,24 @@ class OpenVINOBackend(Backend):
                                    "OpenVINO runs in int8; build it in fp32 or fp16")
         config = OpenVINOConfig(self.name, "CPU", INFERENCE_PRECISION, {"fp32": "f32", "fp16": "f16", "int8": "i8"}[
             ctx.precision], int8_layers, [], ctx.options.quantizer if ctx.precision == "int8" else None, nncf)
-        config.layers = _compiled_layers(core, path, config, ctx.target.threads)
+        with _refused("compile"):
+            config.layers = _compiled_layers(core, path, config, ctx.target.threads)
         # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.
         return Lowered([MODEL_FILE, WEIGHTS_FILE], eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs),
                        config)
+
+
+@contextlib.contextmanager
+def _refused(stage: str):
+    """OpenVINO failing to convert or compile a model is a refusal that quotes its reason, not a crash."""
+    from openvino.frontend import GeneralFailure, OpConversionFailure
+
+    try:
+        yield
+    except (RuntimeError, OpConversionFailure, GeneralFailure) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not BOILERPLATE.match(line)]
+        raise UnsupportedError(f"OpenVINO cannot {stage} this model: {lines[-1] if lines else type(exc).__name__}; "
+                               "build it for another target (edgec inspect lists which can take it)") from None
 
 
 def _int8_layers(ov_model) -> list[str]:
