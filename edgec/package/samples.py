@@ -201,6 +201,7 @@ ROLES: dict[tuple[str, str], Callable] = {
                                       "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp",
                                       "ReduceSumSquare")},
     ("CumSum", "axis"): lambda node, shape, rng: np.zeros(shape),  # every axis is valid
+    ("Trilu", "k"): lambda node, shape, rng: np.zeros(shape),  # every diagonal is valid
     ("Pad", "pads"): _pads,
     ("Range", "start"): lambda node, shape, rng: np.zeros(shape),
     ("Range", "delta"): lambda node, shape, rng: np.ones(shape),
