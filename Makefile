@@ -6,7 +6,7 @@ EDGEC := $(VENV)/bin/edgec
 MOBILENET := models/mobilenet_v2/mobilenet_v2.onnx
 MOBILENET_CALIB := models/mobilenet_v2/calibration.npz
 
-.PHONY: install models corpus demo test bench clean
+.PHONY: install models corpus demo test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ demo: install
 
 test: models corpus
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The unit tests of the pure logic (no builds, no subprocesses): under 2 minutes on 2 cores.
+test-fast: install
+	@start=$$(date +%s); $(PY) -m pytest -q -n 0 tests/unit; status=$$?; \
+		echo "make test-fast: $$(( $$(date +%s) - start )) s"; exit $$status
 
 bench: models
 	$(PY) benchmarks/run_all.py

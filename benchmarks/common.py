@@ -11,6 +11,18 @@ MOBILENET = ROOT / "models" / "mobilenet_v2"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def show_edgec_log() -> None:
+    """edgec's progress lines on stderr with the time, as a benchmark's log."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("[%(asctime)s]   %(message)s", "%H:%M:%S"))
+    edgec = logging.getLogger("edgec")
+    edgec.addHandler(handler)
+    edgec.setLevel(logging.INFO)
+    edgec.propagate = False  # some libraries configure the root logger when imported
+
+
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):

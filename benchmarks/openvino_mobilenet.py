@@ -18,7 +18,6 @@ Writes benchmarks/results/openvino_mobilenet.json and .md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import tempfile
@@ -33,7 +32,7 @@ THREADS = 2
 
 
 
-def build(source: Path, out: Path, calibration: Path, quantizer: str, **extra) -> dict:
+def build(source: Path, out: Path, calibration: Path, quantizer: str, **extra):
     from edgec import api
 
     return api.build(str(source), "openvino-cpu", out, precision="int8", calibration=str(calibration),
@@ -41,12 +40,11 @@ def build(source: Path, out: Path, calibration: Path, quantizer: str, **extra) -
 
 
 def harness_session(artifact: Path):
-    """The artifact's own runtime adapter, as run.py opens it on the device."""
-    spec = importlib.util.spec_from_file_location(f"edgec_runtime_{artifact.name}", artifact / "edgec_runtime.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    manifest = json.loads((artifact / "edgec.json").read_text())
-    return module.Session(str(artifact), manifest, THREADS)
+    """The artifact's runtime adapter, opened as run.py opens it on the device."""
+    from edgec.package.harness.commands import load_manifest, session_class
+
+    manifest = load_manifest(artifact)
+    return session_class(manifest)(str(artifact), manifest, THREADS)
 
 
 def plain_openvino(onnx_path: Path, calib: np.ndarray):
@@ -85,16 +83,16 @@ def digits_accuracy(tmp: Path) -> dict:
     result = {"fp32_pytorch": json.loads((DIGITS / "metrics.json").read_text()).get("test_accuracy")}
     for quantizer in ("edgec", "nncf"):
         session = harness_session(_built(build(DIGITS / "digits_cnn.onnx", tmp / f"digits_{quantizer}", calib,
-                                               quantizer), tmp / f"digits_{quantizer}"))
+                                               quantizer)))
         predictions = [session.run({"input": x[None]})["logits"].argmax() for x in split["x_test"]]
         result[f"int8_{quantizer}"] = float(np.mean(np.array(predictions) == split["y_test"]))
     return result
 
 
-def _built(manifest: dict, folder: Path) -> Path:
-    if not manifest["verification"]["passed"]:
-        raise SystemExit(f"{folder} did not pass verification")
-    return folder
+def _built(artifact) -> Path:
+    if not artifact.verified:
+        raise SystemExit(f"{artifact.path} did not pass verification")
+    return artifact.path
 
 
 def main() -> None:
@@ -118,11 +116,11 @@ def main() -> None:
         for quantizer in ("edgec", "nncf"):
             folder = tmp / f"mobilenet_{quantizer}"
             started = time.perf_counter()
-            manifest = build(onnx_path, folder, calib, quantizer)
+            artifact = build(onnx_path, folder, calib, quantizer)
             builds[quantizer] = {"seconds": round(time.perf_counter() - started, 1),
-                                 "int8_layers": len(manifest["backend"]["int8_layers"]),
-                                 "model_bytes": manifest["model"]["bytes"]}
-            session = harness_session(_built(manifest, folder))
+                                 "int8_layers": len(artifact.manifest.backend.int8_layers),
+                                 "model_bytes": artifact.manifest.model.bytes}
+            session = harness_session(_built(artifact))
             variants[f"edgec openvino-cpu int8 ({quantizer} quantizer)"] = (
                 lambda s=session: s.run({"input": feed}),
                 lambda s=session: np.concatenate([s.run({"input": x[i:i + 1]})["logits"] for i in range(len(x))]),

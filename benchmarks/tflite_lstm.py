@@ -81,16 +81,17 @@ def main() -> None:
             for variant, (target, options) in VARIANTS.items():
                 name = f"{variant}, {length} frames"
                 folder = Path(tmp) / name.replace(" ", "_").replace(",", "")
-                manifest = api.build(str(source), target, folder, force=True, options=options,
-                                     calibration=str(samples))
-                if not manifest["verification"]["passed"]:
+                built = api.build(str(source), target, folder, force=True, options=options,
+                                  calibration=str(samples))
+                if not built.verified:
                     raise SystemExit(f"{name} did not pass verification")
                 artifacts[name] = folder
-                delegation = manifest["verification"]["extra"].get("xnnpack_delegation", {})
-                builds[name] = {"model_bytes": manifest["model"]["bytes"], "notes": manifest["backend"].get("notes"),
-                                "build_seconds": manifest["build"]["seconds"],
-                                "operators": sum((manifest["backend"].get("operators") or {}).values()),
-                                "xnnpack": delegation.get("detail")}
+                manifest = built.manifest
+                delegation = manifest.verification.result.runtime_checks.get("xnnpack_delegation")
+                builds[name] = {"model_bytes": manifest.model.bytes, "notes": getattr(manifest.backend, "notes", None),
+                                "build_seconds": manifest.build.seconds,
+                                "operators": sum((getattr(manifest.backend, "operators", None) or {}).values()),
+                                "xnnpack": delegation.detail if delegation else None}
         rounds = {name: [] for name in artifacts}
         for _ in range(args.rounds):
             for name, folder in artifacts.items():

@@ -46,14 +46,16 @@ def main() -> None:
         artifacts, builds = {}, {}
         for name, (target, precision, options) in VARIANTS.items():
             folder = Path(tmp) / name.replace(" ", "_").replace("(", "").replace(")", "")
-            manifest = api.build(str(source), target, folder, precision=precision, force=True, options=options,
+            artifact = api.build(str(source), target, folder, precision=precision, force=True, options=options,
                                  calibration=str(calibration) if precision == "int8" else None)
-            if not manifest["verification"]["passed"]:
+            if not artifact.verified:
                 raise SystemExit(f"{name} did not pass verification")
+            manifest = artifact.manifest
             artifacts[name] = folder
-            builds[name] = {"model_bytes": manifest["model"]["bytes"], "build_seconds": manifest["build"]["seconds"],
-                            "operators": manifest["backend"].get("operators"),
-                            "xnnpack": manifest["verification"]["extra"].get("xnnpack_delegation", {}).get("detail")}
+            delegation = manifest.verification.result.runtime_checks.get("xnnpack_delegation")
+            builds[name] = {"model_bytes": manifest.model.bytes, "build_seconds": manifest.build.seconds,
+                            "operators": getattr(manifest.backend, "operators", None),
+                            "xnnpack": delegation.detail if delegation else None}
         rounds = {name: [] for name in artifacts}
         for _ in range(args.rounds):
             for name, folder in artifacts.items():

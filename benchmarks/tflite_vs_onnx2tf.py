@@ -127,7 +127,7 @@ def edgec_build(precision: str) -> dict:
         cmd += ["--calibration", str(CALIBRATION), "--io-dtype", "int8"]
     _, seconds, lines = timed_run(cmd, WORK / f"edgec_{precision}.log")
     manifest = json.loads((out / "edgec.json").read_text())
-    if not manifest["verification"]["passed"]:
+    if not manifest["verification"]["result"]["passed"]:
         raise SystemExit(f"edgec's {precision} artifact failed its verification: see {out}/edgec.json")
     marks = {"start-up, load, graph passes": "", "int8 calibration and per-layer error report": "calibrating",
              "lowering, packaging, verification": "lowering"} if precision == "int8" else {}

@@ -39,6 +39,8 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+common.show_edgec_log()
+
 def relax_module():
     """MobileNetV2 as the tvm backend lowers it (same frontend, passes and Relax import)."""
     from edgec import frontends, passes
@@ -55,18 +57,20 @@ def build(name: str, target: str, **options) -> Path:
     from edgec import api
 
     out = WORK / name
-    api.build(str(SOURCE), target, out, force=True, options=options, log=lambda m: log(f"  {m}"))
+    api.build(str(SOURCE), target, out, force=True, options=options)
     return out
 
 
 def agreement(artifact: Path) -> dict:
     """Agreement with PyTorch's logits on the bundled photos, through the artifact's harness."""
+    from edgec.runners import HarnessCall
     from edgec.runners.local import LocalRunner
 
     x, reference = common.photos()
     inputs, outputs = WORK / "photos_in.npz", WORK / f"{artifact.name}_out.npz"
     np.savez(inputs, input=x)
-    result = LocalRunner().run_harness(artifact, ["infer", "--inputs", str(inputs), "--outputs", str(outputs)])
+    call = HarnessCall("infer", inputs={"--inputs": inputs}, outputs={"--outputs": outputs})
+    result = LocalRunner().run_harness(artifact, call)
     if result.returncode:
         raise SystemExit(f"{artifact.name}: infer failed: {result.stderr[-500:]}")
     return common.agreement(np.load(outputs)["logits"], reference)
@@ -150,7 +154,7 @@ def main() -> None:
         if trials <= done:
             continue
         log(f"rung {trials}: tuning {trials - done} more trials on top of {done}")
-        report = tuning.tune(mod, llvm.tvm(), DB, trials - done, lambda m: log(f"  {m}"), retune=True)
+        report = tuning.tune(mod, llvm.tvm(), DB, trials - done, retune=True)
         build(name, TARGET, tuning_db=str(DB))
         rung = {"trials": trials, "trials_run": report.trials_run, "tuning_s": round(report.seconds, 1),
                 "cumulative_tuning_s": round(report.seconds + (state["rungs"][-1]["cumulative_tuning_s"]

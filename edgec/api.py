@@ -1,22 +1,45 @@
-"""The Python API that the CLI wraps: build, inspect, verify, bench, targets."""
+"""The Python API that the CLI wraps: build, inspect, verify, bench, profile, targets.
+
+It logs through `logging` (logger names under "edgec") and prints nothing: the CLI decides what
+a user sees.
+"""
 from __future__ import annotations
 
+import dataclasses
+import logging
 import platform
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgec import __version__
+from edgec import __version__, system
 from edgec import ir as eir
-from edgec import package
-from edgec.errors import InputError, UnsupportedError, VerificationError, error_line, stage
+from edgec.errors import HarnessCrash, InputError, IntegrityError, RuntimeMissingError, UnsupportedError, stage
 from edgec.ir.bindings import ConstInput, bind_inputs, config_like_inputs
-from edgec.package import npz
+from edgec.package import artifact as files
+from edgec.package.harness.errors import ExitCode
+from edgec.package.harness.manifest import (
+    BuildHost, BuildRecord, Manifest, ModelFiles, PassesRecord, Runtime, Samples, Source, TensorSpec, Verification,
+    VerificationResult, from_json, to_json)
 from edgec.targets import PRECISIONS, Target, load_target
 
+logger = logging.getLogger(__name__)
 
-def _quiet(*_args, **_kwargs):
-    pass
+UNVERIFIED_SUFFIX = ".unverified"
+
+
+@dataclass
+class Artifact:
+    """A built artifact: where it is and its manifest. One that did not verify is in OUT.unverified/."""
+
+    path: Path
+    manifest: Manifest
+
+    @property
+    def verified(self) -> bool:
+        result = self.manifest.verification.result
+        return result is not None and result.passed
 
 
 def build(
@@ -29,78 +52,66 @@ def build(
     const_inputs: tuple[str, ...] = (),
     weights: str | None = None,
     calibration: str | None = None,
+    samples: str | None = None,
     force: bool = False,
     options: dict | None = None,
-    samples: str | Path | None = None,
     host_verify: bool = True,
-    log=_quiet,
-) -> dict:
-    """Compile `source` for `target` into the artifact folder `output`; return its manifest.
+) -> Artifact:
+    """Compile `source` for `target` into the artifact folder `output`.
 
-    `samples` is an .npz keyed by input name whose arrays become the artifact's samples (by default
-    the calibration data's first rows, or seeded noise). `host_verify=False` skips running the
-    artifact's harness on the build host, for callers that run it themselves (the node suite).
+    An artifact whose outputs disagree with the source model on the build host goes to
+    `output` + ".unverified" instead (Artifact.verified is False; the CLI exits 3).
+    `host_verify=False` skips running the artifact's harness on the build host, for callers that
+    run it themselves (the node suite); such an artifact stays in `output`, unverified.
     """
-    from edgec import frontends, passes
+    from edgec import frontends, options as declared, passes
     from edgec.backends import BuildContext, get_backend
+    from edgec.package import samples as sampling
+    from edgec.quantize import check_options
 
     started = time.perf_counter()
     target = target if isinstance(target, Target) else load_target(target)
     precision = precision or target.precision
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
-    if precision not in target.precisions:
-        from edgec.targets import available
-
-        why = target.options.get("refused", {}).get(precision)
-        others = [t.name for t in available() if precision in t.precisions]
-        raise UnsupportedError(
-            f"target {target.name} does not build {precision}" + (f" ({why})" if why else "")
-            + f"; it builds {', '.join(target.precisions)}"
-            + (f"; targets that build {precision}: {', '.join(others)}" if others else "")
-        )
+    _check_precision(target, precision)
     output = Path(output)
     if output.exists() and not force:
         raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
     specs = [eir.InputSpec.parse(s) for s in input_shapes]
     backend = get_backend(target.backend)
-    options = dict(options or {})
-
-    from edgec.quantize import check_options
-
-    check_options(precision, calibration, options)
+    values = declared.resolve(target, dict(options or {}))
+    check_options(precision, calibration, values)
 
     bindings = [ConstInput.parse(text) for text in const_inputs]
     with stage("importing the model", "check that the file opens in its own framework"):
         model = frontends.load(source, specs, weights)
     notes = bind_inputs(model, bindings)
+    source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
     notes += eir.resolve_static_shapes(model) if target.static_shapes else []
+    for note in notes:
+        logger.info(note)
+    source_inputs = sampling.with_shapes_of(model, source_inputs)
     calibration_data = None
     if calibration is not None:
         from edgec.quantize.data import load_calibration
 
-        calibration_data = load_calibration(calibration, model, target, options)
-    for note in notes:
-        log(note)
-    original = model.clone()
-    from edgec.package.samples import reference_outputs, sample_inputs
-
-    given = npz.load(samples) if samples is not None else calibration_data.arrays if calibration_data else None
-    samples_in = sample_inputs(original, given)
+        calibration_data = load_calibration(calibration, model, source_inputs, values.preprocess)
+    given = _user_samples(samples, source_inputs) or (calibration_data.runs if calibration_data else None)
+    original = eir.clone(model)
+    samples_in = sampling.sample_inputs(original, source_inputs, given)
     with stage("running the source model in onnxruntime", "the source model itself does not run"):
-        samples_ref = reference_outputs(original, samples_in)
-    checker = passes.Checker(samples_in, samples_ref)
+        samples_ref = sampling.reference_outputs(original, source_inputs, source_outputs, samples_in)
+    checker = passes.Checker(sampling.split(source_inputs, samples_in, "the samples"), samples_ref, source_outputs)
     model, report = passes.optimize(model, checker, min_opset=_min_opset(backend, target, precision))
     for warning in report.warnings:
-        log(warning)
-    log(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")
+        logger.warning(warning)
+    logger.info(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")
     unsupported = backend.unsupported(model)
     lowerable = {u.op_type for u in unsupported} & set(passes.LOWERINGS)
     if lowerable:
         model, warnings = passes.lower_for_target(model, lowerable, checker)
         for warning in warnings:
-            log(warning)
-        log(f"unrolled {', '.join(sorted(lowerable))} into basic operators for {target.name}")
+            logger.warning(warning)
+        logger.info(f"unrolled {', '.join(sorted(lowerable))} into basic operators for {target.name}")
         unsupported = backend.unsupported(model)
     if unsupported:
         listing = "; ".join(str(u) for u in unsupported)
@@ -116,30 +127,57 @@ def build(
         from edgec.quantize import quantize_for_target
 
         with stage("quantizing", "try --precision fp16, or report the model"):
-            model, quantization = quantize_for_target(model, target, precision, calibration_data, backend,
-                                                      options, log)
+            model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values)
 
-    with package.staging(output, force) as folder:
-        ctx = BuildContext(target, precision, folder, calibration_data, options, float_model, log)
-        log(f"lowering with the {backend.name} backend")
+    with files.staging(output, force) as folder:
+        logger.info(f"lowering with the {backend.name} backend")
         with stage(f"lowering with {backend.name}", f"try another target; `edgec inspect {source}` lists them"):
-            lowered = backend.lower(model, ctx)
-        samples_in = to_interface(samples_in, lowered.inputs, quantize=True)
-        samples_ref = to_interface(samples_ref, lowered.outputs, quantize=False)
+            lowered = backend.lower(model, BuildContext(target, precision, folder, calibration_data, values,
+                                                        float_model))
+        inputs = _with_batch_axes(lowered.inputs, source_inputs)
+        outputs = _with_batch_axes(lowered.outputs, source_outputs)
+        from edgec.package.harness import interface
+
         (folder / "samples").mkdir()
-        npz.save(folder / "samples" / "inputs.npz", samples_in)
-        npz.save(folder / "samples" / "expected.npz", samples_ref)
-        package.install_harness(folder, backend.harness, backend.requirements(target))
+        sample_files = Samples(len(next(iter(samples_in.values()))) if samples_in else 1)
+        interface.save(folder / sample_files.inputs, interface.to_interface(samples_in, inputs, stacked=True))
+        interface.save(folder / sample_files.expected,
+                       interface.to_interface(samples_ref, outputs, stacked=True, quantized=False))
+        files.install_harness(folder, backend.session, backend.requirements(target))
+        from edgec.package import policy
+
+        verification = Verification(policy.reference_policy(precision), lowered.host_policy or policy.host_policy())
         manifest = _manifest(source, target, backend, precision, lowered, quantization, folder, original,
-                             report, options, input_shapes, const_inputs, calibration, notes)
-        package.write_manifest(folder, manifest)
-        package.write_readme(folder, manifest)
-        manifest["verification"] = _verify_on_host(folder, manifest, log) if host_verify else {"passed": None}
-        manifest["build"]["seconds"] = round(time.perf_counter() - started, 3)
-        package.write_manifest(folder, manifest)
-    if manifest["verification"]["passed"] is False:
-        log(f"warning: the artifact in {output} did not pass verification on the build host")
-    return manifest
+                             source_inputs, source_outputs, inputs, outputs, sample_files, verification, report,
+                             values, input_shapes, const_inputs, calibration, notes)
+        files.write_manifest(folder, manifest)
+        files.write_readme(folder, manifest)
+        if host_verify:
+            manifest.verification.result = _verify_on_host(folder, manifest)
+        manifest.build.seconds = round(time.perf_counter() - started, 3)
+        files.write_manifest(folder, manifest)
+        built = Artifact(output, manifest)
+        if host_verify and not built.verified:
+            built.path = output.with_name(output.name + UNVERIFIED_SUFFIX)
+            logger.warning(f"the artifact did not pass verification on the build host: it is in {built.path}, "
+                           f"not {output}")
+        system.publish(folder, built.path)
+    return built
+
+
+def _check_precision(target: Target, precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}': choose one of {', '.join(PRECISIONS)}")
+    if precision not in target.precisions:
+        from edgec.targets import available
+
+        why = target.refused.get(precision)
+        others = [t.name for t in available() if precision in t.precisions]
+        raise UnsupportedError(
+            f"target {target.name} does not build {precision}" + (f" ({why})" if why else "")
+            + f"; it builds {', '.join(target.precisions)}"
+            + (f"; targets that build {precision}: {', '.join(others)}" if others else "")
+        )
 
 
 def _min_opset(backend, target, precision: str) -> int:
@@ -161,142 +199,138 @@ def _control_flow_hint(model, unsupported) -> str:
             "the control flow away. ")
 
 
-def to_interface(arrays: dict, specs: list[dict], quantize: bool) -> dict:
-    """Bring source-model arrays into the artifact's interface: its layout and, for inputs, its dtype.
+def _user_samples(path: str | None, specs: list[TensorSpec]):
+    """--samples FILE.npz: the user's sample runs, one sample each where the batch is dynamic."""
+    if path is None:
+        return None
+    from edgec.package import samples as sampling
+    from edgec.quantize.data import load_arrays
 
-    A spec may carry `source_perm` (the transpose from the source layout, e.g. NCHW to NHWC)
-    and `quantization` ({scale, zero_point}) for integer I/O.
-    """
-    import numpy as np
+    arrays, _labels = load_arrays(path, specs, "sample")
+    return sampling.split(specs, arrays, path, dynamic_batch=1)
 
-    result = {}
+
+def _with_batch_axes(specs: list[TensorSpec], source: list[TensorSpec]) -> list[TensorSpec]:
+    """The artifact's interface with the source model's batch axes, moved by its layout permutation."""
+    axes = {s.name: s.batch_axis for s in source}
+    result = []
     for spec in specs:
-        value = arrays[spec["name"]]
-        if spec.get("source_perm"):
-            value = np.ascontiguousarray(np.transpose(value, spec["source_perm"]))
-        q = spec.get("quantization")
-        if quantize and q:
-            info = np.iinfo(spec["dtype"])
-            value = np.clip(np.round(value / q["scale"]) + q["zero_point"], info.min, info.max)
-        result[spec["name"]] = value.astype(spec["dtype"]) if quantize else value
+        axis = axes.get(spec.name)
+        if axis is not None and spec.source_perm:
+            axis = spec.source_perm.index(axis)
+        result.append(dataclasses.replace(spec, batch_axis=axis))
     return result
 
 
-def _manifest(source, target, backend, precision, lowered, quantization, stage, original, report, options,
-              input_shapes, const_inputs, calibration, notes) -> dict:
+def _manifest(source, target, backend, precision, lowered, quantization, stage, original, source_inputs,
+              source_outputs, inputs, outputs, sample_files, verification, report, values, input_shapes,
+              const_inputs, calibration, notes) -> Manifest:
     import onnx_ir as ir
 
     from edgec.frontends import source_path as path_of
+    from edgec.package.harness.manifest import SCHEMA_VERSION
 
     source_path = path_of(source)
     source_file = source_path if source_path.is_file() else None
-    files = {name: package.file_entry(stage / name) for name in lowered.model_files}
-    return {
-        "schema_version": package.SCHEMA_VERSION,
-        "edgec_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "build_host": {"machine": platform.machine(), "python": platform.python_version(),
-                       "onnx_ir": ir.__version__},
-        "source": {
-            "name": source_path.stem or source,
-            "path": str(source),
-            "sha256": package.sha256(source_file) if source_file else None,
-            "bytes": source_file.stat().st_size if source_file else None,
-            "opset": original.opset_imports.get("", None),
-            "inputs": eir.io_specs(original.graph.inputs),
-            "outputs": eir.io_specs(original.graph.outputs),
-        },
-        "target": target.to_dict(),
-        "backend": {"name": backend.name, **lowered.meta},
-        "runtime": {
-            "name": backend.runtime,
-            "version": backend.runtime_version(),
-            "requirement": f"{backend.runtime}=={backend.runtime_version()}",
-        },
-        "precision": precision,
-        "quantization": quantization,
-        "model": {"main": lowered.model_files[0], "files": files,
-                  "bytes": sum(f["bytes"] for f in files.values())},
-        "inputs": lowered.inputs,
-        "outputs": lowered.outputs,
-        "samples": {
-            "inputs": "samples/inputs.npz",
-            "expected": "samples/expected.npz",
-            "host": "samples/host.npz",
-            "tolerance": package.TOLERANCE[precision],
-            # a backend may widen it: a cross-compiled fp16 model rounds differently on the device's fp16 units
-            "host_tolerance": lowered.meta.get("host_tolerance", package.HOST_TOLERANCE),
-        },
-        "build": {
-            "options": {k: v for k, v in sorted(options.items())},
-            "input_shapes": list(input_shapes),
-            "const_inputs": list(const_inputs),
-            "calibration": str(calibration) if calibration else None,
-            "passes": {"nodes_before": report.nodes_before, "nodes_after": report.nodes_after,
-                       "ops_after": report.ops_after, "warnings": report.warnings,
-                       "dropped": report.guard.dropped, "max_error": report.guard.max_error},
-            "notes": notes,
-        },
-        "sizes": {"source_bytes": source_file.stat().st_size if source_file else None,
-                  "model_bytes": sum(f["bytes"] for f in files.values())},
-    }
+    model_files = {name: files.file_entry(stage / name) for name in lowered.model_files}
+    version = backend.runtime_version()
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        edgec_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        build_host=BuildHost(platform.machine(), platform.python_version(), ir.__version__),
+        source=Source(source_path.stem or source, str(source), files.sha256(source_file) if source_file else None,
+                      source_file.stat().st_size if source_file else None, original.opset_imports.get("", None),
+                      source_inputs, source_outputs),
+        target=target,
+        backend=lowered.config,
+        runtime=Runtime(backend.runtime, version, f"{backend.runtime}=={version}", backend.session),
+        precision=precision,
+        quantization=quantization,
+        model=ModelFiles(lowered.model_files[0], model_files, sum(f.bytes for f in model_files.values())),
+        inputs=inputs,
+        outputs=outputs,
+        samples=sample_files,
+        verification=verification,
+        build=BuildRecord(dataclasses.asdict(values), list(input_shapes), str(calibration) if calibration else None,
+                          PassesRecord(report.nodes_before, report.nodes_after, report.ops_after, report.warnings,
+                                       report.guard.dropped, report.guard.max_error),
+                          notes, list(const_inputs)),
+    )
 
 
-def _verify_on_host(stage: Path, manifest: dict, log) -> dict:
+def _verify_on_host(stage: Path, manifest: Manifest) -> VerificationResult:
     """Run the artifact's own verify on this machine, keeping its outputs as samples/host.npz:
     the reference that devices must reproduce."""
-    host = stage / manifest["samples"]["host"]
-    _, result = run_harness(stage, ["verify", "--outputs", str(host)], "local", ok=(0, 1))
-    npz.save(host, npz.load(host))  # rewrite with fixed timestamps so builds are byte-identical
-    log(result.stdout.strip())
-    return {"device": "local (build host)", "passed": result.report.get("passed", False),
-            "checks": result.report.get("checks", {}), "extra": result.report.get("extra", {})}
+    from edgec.runners import HarnessCall
+
+    call = HarnessCall("verify", outputs={"--outputs": stage / manifest.samples.host})
+    result, _ = run_harness(stage, call, "local", manifest)
+    for line in result.stdout.strip().splitlines():
+        logger.info(line)
+    return dataclasses.replace(_verification(result), device="local (build host)")
 
 
-def run_harness(artifact: str | Path, command: list[str], device: str | None = None, ok=(0,)):
-    """Run the artifact's own harness on a device (default: the target's); return (manifest, result).
+def _verification(result) -> VerificationResult:
+    verdict = from_json(VerificationResult, {k: v for k, v in result.report.items() if k != "run"}, "verify report")
+    return dataclasses.replace(verdict, device=result.device)
 
-    An exit code outside `ok`, or no JSON report, is an error that quotes the harness's last line.
+
+def run_harness(artifact: str | Path, call, device: str | None = None, manifest: Manifest | None = None):
+    """Run the artifact's own harness on a device (default: the target's); return (result, manifest).
+
+    The harness's exit code becomes edgec's: 0 (and 3 from verify) return; 2, 4 and 5 raise the
+    error with that code, quoting the harness; anything else is a bug in edgec (exit 1).
     """
     from edgec.runners import get_runner
 
     artifact = Path(artifact)
-    manifest = package.read_manifest(artifact)
-    result = get_runner(device or manifest["target"].get("device") or "local").run_harness(artifact, command)
-    if result.returncode not in ok or not result.report:
-        raise VerificationError(f"{command[0]} failed on {result.device}: {error_line(result.stderr or result.stdout)}")
-    return manifest, result
+    manifest = manifest or files.read_manifest(artifact)
+    result = get_runner(device or manifest.target.device or "local").run_harness(artifact, call)
+    code, why = result.returncode, system.last_line(result.stderr or result.stdout).removeprefix("error: ")
+    where = f"{call.command} on {result.device}"
+    if code in (ExitCode.OK, ExitCode.NOT_FAITHFUL) and result.report:
+        return result, manifest
+    if code == ExitCode.REFUSED:
+        raise InputError(f"{where} refused: {why}")
+    if code == ExitCode.INTEGRITY:
+        raise IntegrityError(f"{where}: {why}")
+    if code == ExitCode.RUNTIME_MISSING:
+        raise RuntimeMissingError(f"{where}: {why}")
+    raise HarnessCrash(f"{where} failed with exit code {code}: {why} (a bug in edgec's harness: please report it)")
 
 
 def verify(artifact: str | Path, device: str | None = None) -> dict:
-    _, result = run_harness(artifact, ["verify"], device, ok=(0, 1))  # 1: ran, outputs disagree
-    return dict(result.report, device=result.device, emulated=result.emulated, output=result.stdout)
+    """Run the bundled samples on a device; `passed` False means the harness exited 3."""
+    from edgec.runners import HarnessCall
+
+    result, _ = run_harness(artifact, HarnessCall("verify"), device)
+    return dict(to_json(_verification(result)), emulated=result.emulated, note=result.note, output=result.stdout)
 
 
 def bench(artifact: str | Path, device: str | None = None, warmup: int = 10, iters: int = 100,
           threads: int | None = None) -> dict:
-    args = ["bench", "--warmup", str(warmup), "--iters", str(iters)]
-    if threads:
-        args += ["--threads", str(threads)]
-    manifest, result = run_harness(artifact, args, device)
-    report = dict(result.report, device=result.device, emulated=result.emulated,
-                  target=manifest["target"]["name"], precision=manifest["precision"],
-                  model_bytes=manifest["model"]["bytes"], model=manifest["source"]["name"])
-    if result.emulated:
-        report["note"] = "emulated: these timings prove the artifact runs, not how fast the device is"
-    return report
+    from edgec.runners import HarnessCall
+
+    args = ("--warmup", str(warmup), "--iters", str(iters)) + (("--threads", str(threads)) if threads else ())
+    result, manifest = run_harness(artifact, HarnessCall("bench", args), device)
+    return dict(result.report, device=result.device, emulated=result.emulated, note=result.note,
+                target=manifest.target.name, precision=manifest.precision, model_bytes=manifest.model.bytes,
+                model=manifest.source.name)
 
 
 def profile(artifact: str | Path, device: str | None = None, iters: int = 20) -> dict:
-    _, result = run_harness(artifact, ["profile", "--iters", str(iters)], device)
+    from edgec.runners import HarnessCall
+
+    result, _ = run_harness(artifact, HarnessCall("profile", ("--iters", str(iters))), device)
     return dict(result.report, device=result.device, emulated=result.emulated)
 
 
 def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None) -> dict:
     """Describe a model (or an artifact): I/O, ops, parameters, MACs, and what each target cannot take."""
     path = Path(source)
-    if path.is_dir() and (path / package.MANIFEST).exists():
-        return {"artifact": package.read_manifest(path)}
+    if path.is_dir() and (path / files.MANIFEST).exists():
+        return {"artifact": to_json(files.read_manifest(path))}
     from edgec import frontends, passes
     from edgec.backends import get_backend
     from edgec.ir import stats
@@ -305,7 +339,7 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
     import onnx_ir.passes.common as common
 
     model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights)
-    per_sample = model.clone()  # MACs for one sample: a symbolic batch counts as 1
+    per_sample = eir.clone(model)  # MACs for one sample: a symbolic batch counts as 1
     try:
         eir.resolve_static_shapes(per_sample)
     except UnsupportedError:
@@ -323,8 +357,8 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
             "bytes": path.stat().st_size if path.is_file() else None,
             "opset": model.opset_imports.get("", None),
             "producer": model.producer_name,
-            "inputs": eir.io_specs(model.graph.inputs),
-            "outputs": eir.io_specs(model.graph.outputs),
+            "inputs": to_json(eir.io_specs(model.graph.inputs)),
+            "outputs": to_json(eir.io_specs(model.graph.outputs)),
             "operators": passes.op_histogram(model),
             "parameters": stats.parameter_count(model),
             "macs": {"by_op": macs, "total": sum(macs.values()), "complete": complete},
@@ -335,8 +369,8 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
 
 
 def targets() -> list[dict]:
-    """Every bundled target, with the ONNX operators its backend claims."""
+    """Every bundled target, its options, and the ONNX operators its backend claims."""
     from edgec.backends import get_backend
-    from edgec.targets import available
+    from edgec.targets import available, describe
 
-    return [dict(t.to_dict(), operators=get_backend(t.backend).claimed_operators()) for t in available()]
+    return [dict(describe(t), operators=get_backend(t.backend).claimed_operators()) for t in available()]

@@ -1,65 +1,95 @@
-"""The edgec command line: parse options, call edgec.api, print tables or JSON. No logic here."""
+"""The edgec command line: parse options, call edgec.api, print tables or JSON. No logic here.
+
+Exit codes: 0 success · 1 a bug in edgec · 2 refused (input, model or option) · 3 built or ran
+but not faithful · 4 integrity failure · 5 the runtime is missing on the device.
+"""
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from edgec.errors import EdgecError
+from edgec.package.harness.errors import ExitCode
+from edgec.options import every_option
 
 PRECISION = click.Choice(["fp32", "fp16", "int8"])
 
 
-class EdgecGroup(click.Group):
-    """Turn EdgecError into one line and exit code 2; other errors exit 1 (traceback with --debug)."""
+
+def _flag(ctx, param, value):
+    """--debug and --verbose mean the same before and after the command name."""
+    if value:
+        ctx.find_root().ensure_object(dict)[param.name] = True
+
+
+def common_flags(command):
+    for option in (click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_flag,
+                                help="show edgec's detailed log and the libraries' own output"),
+                   click.option("--debug", is_flag=True, expose_value=False, callback=_flag,
+                                help="show tracebacks for errors (implies --verbose)")):
+        command = option(command)
+    return command
+
+
+class EdgecCommand(click.Command):
+    """Runs a command with library output captured, and turns errors into one line and their exit code
+    (EdgecError: its code; anything else: 1, the traceback with --debug)."""
 
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except EdgecError as exc:
-            if ctx.obj and ctx.obj.get("debug"):
+        from edgec.report.console import Terminal
+
+        flags = ctx.find_root().ensure_object(dict)
+        debug = flags.get("debug", False)
+        terminal = Terminal(verbose=debug or flags.get("verbose", False))
+        with terminal.session():
+            flags["terminal"] = terminal
+            try:
+                return super().invoke(ctx)
+            except EdgecError as exc:
+                if debug:
+                    raise
+                terminal.print(f"edgec: error: {exc}")
+                ctx.exit(exc.exit_code)
+            except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
                 raise
-            click.echo(f"edgec: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort, SystemExit):
-            raise
-        except Exception as exc:
-            if ctx.obj and ctx.obj.get("debug"):
-                raise
-            click.echo(f"edgec: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                       err=True)
-            sys.exit(1)
+            except Exception as exc:
+                if debug:
+                    raise
+                terminal.print(f"edgec: internal error: {type(exc).__name__}: {exc} "
+                               "(rerun with --debug for the traceback)")
+                ctx.exit(1)
 
 
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+def _terminal(ctx):
+    return ctx.find_root().obj["terminal"]
 
 
 def _emit(ctx, data: dict, render, json_path: str | None = None):
     """Print `data` as JSON (--json -) or as a rich table, and save JSON to a file if asked."""
+    terminal = _terminal(ctx)
     if json_path and json_path != "-":
         with open(json_path, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True, default=str)
     if json_path == "-":
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        terminal.print(json.dumps(data, indent=2, sort_keys=True, default=str), err=False)
     else:
+        from rich.console import Console
+
         from edgec.report import tables
 
-        getattr(tables, render)(data)
+        getattr(tables, render)(Console(file=terminal.stdout), data)
 
 
 JSON_OPTION = click.option("--json", "json_path", metavar="FILE",
                            help="also write the result as JSON to FILE ('-' prints JSON instead of a table)")
 
 
-@click.group(cls=EdgecGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="show tracebacks for errors")
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@common_flags
 @click.version_option(package_name="edgec")
 @click.pass_context
-def main(ctx, debug):
+def main(ctx):
     """edgec compiles trained models for edge devices and proves they run there.
 
     \b
@@ -67,70 +97,81 @@ def main(ctx, debug):
       edgec verify out/ --device rpi4-emulated
       edgec bench out/
     """
-    ctx.obj = {"debug": debug}
+    ctx.ensure_object(dict)
 
 
-@main.command()
+def _click_type(option):
+    if option.choices:
+        return click.Choice(option.choices)
+    if option.minimum is not None:
+        return (click.IntRange if option.type is int else click.FloatRange)(min=option.minimum)
+    return option.type
+
+
+def declared_options(command):
+    """One flag per option a backend or the int8 engine declares (edgec/options.py, edgec/backends)."""
+    from edgec.backends import REGISTRY
+    from edgec.options import COMMON, INT8
+
+    takers = {o.name: "every target" for o in COMMON} | {o.name: "int8 builds" for o in INT8}
+    for backend, entry in REGISTRY.items():
+        for o in entry.options:
+            takers[o.name] = f"{backend} targets"
+    for option in reversed(list(every_option().values())):
+        default = f"; default {option.default}" if option.default is not None else ""
+        command = click.option(option.cli_flag, option.name, type=_click_type(option), default=None,
+                               help=f"{option.help} ({takers[option.name]}{default})")(command)
+    return command
+
+
+@main.command(cls=EdgecCommand)
 @click.argument("source")
 @click.option("-t", "--target", default="onnxruntime", show_default=True,
               help="target name (see `edgec targets`) or path of a target .toml")
-@click.option("-o", "--output", required=True, help="artifact folder to write")
+@click.option("-o", "--output", required=True, help="artifact folder to write (OUT.unverified if it does not verify)")
 @click.option("--precision", type=PRECISION, help="numeric precision (default: the target's)")
 @click.option("--calibration", metavar="PATH",
               help="calibration data for int8: .npz keyed by input name, .npy, an image folder, or 'random'")
+@click.option("--samples", metavar="FILE.npz",
+              help="sample inputs keyed by input name, for the artifact's own verification (default: the "
+                   "calibration data, else generated)")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...",
               help="fix an input's shape, e.g. input:1,3,224,224 (repeatable)")
 @click.option("--const-input", "const_inputs", multiple=True, metavar="NAME=VALUE",
               help="bind a configuration input (a sample rate, a flag) to a constant and fold what depends on it "
                    "(repeatable), e.g. sr=16000")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
-@click.option("--preprocess", metavar="SPEC",
-              help="image-folder calibration: size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,scale=255,"
-                   "order=rgb,layout=nchw")
-@click.option("--calibration-method", type=click.Choice(["minmax", "percentile", "entropy"]),
-              help="how int8 activation ranges are chosen (default minmax)")
-@click.option("--quantizer", type=click.Choice(["edgec", "nncf"]),
-              help="int8 engine: edgec's own QDQ engine or NNCF (openvino-cpu)")
-@click.option("--max-accuracy-drop", type=float, metavar="X",
-              help="keep the most harmful layers in float until the accuracy drop is at most X percentage points")
-@click.option("--eval", "eval_data", metavar="PATH",
-              help=".npz with inputs (and optionally 'labels') to measure the accuracy drop on")
-@click.option("--io-layout", type=click.Choice(["nchw", "nhwc"]), help="tflite-arm: the artifact's image layout")
-@click.option("--io-dtype", type=click.Choice(["float32", "int8"]), help="tflite-arm: float or integer I/O for int8")
-@click.option("--tune-trials", type=int, metavar="N", help="tvm: MetaSchedule tuning trials (0: untuned)")
-@click.option("--tuning-db", metavar="PATH", help="tvm: tuning database folder to reuse and extend")
+@declared_options
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
 @JSON_OPTION
+@common_flags
 @click.pass_context
-def build(ctx, source, target, output, precision, calibration, input_shapes, const_inputs, weights, force, json_path,
-          **options):
+def build(ctx, source, target, output, precision, calibration, samples, input_shapes, const_inputs, weights, force,
+          json_path, **options):
     """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
 
     A PyTorch model.py is imported and run as Python code: build only sources you trust.
     """
     from edgec import api
+    from edgec.package.harness.manifest import to_json
 
     options = {k: v for k, v in options.items() if v is not None}
-
-    console = _console()
-    with console.status("building...") as status:
-        def log(message):
-            console.print(f"  {message}", markup=False, highlight=False)
-
-        manifest = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
-                             const_inputs=const_inputs, weights=weights, calibration=calibration, force=force,
-                             options=options, log=log)
-        status.stop()
-    _emit(ctx, manifest, "build_summary", json_path)
-    if not manifest["verification"]["passed"]:
-        sys.exit(1)
+    with _terminal(ctx).status("building..."):
+        artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
+                             const_inputs=const_inputs, weights=weights, calibration=calibration, samples=samples,
+                             force=force, options=options)
+    _emit(ctx, to_json(artifact.manifest), "build_summary", json_path)
+    if not artifact.verified:
+        _terminal(ctx).print(f"edgec: the artifact does not match the source model: it is in {artifact.path}")
+        ctx.exit(ExitCode.NOT_FAITHFUL)
 
 
-@main.command()
+@main.command(cls=EdgecCommand)
 @click.argument("source")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
 @JSON_OPTION
+@common_flags
 @click.pass_context
 def inspect(ctx, source, input_shapes, weights, json_path):
     """Describe a model (I/O, operators, parameters, MACs, target coverage) or an artifact."""
@@ -143,53 +184,63 @@ DEVICE_OPTION = click.option("-d", "--device", default=None,
                              help="local, rpi4-emulated, rpi5-emulated or ssh://user@host (default: the target's device)")
 
 
-@main.command()
+@main.command(cls=EdgecCommand)
 @click.argument("artifact")
 @DEVICE_OPTION
 @JSON_OPTION
+@common_flags
 @click.pass_context
 def verify(ctx, artifact, device, json_path):
-    """Run the artifact's samples on a device and compare with the expected outputs."""
+    """Run the artifact's samples on a device and compare with the expected outputs (exit 3 if they differ)."""
     from edgec import api
 
-    report = api.verify(artifact, device)
+    with _terminal(ctx).status("verifying..."):
+        report = api.verify(artifact, device)
     _emit(ctx, report, "verify", json_path)
-    sys.exit(0 if report["passed"] else 1)
+    if not report["passed"]:
+        ctx.exit(ExitCode.NOT_FAITHFUL)
 
 
-@main.command()
+@main.command(cls=EdgecCommand)
 @click.argument("artifact")
 @DEVICE_OPTION
-@click.option("--warmup", default=10, show_default=True)
-@click.option("--iters", default=100, show_default=True)
-@click.option("--threads", type=int, help="runtime threads (default: the target's)")
+@click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
+@click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--threads", type=click.IntRange(min=1), help="runtime threads (default: the target's)")
 @JSON_OPTION
+@common_flags
 @click.pass_context
 def bench(ctx, artifact, device, warmup, iters, threads, json_path):
     """Measure latency percentiles, throughput, load time and peak memory on a device."""
     from edgec import api
 
-    _emit(ctx, api.bench(artifact, device, warmup, iters, threads), "bench", json_path)
+    with _terminal(ctx).status("benchmarking..."):
+        report = api.bench(artifact, device, warmup, iters, threads)
+    _emit(ctx, report, "bench", json_path)
 
 
-@main.command()
+@main.command(cls=EdgecCommand)
 @click.argument("artifact")
 @DEVICE_OPTION
-@click.option("--iters", default=20, show_default=True)
+@click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1))
 @JSON_OPTION
+@common_flags
 @click.pass_context
 def profile(ctx, artifact, device, iters, json_path):
     """Per-layer times of the artifact on a device, where the runtime offers them."""
     from edgec import api
 
-    _emit(ctx, api.profile(artifact, device, iters), "profile", json_path)
+    with _terminal(ctx).status("profiling..."):
+        report = api.profile(artifact, device, iters)
+    _emit(ctx, report, "profile", json_path)
 
 
-@main.command()
+@main.command(cls=EdgecCommand)
 @JSON_OPTION
+@common_flags
 @click.pass_context
 def targets(ctx, json_path):
-    """List the bundled targets and what each supports."""
+    """List the bundled targets, what each supports and the options each takes."""
     from edgec import api
 
     _emit(ctx, {"targets": api.targets()}, "targets", json_path)
@@ -200,12 +251,15 @@ def device():
     """Prepare devices that verify and bench can run on."""
 
 
-@device.command("setup")
+@device.command("setup", cls=EdgecCommand)
 @click.argument("name")
 @JSON_OPTION
+@common_flags
 @click.pass_context
 def device_setup(ctx, name, json_path):
     """Install what an emulated device needs (qemu, an aarch64 Python); cached, safe to repeat."""
     from edgec.runners.emulated import setup_device
 
-    _emit(ctx, setup_device(name), "key_values", json_path)
+    with _terminal(ctx).status(f"setting up {name}..."):
+        info = setup_device(name)
+    _emit(ctx, info, "key_values", json_path)

@@ -1,10 +1,15 @@
-"""Errors a user can act on (exit 2) versus bugs in edgec (exit 1)."""
+"""Errors a user can act on, each with its exit code from the table edgec and every harness share.
+
+    0 success · 1 a bug in edgec · 2 refused (the input, an unsupported model or option) ·
+    3 built but not faithful · 4 integrity failure · 5 the runtime is missing on the device
+"""
+from edgec.package.harness.errors import ExitCode
 
 
 class EdgecError(Exception):
     """A problem with the user's input or environment; the message says what to do."""
 
-    exit_code = 2
+    exit_code = ExitCode.REFUSED
 
 
 class InputError(EdgecError):
@@ -12,15 +17,29 @@ class InputError(EdgecError):
 
 
 class UnsupportedError(EdgecError):
-    """The target cannot take this model (an operator, a precision, a shape)."""
+    """The target cannot take this model (an operator, a precision, a shape, an option)."""
 
 
 class DeviceError(EdgecError):
     """A device could not be prepared or reached."""
 
 
-class VerificationError(EdgecError):
-    """An artifact's outputs disagree with the reference."""
+class IntegrityError(EdgecError):
+    """An artifact's files do not match its manifest."""
+
+    exit_code = ExitCode.INTEGRITY
+
+
+class RuntimeMissingError(EdgecError):
+    """The device lacks the runtime an artifact needs; the message names what to install."""
+
+    exit_code = ExitCode.RUNTIME_MISSING
+
+
+class HarnessCrash(EdgecError):
+    """An artifact's harness failed in a way no input explains: a bug in edgec, with the harness's reason."""
+
+    exit_code = ExitCode.BUG
 
 
 class MissingExtraError(EdgecError):

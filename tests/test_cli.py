@@ -67,9 +67,39 @@ def test_existing_output_needs_force(tmp_path, digits_model):
     assert (out / "edgec.json").exists() and not (out / "keep.txt").exists()
 
 
-def test_debug_shows_traceback(tmp_path):
-    proc = edgec("--debug", "build", tmp_path / "nope.onnx", "-o", tmp_path / "o")
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_traceback_before_or_after_the_command(tmp_path, where):
+    args = ["build", tmp_path / "nope.onnx", "-o", tmp_path / "o"]
+    proc = edgec(*(["--debug", *args] if where == "before" else [*args, "--debug"]))
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_an_option_the_target_does_not_take_is_refused(tmp_path, digits_model):
+    proc = edgec("build", "-t", "onnxruntime", digits_model, "--io-layout", "nhwc", "-o", tmp_path / "o")
+    assert_one_line_error(proc, "target onnxruntime does not take --io-layout", "targets that take it: tflite-arm")
+    assert not (tmp_path / "o").exists()
+
+
+def test_library_noise_only_with_verbose(tmp_path, digits_model, digits_files):
+    """onnxruntime's quantizer warns about pre-processing through the root logger: noise to a user."""
+    args = ["build", digits_model, "--precision", "int8", "--calibration", digits_files["calib"]]
+    quiet = edgec(*args, "-o", tmp_path / "quiet", check=True)
+    assert "pre-processing" not in quiet.stderr and "calibrating int8 ranges" in quiet.stderr
+    loud = edgec(*args, "-o", tmp_path / "loud", "--verbose", check=True)
+    assert "pre-processing" in loud.stderr
+
+
+def test_an_unfaithful_build_goes_to_unverified_and_exits_3(tmp_path, digits_model):
+    """The real build with a tolerance no fp16 model meets: nothing at OUT, the artifact in OUT.unverified/."""
+    out = tmp_path / "fp16"
+    code = ("import sys; from edgec.package import policy; policy.TOLERANCE['fp16'] = 1e-9; "
+            "from edgec.cli import main; sys.argv[0] = 'edgec'; main()")
+    proc = subprocess.run([sys.executable, "-c", code, "build", str(digits_model), "--precision", "fp16",
+                           "-o", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, proc.stderr
+    assert not out.exists() and (tmp_path / "fp16.unverified" / "edgec.json").exists()
+    assert "fp16.unverified" in proc.stderr
+    assert edgec("verify", tmp_path / "fp16.unverified").returncode == 3
 
 
 def test_verify_of_non_artifact_and_unknown_device(tmp_path, digits_model):
@@ -77,6 +107,21 @@ def test_verify_of_non_artifact_and_unknown_device(tmp_path, digits_model):
     out = tmp_path / "a"
     edgec("build", digits_model, "-o", out, check=True)
     assert_one_line_error(edgec("verify", out, "--device", "toaster"), "unknown device")
+
+
+def test_a_manifest_from_a_newer_edgec_is_refused_in_one_line(tmp_path, digits_model):
+    import json
+
+    from conftest import harness
+
+    out = tmp_path / "a"
+    edgec("build", digits_model, "-o", out, check=True)
+    m = json.loads((out / "edgec.json").read_text())
+    m["schema_version"] += 1
+    (out / "edgec.json").write_text(json.dumps(m))
+    assert_one_line_error(edgec("verify", out), "newer than")
+    proc = harness(out, "verify")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "newer than" in proc.stderr
 
 
 def test_targets_lists_bundled_targets_as_json():

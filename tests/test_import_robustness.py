@@ -61,7 +61,7 @@ def test_shape_arithmetic_folds_once_shapes_are_static(same_pad, photos):
     eir.apply_input_specs(model, [eir.InputSpec("input", (1, 3, 224, 224))])
     x = photos["x"][:2]
     expected = np.concatenate([onnxruntime_outputs(same_pad, {"input": x[i:i + 1]})[0] for i in range(2)])
-    optimized, report = passes.optimize(model, Checker({"input": x}, {"logits": expected}))
+    optimized, report = passes.optimize(model, Checker.of(model, {"input": x}, {"logits": expected}))
     assert left_shape_arithmetic(optimized) == []
     assert "Constant" not in report.ops_after and report.guard.max_error < 1e-4
     assert report.ops_after.get("Conv") == 52
@@ -101,7 +101,7 @@ def test_constant_node_weights_are_lifted_and_batchnorm_folds(tmp_path, digits_m
     model = eir.load(source)
     assert len(model.graph.initializers) == 0
     expected = onnxruntime_outputs(digits_model, {"input": digits_inputs})[0]
-    optimized, report = passes.optimize(model, Checker({"input": digits_inputs}, {"logits": expected}))
+    optimized, report = passes.optimize(model, Checker.of(model, {"input": digits_inputs}, {"logits": expected}))
     assert "BatchNormalization" not in report.ops_after and "Constant" not in report.ops_after
     assert len(optimized.graph.initializers) >= 6
     out = tmp_path / "art"
@@ -137,7 +137,7 @@ def test_bound_flag_folds_the_if_away(mode_switch, digits_inputs, tmp_path):
 def test_if_builds_unbound_where_the_target_has_if(mode_switch, target, tmp_path):
     out = tmp_path / "art"
     edgec("build", mode_switch, "-t", target, "-o", out, "--precision", "fp32", check=True)
-    assert manifest(out)["verification"]["passed"]
+    assert manifest(out)["verification"]["result"]["passed"]
 
 
 def test_tflite_refusal_of_if_suggests_binding_the_flag(mode_switch, tmp_path):
@@ -162,7 +162,7 @@ def test_constant_trip_count_loop_unrolls(tmp_path, digits_inputs):
     model = eir.load(source)
     feeds = {"input": digits_inputs[:1]}
     expected = dict(zip(["refined", "steps"], onnxruntime_outputs(source, feeds)))
-    optimized, report = passes.optimize(model, Checker(feeds, expected))
+    optimized, report = passes.optimize(model, Checker.of(model, feeds, expected))
     assert "Loop" not in report.ops_after and report.guard.max_error < 1e-6
     out = tmp_path / "art"
     edgec("build", source, "-t", "tflite-arm", "-o", out, check=True)
@@ -194,7 +194,8 @@ def test_a_raising_pass_is_skipped_and_a_wrong_pass_is_dropped(monkeypatch, digi
     pipeline = passes.PIPELINE[:3] + broken + passes.PIPELINE[3:]
     monkeypatch.setattr(passes, "PIPELINE", pipeline)
     expected = onnxruntime_outputs(digits_model, {"input": digits_inputs})[0]
-    optimized, report = passes.optimize(eir.load(digits_model), Checker({"input": digits_inputs}, {"logits": expected}))
+    model = eir.load(digits_model)
+    optimized, report = passes.optimize(model, Checker.of(model, {"input": digits_inputs}, {"logits": expected}))
     raised = [w for w in report.warnings if "raises-on-purpose" in w]
     assert len(raised) == 1 and "at Conv node" in raised[0]
     assert report.guard.dropped == ["flips-signs"]

@@ -18,21 +18,30 @@ def digits_artifact(tmp_path_factory, digits_model):
 
 def test_artifact_layout_and_manifest(digits_artifact, digits_model):
     names = {p.name for p in digits_artifact.iterdir()}
-    assert {"edgec.json", "model.onnx", "samples", "run.py", "edgec_runtime.py", "requirements.txt",
+    assert {"edgec.json", "model.onnx", "samples", "run.py", "edgec_harness", "requirements.txt",
             "README.md"} <= names
     m = manifest(digits_artifact)
     assert m["target"]["name"] == "onnxruntime" and m["precision"] == "fp32"
     assert m["inputs"][0]["name"] == "input" and m["outputs"][0]["shape"] == ["batch", 10]
     assert len(m["source"]["sha256"]) == 64 and m["model"]["files"]["model.onnx"]["bytes"] > 50_000
-    assert m["verification"]["passed"] is True
+    assert m["verification"]["result"]["passed"] is True
     assert m["runtime"]["requirement"] in (digits_artifact / "requirements.txt").read_text()
+
+
+def test_the_built_manifest_round_trips_through_its_types_unchanged(digits_artifact):
+    from edgec.package.harness.manifest import Manifest, dumps, loads
+
+    text = (digits_artifact / "edgec.json").read_text()
+    manifest = loads(text)
+    assert isinstance(manifest, Manifest) and dumps(manifest) == text
+    assert manifest.inputs[0].batch_axis == 0 and manifest.samples.count == 8
 
 
 def test_verify_passes_and_infer_matches_pytorch_accuracy(digits_artifact, digits_data, digits_accuracy, tmp_path):
     proc = edgec("verify", digits_artifact, "--json", tmp_path / "v.json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "v.json").read_text())
-    assert report["passed"] and report["checks"]["reference"]["logits"]["max_abs_err"] < 1e-4
+    assert report["passed"] and report["checks"]["reference"]["logits"]["measures"]["max_abs_err"] < 1e-4
     logits = infer(digits_artifact, {"input": digits_data["x_test"]}, tmp_path)["logits"]
     assert logits.shape == (450, 10)
     assert accuracy(logits, digits_data["y_test"]) == pytest.approx(digits_accuracy, abs=1e-9)
@@ -58,7 +67,8 @@ def test_profile_reports_per_operator_times(digits_artifact, tmp_path):
 def test_builds_are_byte_identical(tmp_path, digits_model):
     for name in ("a", "b"):
         edgec("build", digits_model, "-o", tmp_path / name, check=True)
-    for rel in ("model.onnx", "samples/inputs.npz", "samples/expected.npz", "samples/host.npz", "run.py"):
+    for rel in ("model.onnx", "samples/inputs.npz", "samples/expected.npz", "samples/host.npz", "run.py",
+                "edgec_harness/manifest.py", "edgec_harness/rt_onnxruntime.py"):
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
 
 
@@ -69,7 +79,8 @@ def test_harness_refuses_a_tampered_model(tmp_path, digits_model):
     data[-10] ^= 0xFF
     (out / "model.onnx").write_bytes(bytes(data))
     proc = harness(out, "verify")
-    assert proc.returncode == 3 and "sha256" in proc.stderr
+    assert proc.returncode == 4 and "sha256" in proc.stderr
+    assert edgec("verify", out).returncode == 4
 
 
 def test_input_shape_fixes_batch(tmp_path, digits_model):
@@ -104,12 +115,13 @@ def test_inspect_reports_ops_params_macs_and_coverage(digits_model, mobilenet_mo
 def test_build_takes_the_callers_samples_and_can_skip_host_verification(digits_model, digits_data, tmp_path):
     """The hooks the ONNX node suite builds with: its inputs as the samples, its own harness run."""
     from edgec import api
-    from edgec.package import npz
+    from edgec.package.harness import interface
 
     rows = digits_data["x_test"][:3]
-    npz.save(tmp_path / "samples.npz", {"input": rows})
+    interface.save(tmp_path / "samples.npz", {"input": rows})
     result = api.build(str(digits_model), "onnxruntime", tmp_path / "a", samples=tmp_path / "samples.npz",
                        host_verify=False)
-    assert result["verification"] == {"passed": None}
+    assert result.manifest.verification.result is None and result.path == tmp_path / "a"
     assert not (tmp_path / "a" / "samples" / "host.npz").exists()
-    np.testing.assert_array_equal(npz.load(tmp_path / "a" / "samples" / "inputs.npz")["input"], rows)
+    stored = interface.load(tmp_path / "a" / "samples" / "inputs.npz")["input"]  # stacked: one sample per run
+    np.testing.assert_array_equal(stored, rows[:, None])

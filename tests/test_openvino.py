@@ -41,7 +41,7 @@ def test_fp32_runs_f32_not_bf16(digits_fp32, digits_data, digits_accuracy, tmp_p
     assert set(m["model"]["files"]) == {"model.xml", "model.bin"}
     logits = infer(digits_fp32, {"input": digits_data["x_test"]}, tmp_path)["logits"]
     assert accuracy(logits, digits_data["y_test"]) == pytest.approx(digits_accuracy, abs=1e-9)
-    assert m["verification"]["checks"]["reference"]["logits"]["rel_err"] < 1e-6  # bf16 would give ~1e-3
+    assert m["verification"]["result"]["checks"]["reference"]["logits"]["measures"]["rel_err"] < 1e-6  # bf16 would give ~1e-3
 
 
 def test_fp16_stores_half_weights(tmp_path, digits_model, digits_fp32):
@@ -50,7 +50,7 @@ def test_fp16_stores_half_weights(tmp_path, digits_model, digits_fp32):
     m = manifest(out)
     assert m["backend"]["weights"] == "f16"
     assert m["model"]["files"]["model.bin"]["bytes"] < 0.6 * manifest(digits_fp32)["model"]["files"]["model.bin"]["bytes"]
-    assert m["verification"]["passed"]
+    assert m["verification"]["result"]["passed"]
 
 
 def test_digits_int8_accuracy_and_proof(digits_int8, digits_data, digits_accuracy, tmp_path):
@@ -61,7 +61,7 @@ def test_digits_int8_accuracy_and_proof(digits_int8, digits_data, digits_accurac
     ran = {layer["type"]: layer["precision"] for layer in m["backend"]["layers"]}
     assert ran["Convolution"] in INT8 and ran["FullyConnected"] in INT8
     assert len(m["backend"]["int8_layers"]) == 4  # 3 convolutions and the classifier
-    assert m["verification"]["extra"]["int8_layers"]["passed"]
+    assert m["verification"]["result"]["runtime_checks"]["int8_layers"]["passed"]
 
 
 def test_digits_int8_edgec_quantizer(tmp_path, digits_model, digits_files, digits_data, digits_accuracy):
@@ -69,7 +69,7 @@ def test_digits_int8_edgec_quantizer(tmp_path, digits_model, digits_files, digit
     edgec("build", digits_model, "-t", "openvino-cpu", "--quantizer", "edgec", "--calibration", digits_files["calib"],
           "-o", out, check=True)
     m = manifest(out)
-    assert m["backend"]["quantizer"] == "edgec" and m["verification"]["extra"]["int8_layers"]["passed"]
+    assert m["backend"]["quantizer"] == "edgec" and m["verification"]["result"]["runtime_checks"]["int8_layers"]["passed"]
     logits = infer(out, {"input": digits_data["x_test"]}, tmp_path)["logits"]
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
 
@@ -84,8 +84,8 @@ def test_verify_fails_when_int8_layers_run_float(digits_int8, digits_fp32, tmp_p
         m["model"]["files"][name] = manifest(digits_fp32)["model"]["files"][name]
     (art / "edgec.json").write_text(json.dumps(m))
     proc = harness(art, "verify", "--json", tmp_path / "v.json")
-    assert proc.returncode == 1
-    check = json.loads((tmp_path / "v.json").read_text())["extra"]["int8_layers"]
+    assert proc.returncode == 3
+    check = json.loads((tmp_path / "v.json").read_text())["runtime_checks"]["int8_layers"]
     assert not check["passed"] and "0/4" in check["detail"] and "ran f32" in check["detail"]
 
 
@@ -115,6 +115,21 @@ def test_unsupported_operator_exit_2(tmp_path, digits_model):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_model_openvino_cannot_convert_is_one_line_exit_2(tmp_path, digits_model):
+    """The coverage check passes Pad, but OpenVINO's converter has no 'wrap' mode: its reason, quoted."""
+    model = onnx.load(digits_model)
+    pads = onnx.numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "wrap_pads")
+    model.graph.initializer.append(pads)
+    model.graph.node.append(onnx.helper.make_node("Pad", ["input", "wrap_pads"], ["padded"], mode="wrap"))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("padded", onnx.TensorProto.FLOAT, None))
+    path = tmp_path / "wrap.onnx"
+    onnx.save(model, path)
+    proc = edgec("build", path, "-t", "openvino-cpu", "--precision", "fp32", "-o", tmp_path / "out")
+    lines = error_lines(proc)
+    assert proc.returncode == 2 and len(lines) == 1 and "Unsupported padding mode: [wrap]" in lines[0], proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_calibration_of_wrong_shape_exit_2(tmp_path, digits_model):
     bad = tmp_path / "bad.npz"
     np.savez(bad, input=np.zeros((10, 1, 9, 9), np.float32))
@@ -140,8 +155,8 @@ def test_nncf_with_accuracy_control(tmp_path, digits_model, digits_files, digits
           "--max-accuracy-drop", "0.5", "--eval", digits_files["eval"], "-o", out, check=True)
     m = manifest(out)
     assert m["backend"]["quantizer"] == "nncf"
-    assert m["backend"]["accuracy_control"]["metric"] == "accuracy"
-    assert m["verification"]["extra"]["int8_layers"]["passed"]
+    assert m["backend"]["nncf"]["accuracy_control"]["metric"] == "accuracy"
+    assert m["verification"]["result"]["runtime_checks"]["int8_layers"]["passed"]
     logits = infer(out, {"input": digits_data["x_test"]}, tmp_path)["logits"]
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
 
@@ -154,7 +169,7 @@ def test_mobilenet_int8_agrees_and_runs_int8_convolutions(tmp_path, mobilenet_mo
     m = manifest(out)
     convs = [layer for layer in m["backend"]["layers"] if layer["type"] == "Convolution"]
     assert len(convs) == 52 and all(layer["precision"] in INT8 for layer in convs)
-    assert len(m["backend"]["int8_layers"]) == 53 and m["verification"]["extra"]["int8_layers"]["passed"]
+    assert len(m["backend"]["int8_layers"]) == 53 and m["verification"]["result"]["runtime_checks"]["int8_layers"]["passed"]
     logits = infer(out, {"input": photos["x"]}, tmp_path)["logits"]
     fp32_top1 = photos["logits"].argmax(1)
     top5 = np.argsort(-logits, 1)[:, :5]

@@ -80,13 +80,16 @@ def test_image_folder_calibration(tmp_path, mobilenet_model):
     folder.mkdir()
     for name, image in list(load_raw_photos().items())[:4]:
         Image.fromarray(image).save(folder / f"{name}.png")
-    from edgec.quantize.data import load_calibration
     from edgec import ir as eir
+    from edgec.package.samples import model_interface
+    from edgec.quantize.data import load_calibration
 
-    data = load_calibration(str(folder), eir.load(mobilenet_model), options={
-        "preprocess": "size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,scale=255,order=rgb,layout=nchw"})
-    x = data.arrays["input"]
-    assert x.shape == (4, 3, 224, 224) and x.dtype == np.float32 and -2.2 < x.min() < 0 < x.max() < 2.7
+    model = eir.load(mobilenet_model)
+    data = load_calibration(str(folder), model, model_interface(model)[0],
+                            "size=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225,scale=255,order=rgb,layout=nchw")
+    x = np.concatenate([feed["input"] for feed in data.feeds()])
+    assert data.count == 4 and x.shape == (4, 3, 224, 224) and x.dtype == np.float32
+    assert -2.2 < x.min() < 0 < x.max() < 2.7
 
 
 def test_int8_without_calibration_is_refused(tmp_path, digits_model):
@@ -96,7 +99,7 @@ def test_int8_without_calibration_is_refused(tmp_path, digits_model):
 
 
 @pytest.mark.parametrize("arrays, words", [
-    ({"input": np.zeros((10, 1, 9, 9), np.float32)}, ["input 'input'", "[10, 1, 9, 9]", "expected [N, 1, 8, 8]"]),
+    ({"input": np.zeros((10, 1, 9, 9), np.float32)}, ["input 'input'", "[10, 1, 9, 9]", "expected [batch, 1, 8, 8]"]),
     ({"image": np.zeros((10, 1, 8, 8), np.float32), "x": np.zeros(3)}, ["no array for input", "input"]),
     ({"input": np.array([["a"] * 64] * 2).reshape(2, 1, 8, 8)}, ["input 'input'", "numeric"]),
 ])

@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgec.errors import DeviceError
-from edgec.runners import get_runner
-from edgec.runners.emulated import DEVICES, EmulatedRunner, absolute_path_args, requirement_lines
+from edgec.errors import DeviceError, InputError
+from edgec.runners import HarnessCall, get_runner
+from edgec.runners.devices import DEVICES
+from edgec.runners.emulated import EMULATION_NOTE, EmulatedRunner
 from edgec.runners.ssh import SshRunner, parse_ssh_url
+from edgec.runners.wheels import requirement_lines
 
 can_emulate = pytest.mark.skipif(
     platform.system() != "Linux"
@@ -135,9 +137,26 @@ def test_device_table_matches_the_boards():
     assert (pi4.midr_el1, pi5.midr_el1) == ("0x00000000410fd083", "0x00000000414fd0b1")
 
 
-def test_path_args_become_absolute(tmp_path):
-    args = absolute_path_args(["infer", "--inputs", "in.npz", "--outputs=o/out.npz", "--iters", "3"], tmp_path)
-    assert args == ["infer", "--inputs", str(tmp_path / "in.npz"), f"--outputs={tmp_path / 'o/out.npz'}", "--iters", "3"]
+def test_local_runner_places_files_and_refuses_missing_inputs(tmp_path, monkeypatch):
+    """Relative paths are the caller's, the harness runs in the artifact folder, outputs' folders are made."""
+    artifact = make_artifact(tmp_path / "artifact", NUMPY_HARNESS, ["numpy>=1.24"])
+    monkeypatch.chdir(tmp_path)
+    np.savez(tmp_path / "in.npz", x=np.eye(4))
+    call = HarnessCall("infer", inputs={"--inputs": Path("in.npz")}, outputs={"--outputs": Path("out/y.npz")})
+    result = get_runner("local").run_harness(artifact, call, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.report["sum"] == 4.0 and not result.emulated and result.device == "local"
+    np.testing.assert_array_equal(np.load(tmp_path / "out/y.npz")["y"], np.eye(4))
+    with pytest.raises(InputError, match="does not exist"):
+        get_runner("local").run_harness(artifact, HarnessCall("infer", inputs={"--inputs": Path("nope.npz")}))
+    with pytest.raises(DeviceError, match="no run.py"):
+        get_runner("local").run_harness(tmp_path, HarnessCall("verify"))
+
+
+def test_a_harness_past_its_time_is_a_one_line_device_error(tmp_path):
+    artifact = make_artifact(tmp_path / "artifact", "import time; time.sleep(30)\n", [])
+    with pytest.raises(DeviceError, match="did not finish within 1 s on local"):
+        get_runner("local").run_harness(artifact, HarnessCall("verify"), timeout=1)
 
 
 def test_requirement_lines_are_normalised(tmp_path):
@@ -157,7 +176,7 @@ def test_ssh_unreachable_is_a_one_line_device_error(tmp_path):
     runner = get_runner("ssh://nobody@127.0.0.1:1")  # nothing listens on port 1
     assert isinstance(runner, SshRunner)
     with pytest.raises(DeviceError) as err:
-        runner.run_harness(artifact, ["verify"], timeout=30)
+        runner.run_harness(artifact, HarnessCall("verify"), timeout=30)
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("cannot reach nobody@127.0.0.1 port 1 over ssh:")
@@ -175,9 +194,8 @@ def test_numpy_runs_on_emulated_pi(tmp_path, monkeypatch, device, part):
     monkeypatch.chdir(tmp_path)  # relative --inputs/--outputs paths are the caller's, not the artifact's
     x = np.arange(96, dtype=np.float64).reshape(8, 12) / 4.0
     np.savez(tmp_path / "in.npz", x=x)
-    result = get_runner(device).run_harness(
-        artifact, ["infer", "--inputs", "in.npz", "--outputs", "out/y.npz"], timeout=600
-    )
+    call = HarnessCall("infer", inputs={"--inputs": Path("in.npz")}, outputs={"--outputs": Path("out/y.npz")})
+    result = get_runner(device).run_harness(artifact, call, timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.emulated and result.device == device
     report = result.report
@@ -185,7 +203,7 @@ def test_numpy_runs_on_emulated_pi(tmp_path, monkeypatch, device, part):
     assert (report["cpu_part"], report["cpus"]) == (part, 4)
     assert report["sum"] == pytest.approx(float((x @ x.T).sum()), rel=1e-12)
     np.testing.assert_allclose(np.load(tmp_path / "out/y.npz")["y"], x @ x.T, rtol=1e-12)
-    assert report["device"] == device and report["emulated"] is True and "not how fast" in report["note"]
+    assert result.note == EMULATION_NOTE and "not how fast" in result.note
 
 
 @pytest.mark.slow
@@ -195,18 +213,19 @@ def test_litert_interpreter_starts_under_emulation(tmp_path):
     pytest.importorskip("ai_edge_litert")
     artifact = make_artifact(tmp_path / "artifact", LITERT_HARNESS, ["ai-edge-litert==2.3.0", "numpy>=1.24"])
     add_tflite(artifact / "add.tflite")
-    result = EmulatedRunner("rpi4-emulated").run_harness(artifact, ["verify"], timeout=600)
+    result = EmulatedRunner("rpi4-emulated").run_harness(artifact, HarnessCall("verify"), timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.report["machine"] == "aarch64"
     assert result.report["out"] == [11.0, 22.0, 33.0, 44.0]
 
 
 def test_missing_qemu_without_apt_says_what_to_install(monkeypatch):
-    from edgec.runners import emulated
+    from edgec import system
+    from edgec.runners import sysroot
 
-    monkeypatch.setattr(emulated.shutil, "which", lambda name: None)
+    monkeypatch.setattr(system.shutil, "which", lambda name: None)
     with pytest.raises(DeviceError, match="apt-get install -y qemu-user-static"):
-        emulated.qemu_binary()
+        sysroot.qemu_binary()
 
 
 def test_ssh_runner_flow_with_a_fake_ssh(tmp_path, monkeypatch):
@@ -242,7 +261,8 @@ def test_ssh_runner_flow_with_a_fake_ssh(tmp_path, monkeypatch):
     runner = ssh.SshRunner(f"ssh://pi@fake-pi/{tmp_path}/remote", python=sys.executable)
     x = np.eye(3)
     np.savez(tmp_path / "in.npz", x=x)
-    result = runner.run_harness(artifact, ["infer", "--inputs=in.npz", "--outputs", "out/y.npz"], timeout=60)
+    call = HarnessCall("infer", inputs={"--inputs": Path("in.npz")}, outputs={"--outputs": Path("out/y.npz")})
+    result = runner.run_harness(artifact, call, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.report["machine"] == platform.machine() and result.report["sum"] == 3.0
     np.testing.assert_array_equal(np.load(tmp_path / "out/y.npz")["y"], x)

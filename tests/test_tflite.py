@@ -82,9 +82,9 @@ def test_int8_operator_mix_stays_integer(tmp_path):
                        gw=weights(5, 160), gb=weights(5))
     onnx.save(proto, tmp_path / "mix.onnx")
     np.savez(tmp_path / "calib.npz", x=np.random.default_rng(1).standard_normal((32, 4, 8, 8)).astype(np.float32))
-    m = api.build(str(tmp_path / "mix.onnx"), "tflite-arm", tmp_path / "out", precision="int8",
-                  calibration=str(tmp_path / "calib.npz"))
-    assert m["verification"]["passed"], m["verification"]
+    built = api.build(str(tmp_path / "mix.onnx"), "tflite-arm", tmp_path / "out", precision="int8",
+                      calibration=str(tmp_path / "calib.npz"))
+    assert built.verified, built.manifest.verification
     types, ops = run_tflite_ops(tmp_path / "out" / "model.tflite")
     softmax = ops.index("SOFTMAX")
     assert ops[0] == "QUANTIZE" and ops[softmax - 1] == "DEQUANTIZE"
@@ -120,26 +120,20 @@ def digits_builds(tmp_path_factory, digits_model, digits_files):
 
 def _run_interface(artifact, x, tmp_path):
     """Feed source-layout float inputs through the artifact's interface; real-valued outputs back."""
-    spec = manifest(artifact)["inputs"][0]
-    if spec.get("source_perm"):
-        x = np.transpose(x, spec["source_perm"])
-    if spec.get("quantization"):
-        q = spec["quantization"]
-        x = np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127).astype(np.int8)
-    out_spec = manifest(artifact)["outputs"][0]
-    y = infer(artifact, {spec["name"]: x}, tmp_path)[out_spec["name"]].astype(np.float64)
-    if out_spec.get("quantization"):
-        q = out_spec["quantization"]
-        y = (y - q["zero_point"]) * q["scale"]
-    return y
+    from edgec.package.artifact import read_manifest
+    from edgec.package.harness import interface
+
+    m = read_manifest(artifact)
+    fed = interface.to_interface({m.inputs[0].name: x}, m.inputs, stacked=False)
+    return interface.real_values(infer(artifact, fed, tmp_path), m.outputs)[m.outputs[0].name]
 
 
 def test_digits_accuracy_per_precision(digits_builds, digits_data, digits_accuracy, tmp_path):
     results = {}
     for name, artifact in digits_builds.items():
         m = manifest(artifact)
-        assert m["verification"]["passed"], name
-        assert m["verification"]["extra"]["xnnpack_delegation"]["all_delegated"], m["verification"]["extra"]
+        assert m["verification"]["result"]["passed"], name
+        assert m["verification"]["result"]["runtime_checks"]["xnnpack_delegation"]["facts"]["all_delegated"], m["verification"]["result"]["runtime_checks"]
         results[name] = accuracy(_run_interface(artifact, digits_data["x_test"], tmp_path), digits_data["y_test"])
     assert results["fp32"] == pytest.approx(digits_accuracy, abs=1e-9)
     assert results["fp16"] >= digits_accuracy - 0.005
@@ -154,7 +148,7 @@ def test_int8_artifact_is_full_integer_with_manifest_quantization(digits_builds)
     for spec in m["inputs"] + m["outputs"]:
         assert spec["dtype"] == "int8" and set(spec["quantization"]) == {"scale", "zero_point"}
     float_io = manifest(digits_builds["int8"])
-    assert float_io["inputs"][0]["dtype"] == "float32" and "quantization" not in float_io["inputs"][0]
+    assert float_io["inputs"][0]["dtype"] == "float32" and float_io["inputs"][0]["quantization"] is None
     assert m["inputs"][0]["layout"] == "NCHW" and m["inputs"][0]["shape"] == [1, 1, 8, 8]
 
 
@@ -190,8 +184,8 @@ def test_int8_on_emulated_raspberry_pi_equals_host(digits_builds, tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         report = json.loads((tmp_path / f"{name}.json").read_text())
         assert report["passed"] and report["emulated"]
-        assert report["checks"]["build_host"]["logits"]["max_abs_err"] <= bound
-        assert report["extra"]["xnnpack_delegation"]["all_delegated"]
+        assert report["checks"]["build_host"]["logits"]["measures"]["max_abs_err"] <= bound
+        assert report["runtime_checks"]["xnnpack_delegation"]["facts"]["all_delegated"]
 
 
 # ---- MobileNetV2: real photos ---------------------------------------------------------------
@@ -206,7 +200,7 @@ def test_mobilenet_v2_nhwc_on_photos(precision, tmp_path, mobilenet_model, mobil
     m = manifest(out)
     assert m["inputs"][0]["shape"] == [1, 224, 224, 3] and m["inputs"][0]["layout"] == "NHWC"
     assert "TRANSPOSE" not in m["backend"]["operators"], m["backend"]["operators"]
-    assert m["verification"]["extra"]["xnnpack_delegation"]["all_delegated"], m["verification"]["extra"]
+    assert m["verification"]["result"]["runtime_checks"]["xnnpack_delegation"]["facts"]["all_delegated"], m["verification"]["result"]["runtime_checks"]
     logits = _run_interface(out, photos["x"], tmp_path)
     reference = photos["logits"]
     if precision == "fp32":

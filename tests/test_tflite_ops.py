@@ -360,7 +360,7 @@ def test_int32_index_arithmetic_is_exact(tmp_path):
         assert got[name].dtype == value.dtype, name
         np.testing.assert_array_equal(got[name], value, err_msg=name)
     assert {"MUL", "ADD", "DIV", "FLOOR_MOD", "SUB", "GREATER", "SELECT_V2", "GATHER", "CUMSUM"} <= set(ops)
-    assert [spec["dtype"] for spec in lowered.outputs] == ["int32", "int64", "int8", "int64"]
+    assert [spec.dtype for spec in lowered.outputs] == ["int32", "int64", "int8", "int64"]
 
 
 def test_an_integer_op_without_a_kernel_is_refused_by_name():
@@ -421,7 +421,7 @@ def test_lstm_forms_agree_with_onnxruntime_run_after_run(form, tmp_path):
 
     proto = make_model(LSTM_ZERO_STATE.text, **LSTM_ZERO_STATE.initializers)
     path, lowered, _ = lower(proto, tmp_path, options={"recurrent": form})
-    assert ("UNIDIRECTIONAL_SEQUENCE_LSTM" in lowered.meta["operators"]) == (form == "kernel")
+    assert ("UNIDIRECTIONAL_SEQUENCE_LSTM" in lowered.config.operators) == (form == "kernel")
     interpreter = Interpreter(model_path=str(path), num_threads=1)
     interpreter.allocate_tensors()
     for seed in range(3):

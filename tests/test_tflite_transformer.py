@@ -73,9 +73,9 @@ def test_minilm_block_runs_in_xnnpack_but_the_embedding_lookup(block, precision,
     edgec("build", "--target", "tflite-arm", folder / "block.onnx", "-o", out, "--precision", precision,
           "--calibration", folder / "tokens.npz", check=True)
     m = manifest(out)
-    assert m["verification"]["passed"], m["verification"]
-    delegation = m["verification"]["extra"]["xnnpack_delegation"]
-    assert set(delegation["outside_xnnpack"]) <= OUTSIDE_XNNPACK, delegation
+    assert m["verification"]["result"]["passed"], m["verification"]
+    delegation = m["verification"]["result"]["runtime_checks"]["xnnpack_delegation"]
+    assert set(delegation["facts"]["outside_xnnpack"]) <= OUTSIDE_XNNPACK, delegation
     assert {"GATHER", "FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX"} <= set(m["backend"]["operators"])
     hidden = np.concatenate([infer(out, {"input_ids": row[None]}, tmp_path)["hidden"] for row in tokens])
     cosine = _cosine(hidden, reference)

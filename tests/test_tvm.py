@@ -46,7 +46,7 @@ def test_digits_x86_manifest_says_untuned(digits_x86):
     assert meta["tuning"]["tuned"] is False and meta["tuning"]["records"] == 0
     assert "untuned" in meta["tuning"]["note"]
     assert meta["libraries"] == {"x86_64": "model.x86_64.so"}
-    assert manifest(digits_x86)["verification"]["passed"]
+    assert manifest(digits_x86)["verification"]["result"]["passed"]
     requirements = (digits_x86 / "requirements.txt").read_text().split()
     assert "apache-tvm==0.27.0.post1" in requirements and "apache-tvm-ffi==0.1.14.post1" in requirements
 
@@ -109,16 +109,17 @@ def test_digits_aarch64_runs_under_emulation(digits_model, tmp_path, target, cpu
     assert meta["libraries"] == {"aarch64": "model.aarch64.so", "x86_64": "model.x86_64.so"}
     assert (out / "model.aarch64.so").read_bytes()[18] == 0xB7  # ELF e_machine EM_AARCH64
     assert meta["tvm_target"]["mcpu"] == cpu and meta["cross_compiled"]
-    assert manifest(out)["samples"]["host_tolerance"] == host_tolerance
+    assert manifest(out)["verification"]["build_host"]["default"]["criteria"] == [
+        {"measure": "rel_err", "limit": host_tolerance}]
     proc = edgec("verify", out, "--device", f"{target.split('-')[1]}-emulated", "--json", tmp_path / "v.json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "v.json").read_text())
     assert report["emulated"] and report["passed"]
-    assert "aarch64" in report["extra"]["library"]["detail"]
+    assert "aarch64" in report["runtime_checks"]["library"]["detail"]
     build_host = report["checks"]["build_host"]["logits"]
-    assert build_host["rel_err"] <= host_tolerance and build_host["top1_agreement"] == 1.0
+    assert build_host["measures"]["rel_err"] <= host_tolerance and build_host["measures"]["top1_agreement"] == 1.0
     if precision == "fp32":
-        assert build_host["max_abs_err"] <= 1e-5
+        assert build_host["measures"]["max_abs_err"] <= 1e-5
 
 
 @pytest.mark.slow

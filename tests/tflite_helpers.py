@@ -33,24 +33,28 @@ def lower(proto: onnx.ModelProto, folder: Path, precision: str = "fp32", calibra
     """
     from edgec import passes
     from edgec.backends import BuildContext, get_backend
+    from edgec.package import samples
     from edgec.quantize.data import CalibrationData
     from edgec.quantize.qdq import Quantizer, Scheme
     from edgec.targets import load_target
 
     model = ir.from_proto(proto)
-    optimized = passes.optimize(model)  # main's passes return (a new model, the report)
-    model = optimized[0] if isinstance(optimized, tuple) else model
+    model, _ = passes.optimize(model)
     backend = get_backend("tflite")
     assert backend.unsupported(model) == []
     target = load_target("tflite-arm")
     lowered_model = model
     if precision == "int8":
+        specs, _ = samples.model_interface(model)
+        if all(spec.batch_axis is None for spec in specs):  # no batch: one sample per run, stacked
+            shapes = {spec.name: spec.shape for spec in specs}
+            calibration = {name: value.reshape(-1, *shapes[name]) for name, value in calibration.items()}
+        data = CalibrationData(samples.split(specs, calibration, "test", dynamic_batch=1), specs, "test")
         with tempfile.TemporaryDirectory(prefix="tflite-test-quant-") as tmp:
-            quantizer = Quantizer(model, Scheme.from_target(target.quantization),
-                                  CalibrationData(calibration, "test"), "minmax", Path(tmp))
+            quantizer = Quantizer(model, Scheme.from_target(target.quantization), data, "minmax", Path(tmp))
             lowered_model = quantizer.run()
     folder.mkdir(parents=True, exist_ok=True)
-    ctx = BuildContext(target, precision, folder, None, options or {}, model, lambda *_: None)
+    ctx = BuildContext(target, precision, folder, None, options or {}, model)
     lowered = backend.lower(lowered_model, ctx)
     return folder / lowered.model_files[0], lowered, lowered_model
 

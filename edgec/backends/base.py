@@ -5,12 +5,13 @@ asks every backend for its coverage without wanting to load OpenVINO, TVM or Lit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx_ir as ir
 
-from edgec.targets import Target
+from edgec.package.harness.manifest import ComparisonPolicy, RuntimeConfig, Target, TensorSpec
 
 STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -41,20 +42,26 @@ class BuildContext:
     target: Target
     precision: str
     out_dir: Path
-    calibration: dict | None = None  # input name -> array [N, ...], already validated
-    options: dict = field(default_factory=dict)  # backend options from the CLI (io_layout, quantizer, ...)
+    calibration: Any = None  # quantize.data.CalibrationData, already checked against the model
+    options: Any = None  # the values of the options the target takes (edgec.options.resolve): options.io_layout
     float_model: ir.Model | None = None  # the optimized float model, when `model` is a QDQ graph
-    log: object = print
+
+    def __post_init__(self):
+        if self.options is None or isinstance(self.options, dict):
+            from edgec import options
+
+            self.options = options.resolve(self.target, self.options or {})
 
 
 @dataclass
 class Lowered:
-    """What a backend wrote into the artifact folder."""
+    """What a backend wrote into the artifact folder, and how the artifact is to be run and judged."""
 
     model_files: list[str]  # paths relative to the artifact; the first one is the model the harness loads
-    inputs: list[dict]  # the artifact's interface: name, shape, dtype, layout (and quantization if integer)
-    outputs: list[dict]
-    meta: dict = field(default_factory=dict)  # backend facts for the manifest
+    inputs: list[TensorSpec]  # the artifact's interface (the build adds each batch axis)
+    outputs: list[TensorSpec]
+    config: RuntimeConfig  # what the backend built, and what its harness adapter needs
+    host_policy: ComparisonPolicy | None = None  # how closely a device must match the build host, if looser
 
 
 class Backend:
@@ -62,11 +69,11 @@ class Backend:
 
     name = ""
     runtime = ""  # the pip distribution the harness imports
-    harness = ""  # adapter module in edgec/package/harness/, copied into the artifact
+    session = ""  # "rt_module:SessionClass" in edgec/package/harness/, copied into the artifact
     supported_ops: frozenset[str] | None = None  # None: every standard ONNX operator
     min_opset = 1  # older models are converted to this opset first (an importer that knows only newer forms)
 
-    def quantizes_itself(self, options: dict) -> bool:
+    def quantizes_itself(self, options) -> bool:
         """True when, for these options, the backend quantizes from ctx.calibration on its own."""
         return False
 

@@ -14,6 +14,7 @@ import onnx_ir as ir
 
 from edgec import ir as eir
 from edgec.backends.base import Backend, BuildContext, Lowered
+from edgec.package.harness.manifest import OnnxRuntimeConfig
 
 MODEL_FILE = "model.onnx"
 
@@ -21,7 +22,7 @@ MODEL_FILE = "model.onnx"
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     runtime = "onnxruntime"
-    harness = "rt_onnxruntime.py"
+    session = "rt_onnxruntime:OnnxRuntimeSession"
 
     def extra_domains(self) -> tuple[str, ...]:
         return ("com.microsoft", "ai.onnx.ml")
@@ -37,17 +38,11 @@ class OnnxRuntimeBackend(Backend):
             options.optimized_model_filepath = str(out)
             ort.InferenceSession(str(plain), options, providers=["CPUExecutionProvider"])
         saved = ir.load(out)
-        meta = {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}
+        fp16_weights = 0
         if ctx.precision == "fp16":
             from edgec.quantize.fp16 import store_weights_fp16
 
-            meta["fp16_weights"] = store_weights_fp16(saved)
+            fp16_weights = store_weights_fp16(saved)
             eir.save(saved, out)
-            meta["compute"] = "fp32 (weights stored as fp16)"
-        meta["nodes"] = len(saved.graph)
-        return Lowered(
-            model_files=[MODEL_FILE],
-            inputs=eir.io_specs(saved.graph.inputs),
-            outputs=eir.io_specs(saved.graph.outputs),
-            meta=meta,
-        )
+        config = OnnxRuntimeConfig(self.name, "ORT_ENABLE_EXTENDED", len(saved.graph), fp16_weights)
+        return Lowered([MODEL_FILE], eir.io_specs(saved.graph.inputs), eir.io_specs(saved.graph.outputs), config)

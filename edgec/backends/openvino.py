@@ -8,6 +8,9 @@ the artifact's own harness and records, per layer, the precision the compiled mo
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
 import tempfile
 from pathlib import Path
 
@@ -16,14 +19,19 @@ import onnx_ir as ir
 from edgec import ir as eir
 from edgec.backends.base import STANDARD_DOMAINS, Backend, BuildContext, Lowered, UnsupportedOp
 from edgec.errors import UnsupportedError, require
+from edgec.package.harness.manifest import OpenVINOConfig
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
 INFERENCE_PRECISION = "f32"
-# edgec's QDQ graph is the default: on a quiet machine it ran MobileNetV2 10 % faster than NNCF's
-# MIXED-preset model (and faster than the plain ov+nncf pipeline), with the better digits accuracy;
-# NNCF kept one more photo's top-1 (benchmarks/results/openvino_mobilenet.md). `--quantizer nncf`.
-DEFAULT_QUANTIZER = "edgec"
+# edgec's QDQ graph is the default quantizer (the `quantizer` option, edgec/backends/__init__.py): on a
+# quiet machine it ran MobileNetV2 10 % faster than NNCF's MIXED-preset model (and faster than the
+# plain ov+nncf pipeline), with the better digits accuracy; NNCF kept one more photo's top-1
+# (benchmarks/results/openvino_mobilenet.md).
+# The lines of OpenVINO's errors that say where, not why.
+BOILERPLATE = re.compile(r"Check '|Exception from |FrontEnd API failed|Model wasn't|Summary:|-- |\[ONNX Frontend\] Conv|While val")
 # Layers whose data input comes through a FakeQuantize are meant to run int8.
 QUANTIZABLE = frozenset({"Convolution", "GroupConvolution", "ConvolutionBackpropData",
                          "GroupConvolutionBackpropData", "MatMul"})
@@ -97,10 +105,10 @@ def _ceil_window_starts_in_padding(node: ir.Node) -> bool:
 class OpenVINOBackend(Backend):
     name = "openvino"
     runtime = "openvino"
-    harness = "rt_openvino.py"
+    session = "rt_openvino:OpenVINOSession"
 
-    def quantizes_itself(self, options: dict) -> bool:
-        return options.get("quantizer", DEFAULT_QUANTIZER) == "nncf"
+    def quantizes_itself(self, options) -> bool:
+        return options.quantizer == "nncf"
 
     def claimed_operators(self) -> list[str]:
         return sorted(COMMON_OPS)
@@ -138,37 +146,42 @@ class OpenVINOBackend(Backend):
 
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
         ov = require("openvino", "openvino")
-        quantizer = None
-        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp:
+        nncf = None
+        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp, _refused("convert"):
             nncf_int8 = ctx.precision == "int8" and self.quantizes_itself(ctx.options)
             source = ctx.float_model if nncf_int8 and ctx.float_model is not None else model
             ov_model = ov.convert_model(str(eir.save(source, Path(tmp) / "model.onnx")))
         if nncf_int8:
             from edgec.backends import openvino_nncf
 
-            ov_model, quantizer = openvino_nncf.quantize(ov_model, ctx, _batch(source))
-        elif ctx.precision == "int8":
-            quantizer = {"quantizer": "edgec", "format": "QDQ"}
-        ov.save_model(ov_model, ctx.out_dir / MODEL_FILE, compress_to_fp16=ctx.precision == "fp16")
-        meta = {
-            "device": "CPU",
-            "inference_precision": INFERENCE_PRECISION,
-            "weights": {"fp32": "f32", "fp16": "f16", "int8": "i8"}[ctx.precision],
-            "int8_layers": _int8_layers(ov.Core().read_model(ctx.out_dir / MODEL_FILE)),
-            **(quantizer or {}),
-        }
-        if ctx.precision == "int8" and not meta["int8_layers"]:
+            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx)
+        path = ctx.out_dir / MODEL_FILE
+        ov.save_model(ov_model, path, compress_to_fp16=ctx.precision == "fp16")
+        core = ov.Core()
+        int8_layers = _int8_layers(core.read_model(path))
+        if ctx.precision == "int8" and not int8_layers:
             raise UnsupportedError("int8 build left no convolution or matmul quantized: this model has nothing "
                                    "OpenVINO runs in int8; build it in fp32 or fp16")
-        meta["layers"] = _compiled_layers(ctx, meta)
+        config = OpenVINOConfig(self.name, "CPU", INFERENCE_PRECISION, {"fp32": "f32", "fp16": "f16", "int8": "i8"}[
+            ctx.precision], int8_layers, [], ctx.options.quantizer if ctx.precision == "int8" else None, nncf)
+        with _refused("compile"):
+            config.layers = _compiled_layers(core, path, config, ctx.target.threads)
         # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.
-        return Lowered(model_files=[MODEL_FILE, WEIGHTS_FILE], inputs=eir.io_specs(model.graph.inputs),
-                       outputs=eir.io_specs(model.graph.outputs), meta=meta)
+        return Lowered([MODEL_FILE, WEIGHTS_FILE], eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs),
+                       config)
 
 
-def _batch(model: ir.Model) -> int:
-    first = model.graph.inputs[0].shape
-    return first[0] if first is not None and len(first) and isinstance(first[0], int) else 1
+@contextlib.contextmanager
+def _refused(stage: str):
+    """OpenVINO failing to convert or compile a model is a refusal that quotes its reason, not a crash."""
+    from openvino.frontend import GeneralFailure, OpConversionFailure
+
+    try:
+        yield
+    except (RuntimeError, OpConversionFailure, GeneralFailure) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not BOILERPLATE.match(line)]
+        raise UnsupportedError(f"OpenVINO cannot {stage} this model: {lines[-1] if lines else type(exc).__name__}; "
+                               "build it for another target (edgec inspect lists which can take it)") from None
 
 
 def _int8_layers(ov_model) -> list[str]:
@@ -185,9 +198,8 @@ def _int8_layers(ov_model) -> list[str]:
     return names
 
 
-def _compiled_layers(ctx: BuildContext, meta: dict) -> list[dict]:
-    """Compile the saved IR with the artifact's own harness adapter and read what precision each layer ran."""
+def _compiled_layers(core, path: Path, config: OpenVINOConfig, threads: int) -> list:
+    """Compile the saved IR as the artifact's harness does, and read what precision each layer ran."""
     from edgec.package.harness import rt_openvino
 
-    manifest = {"model": {"main": MODEL_FILE}, "backend": meta}
-    return rt_openvino.Session(str(ctx.out_dir), manifest, ctx.target.threads).layers()
+    return rt_openvino.compiled_layers(rt_openvino.compile_model(core, core.read_model(path), config, threads))

@@ -12,6 +12,7 @@ from pathlib import Path
 import onnx_ir as ir
 
 from edgec.errors import InputError, UnsupportedError, require
+from edgec.system import first_line
 from edgec.ir import InputSpec
 
 OPSET = 17
@@ -36,7 +37,7 @@ def load(source: str, specs: list[InputSpec]) -> ir.Model:
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=OPSET)
     except Exception as exc:
-        raise UnsupportedError(f"tf2onnx could not convert {path}: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise UnsupportedError(f"tf2onnx could not convert {path}: {type(exc).__name__}: {first_line(exc)}") from exc
     model = ir.serde.deserialize_model(proto)
     _name_batch_dims(model)
     return model
@@ -55,7 +56,7 @@ def _keras(tf, path: Path, shapes: dict):
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:
-        raise InputError(f"{path} is not a Keras model that loads here ({_first_line(exc)})") from exc
+        raise InputError(f"{path} is not a Keras model that loads here ({first_line(exc)})") from exc
     signature = [_spec(tf, t.name, t.shape, t.dtype, shapes) for t in model.inputs]
 
     def call(*inputs):
@@ -72,7 +73,7 @@ def _saved_model(tf, path: Path, shapes: dict):
     try:
         imported = tf.saved_model.load(str(path))
     except Exception as exc:
-        raise InputError(f"{path} is not a SavedModel that loads here ({_first_line(exc)})") from exc
+        raise InputError(f"{path} is not a SavedModel that loads here ({first_line(exc)})") from exc
     served = imported.signatures.get(SIGNATURE)
     if served is None:
         found = ", ".join(imported.signatures) or "none"
@@ -96,7 +97,3 @@ def _spec(tf, name: str, shape, dtype, shapes: dict):
                          f"{len(shape)} ({list(shape)})")
     return tf.TensorSpec(given, dtype, name=name)
 
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

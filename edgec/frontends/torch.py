@@ -6,17 +6,15 @@ is the user's own code: it is imported and run as such.
 """
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import inspect
-import logging
 import sys
-import warnings
 from pathlib import Path
 
 import onnx_ir as ir
 
 from edgec.errors import InputError, UnsupportedError, require
+from edgec.system import first_line
 from edgec.ir import InputSpec
 
 SHOWN_KEYS = 3  # how many mismatching state_dict keys an error names
@@ -67,7 +65,7 @@ def _instantiate(torch, path: Path, class_name: str):
     try:
         spec.loader.exec_module(code)
     except Exception as exc:
-        raise InputError(f"importing {path} failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        raise InputError(f"importing {path} failed: {type(exc).__name__}: {first_line(exc)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))
     cls = getattr(code, class_name, None)
@@ -81,7 +79,7 @@ def _instantiate(torch, path: Path, class_name: str):
         return cls()
     except Exception as exc:
         raise InputError(
-            f"{class_name}() failed: {type(exc).__name__}: {_first_line(exc)} "
+            f"{class_name}() failed: {type(exc).__name__}: {first_line(exc)} "
             "(edgec builds the class with no arguments: give its parameters defaults)"
         ) from exc
 
@@ -94,7 +92,7 @@ def _load_weights(torch, module, class_name: str, path: Path) -> None:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:
         raise InputError(
-            f"{path} is not a state_dict that loads with weights_only=True ({_first_line(exc)}); "
+            f"{path} is not a state_dict that loads with weights_only=True ({first_line(exc)}); "
             "save it with torch.save(model.state_dict(), path)"
         ) from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -128,7 +126,7 @@ def _from_program(torch, path: Path, specs: list[InputSpec]) -> ir.Model:
     try:
         program = torch.export.load(path)
     except Exception as exc:
-        raise InputError(f"{path} is not a torch.export program ({_first_line(exc)}); save one with torch.export.save") from exc
+        raise InputError(f"{path} is not a torch.export program ({first_line(exc)}); save one with torch.export.save") from exc
     model = _export(torch, program, None, path.name)
     static = {v.name: tuple(v.shape) for v in model.graph.inputs
               if v.shape is not None and all(isinstance(d, int) for d in v.shape)}
@@ -145,29 +143,10 @@ def _from_program(torch, path: Path, specs: list[InputSpec]) -> ir.Model:
 def _export(torch, model, kwargs: dict | None, label: str) -> ir.Model:
     """torch.onnx.export (dynamo); the ONNX inputs keep forward()'s parameter names."""
     try:
-        with _quiet_exporter():
-            program = torch.onnx.export(model, (), kwargs=kwargs, dynamo=True, verbose=False)
+        program = torch.onnx.export(model, (), kwargs=kwargs, dynamo=True, verbose=False)
     except Exception as exc:
         raise UnsupportedError(
-            f"torch.onnx.export could not export {label}: {type(exc).__name__}: {_first_line(exc)}"
+            f"torch.onnx.export could not export {label}: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
     return program.model
 
-
-@contextlib.contextmanager
-def _quiet_exporter():
-    """The exporter logs missing optional torchvision ops and deprecation warnings: noise to a user."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

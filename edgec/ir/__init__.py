@@ -123,13 +123,9 @@ def numpy_dtype(value: ir.Value) -> str:
     return value.dtype.numpy().name if value.dtype is not None else "unknown"
 
 
-def io_specs(values) -> list[dict]:
-    """Plain descriptions of graph inputs or outputs, for manifests and tables."""
-    return [
-        {
-            "name": v.name,
-            "shape": [d if isinstance(d, int) else str(d) for d in v.shape] if v.shape is not None else None,
-            "dtype": numpy_dtype(v),
-        }
-        for v in values
-    ]
+def io_specs(values) -> list:
+    """The TensorSpecs of graph inputs or outputs, as they are: for manifests and tables."""
+    from edgec.package.harness.manifest import TensorSpec
+
+    return [TensorSpec(v.name, [d if isinstance(d, int) else str(d) for d in v.shape] if v.shape is not None else None,
+                       numpy_dtype(v)) for v in values]

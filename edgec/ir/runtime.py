@@ -23,16 +23,7 @@ def session(model: ir.Model, optimize: bool = False):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_batched(sess, model: ir.Model, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Outputs for arrays stacked along axis 0, fed in the model's static batch size (or all at once)."""
-    first = model.graph.inputs[0]
-    batch = first.shape[0] if first.shape is not None and isinstance(first.shape[0], int) else None
-    count = len(next(iter(inputs.values())))
-    step = batch or count
-    names = [o.name for o in sess.get_outputs()]
-    parts: dict[str, list] = {n: [] for n in names}
-    for i in range(0, count - step + 1, step):
-        feed = {k: v[i : i + step] for k, v in inputs.items()}
-        for name, value in zip(names, sess.run(names, feed)):
-            parts[name].append(value)
-    return {n: np.concatenate(p) for n, p in parts.items()}
+def run_all(sess, runs, outputs: list) -> dict[str, np.ndarray]:
+    """The outputs of every run (package.harness.interface.Runs), put together as the runs were split."""
+    names = [spec.name for spec in outputs]
+    return runs.merge([dict(zip(names, sess.run(names, feed))) for feed in runs], outputs)

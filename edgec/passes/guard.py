@@ -76,17 +76,30 @@ def _describe(node: ir.Node | None) -> str:
 
 
 class Checker:
-    """Compares a model's outputs with the original's on the build's samples (onnxruntime, unoptimized)."""
+    """Compares a model's outputs with the original's on the build's samples (onnxruntime, unoptimized).
 
-    def __init__(self, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]):
-        self.inputs, self.expected = inputs, expected
+    `runs` are the feeds (package.harness.interface.Runs) and `expected` the original's outputs for
+    them, put together as the runs were split; `outputs` are the model's output specs.
+    """
+
+    def __init__(self, runs, expected: dict[str, np.ndarray], outputs: list):
+        self.runs, self.expected, self.outputs = runs, expected, outputs
+
+    @classmethod
+    def of(cls, model: ir.Model, inputs: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> "Checker":
+        """A checker for `model`'s arrays as the build's samples are keyed: by input and output name."""
+        from edgec.package import samples
+        from edgec.package.harness import interface
+
+        specs_in, specs_out = samples.model_interface(model)
+        return cls(interface.split(specs_in, inputs), expected, specs_out)
 
     def error(self, model: ir.Model) -> float:
         """The worst output's max abs error relative to its range (inf if the model does not run)."""
         from edgec.ir import runtime
 
         try:
-            outputs = runtime.run_batched(runtime.session(model), model, self.inputs)
+            outputs = runtime.run_all(runtime.session(model), self.runs, self.outputs)
         except Exception as exc:
             logger.info("the optimized model does not run in onnxruntime: %s", exc)
             return float("inf")

@@ -7,16 +7,20 @@ fp16 passes the float model through: each backend stores or runs fp16 its own wa
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tempfile
 from pathlib import Path
 
 import onnx_ir as ir
 
 from edgec.errors import InputError
+from edgec.package.harness.manifest import QuantizationRecord
 from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
 
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) exists from opset 13
+
+logger = logging.getLogger(__name__)
 
 MISSING_CALIBRATION = (
     "int8 needs calibration data: pass --calibration FILE.npz (arrays keyed by input name), a .npy, "
@@ -24,35 +28,18 @@ MISSING_CALIBRATION = (
 )
 
 
-def check_options(precision: str, calibration, options: dict) -> None:
+def check_options(precision: str, calibration, options) -> None:
     """Refuse inconsistent quantization options before any work is spent."""
     if precision == "int8" and calibration is None:
         raise InputError(MISSING_CALIBRATION)
-    if options.get("max_accuracy_drop") is not None:
+    if getattr(options, "max_accuracy_drop", None) is not None:
         if precision != "int8":
             raise InputError("--max-accuracy-drop applies to --precision int8 only")
-        if not options.get("eval_data"):
+        if not options.eval_data:
             raise InputError("--max-accuracy-drop needs --eval PATH: an .npz of inputs (and optional 'labels')")
 
 
-def _progress(log):
-    from rich.progress import Progress
-
-    state = {}
-
-    def update(done, total):
-        if "bar" not in state:
-            state["bar"] = Progress(transient=True)
-            state["bar"].start()
-            state["task"] = state["bar"].add_task("calibrating", total=total)
-        state["bar"].update(state["task"], completed=done)
-        if done >= total:
-            state.pop("bar").stop()
-
-    return update
-
-
-def _scheme_for_opset(model: ir.Model, scheme: Scheme, log) -> Scheme:
+def _scheme_for_opset(model: ir.Model, scheme: Scheme) -> Scheme:
     """Per-tensor weights for a model still below the opset per-channel scales need.
 
     The build converts older models before the passes (passes.UpgradeOpsetPass); a model that onnx's
@@ -62,45 +49,43 @@ def _scheme_for_opset(model: ir.Model, scheme: Scheme, log) -> Scheme:
 
     if not scheme.per_channel or opset.default_opset(model) >= PER_CHANNEL_OPSET:
         return scheme
-    log(f"note: the opset-{opset.default_opset(model)} model could not be converted to opset {PER_CHANNEL_OPSET}, "
-        "which per-channel int8 needs: its weights are quantized per tensor")
+    logger.warning(f"the opset-{opset.default_opset(model)} model could not be converted to opset "
+                   f"{PER_CHANNEL_OPSET}, which per-channel int8 needs: its weights are quantized per tensor")
     return dataclasses.replace(scheme, per_channel=False)
 
 
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
-                        options: dict, log) -> tuple[ir.Model, dict]:
+                        options) -> tuple[ir.Model, QuantizationRecord | None]:
     """Return the model the backend lowers and the manifest's `quantization` record."""
     if precision == "fp16":
-        return model, {"precision": "fp16", "weights": "float16"}
+        return model, QuantizationRecord("fp16", "the backend's own (float16 weights)", weights="float16")
     if precision != "int8":
         return model, None
     check_options(precision, calibration, options)
-    record = {"precision": "int8", "calibration": calibration.describe()}
+    record = QuantizationRecord("int8", f"{backend.name} (see backend)", calibration=calibration.describe())
     if calibration.random:
-        log("warning: calibrating on random noise (--calibration random): expect poor int8 accuracy")
-        record["warning"] = "calibrated on random noise"
+        logger.warning("calibrating on random noise (--calibration random): expect poor int8 accuracy")
+        record.warning = "calibrated on random noise"
     if backend.quantizes_itself(options):
-        record["engine"] = f"{backend.name} (see backend.quantizer)"
         return model, record
 
     scheme = Scheme.from_target(target.quantization)
-    scheme = _scheme_for_opset(model, scheme, log)
-    record["opset"] = model.opset_imports.get("", None)
-    method = options.get("calibration_method", "minmax")
-    record.update(scheme=scheme.to_dict(), method=method)
+    scheme = _scheme_for_opset(model, scheme)
+    method = options.calibration_method
+    record.scheme, record.method, record.opset = scheme.to_dict(), method, model.opset_imports.get("")
+    record.engine = "edgec (onnxruntime quantize_static, QDQ)"
     from edgec.quantize import fallback, report
 
     with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
-        log(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
-        quantizer = Quantizer(model, scheme, calibration, method, Path(tmp), _progress(log))
+        logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
+        quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
         qdq = quantizer.run()
-        layers = report.layer_errors(model, qdq, calibration)
-        record.update(engine="edgec (onnxruntime quantize_static, QDQ)", layers=layers)
-        budget = options.get("max_accuracy_drop")
+        record.layers = report.layer_errors(model, qdq, calibration)
+        budget = options.max_accuracy_drop
         if budget is not None:
-            judge = fallback.AccuracyJudge(model, load_eval(options["eval_data"], model))
-            qdq, record["fallback"] = fallback.run(quantizer, layers, judge, budget, qdq, log)
-            kept = set(record["fallback"]["float_layers"])
-            for layer in layers:
-                layer["precision"] = "float" if layer["name"] in kept else "int8"
+            judge = fallback.AccuracyJudge(model, load_eval(options.eval_data, calibration.specs))
+            qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
+            kept = set(record.fallback["float_layers"])
+            for layer in record.layers:
+                layer.precision = "float" if layer.name in kept else "int8"
     return qdq, record

@@ -5,7 +5,6 @@ can re-quantize with some layers excluded without calibrating again.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,20 +42,17 @@ class Scheme:
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over our arrays, one sample at a time, with progress."""
+    """onnxruntime CalibrationDataReader over the calibration runs."""
 
-    def __init__(self, data: CalibrationData, progress=None):
-        self.rows = list(data.rows(1))
+    def __init__(self, data: CalibrationData):
+        self.rows = list(data.feeds())
         self.index = 0
-        self.progress = progress
 
     def get_next(self):
         if self.index >= len(self.rows):
             return None
         row = self.rows[self.index]
         self.index += 1
-        if self.progress:
-            self.progress(self.index, len(self.rows))
         return row
 
     def __len__(self):
@@ -70,25 +66,22 @@ class _Reader:
 class Quantizer:
     """Quantize one float model for one scheme; `run(exclude)` may be called many times."""
 
-    def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path,
-                 progress=None):
+    def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path):
         if method not in METHODS:
             raise ValueError(f"unknown calibration method {method}")
         self.scheme, self.data, self.method, self.workdir = scheme, data, method, workdir
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.cache = workdir / "calibration.json"
-        self.progress = progress
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
         out = self.workdir / "qdq.onnx"
-        logging.getLogger().setLevel(logging.ERROR)  # quantize_static warns about pre-processing we did
         quantize_static(
             str(self.float_path),
             str(out),
-            _Reader(self.data, self.progress),
+            _Reader(self.data),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(self.scheme.ops) or None,
             per_channel=self.scheme.per_channel,
@@ -103,5 +96,4 @@ class Quantizer:
                 **self.scheme.extra,
             },
         )
-        self.progress = None  # calibration happened once; later runs read the cache
         return ir.load(out)

@@ -15,6 +15,7 @@ import onnx_ir as ir
 
 from edgec import ir as eir
 from edgec.ir import runtime
+from edgec.package.harness.manifest import LayerError
 from edgec.quantize.data import CalibrationData
 
 REPORT_SAMPLES = 4  # enough to rank layers; each sample runs both models with every tensor exposed
@@ -93,7 +94,7 @@ def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -
     quant_names = sorted(set(dequantized.values()))
     sums = {name: np.zeros(4) for name in float_names}  # signal², noise², dot, quantized²
     fsess, qsess = _session(float_model, float_names), _session(qdq, quant_names)
-    for feed in itertools.islice(data.rows(1), REPORT_SAMPLES):
+    for feed in itertools.islice(data.feeds(), REPORT_SAMPLES):
         f = _fetch(fsess, float_names, feed)
         q = _fetch(qsess, quant_names, feed)
         for name in float_names:
@@ -108,7 +109,7 @@ def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -
     return errors
 
 
-def layer_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -> list[dict]:
+def layer_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -> list[LayerError]:
     """One row per quantized layer, the most harmful (largest SQNR loss) first."""
     layers = quantized_layers(qdq)
     if not layers:
@@ -120,6 +121,5 @@ def layer_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) ->
             continue
         sqnr, cosine = errors[layer["output"]]
         sqnr_in = min(errors[i][0] for i in layer["inputs"] if i in errors) if layer["inputs"] else SQNR_CAP
-        rows.append({"name": name, "op": layer["op"], "tensor": layer["output"], "sqnr_db": sqnr,
-                     "cosine": cosine, "added_db": max(0.0, sqnr_in - sqnr)})
-    return sorted(rows, key=lambda r: (-r["added_db"], r["sqnr_db"]))
+        rows.append(LayerError(name, layer["op"], layer["output"], sqnr, cosine, max(0.0, sqnr_in - sqnr)))
+    return sorted(rows, key=lambda r: (-r.added_db, r.sqnr_db))

@@ -1,10 +1,8 @@
-"""Rich tables for each command's result. Each function takes the plain dict the API returned."""
+"""Rich tables for each command's result. Each function takes a console and the plain dict the API returned."""
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
-
-console = Console()
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -23,26 +21,26 @@ def _io(rows) -> str:
                      for r in rows)
 
 
-def build_summary(m: dict) -> None:
+def build_summary(console: Console, m: dict) -> None:
     table = _table(f"built {m['source']['name']} for {m['target']['name']}", "", "")
     table.add_row("precision", m["precision"])
-    table.add_row("model", f"{m['model']['main']} ({_mb(m['model']['bytes'])}; source {_mb(m['sizes']['source_bytes'])})")
+    table.add_row("model", f"{m['model']['main']} ({_mb(m['model']['bytes'])}; source {_mb(m['source']['bytes'])})")
     table.add_row("inputs", _io(m["inputs"]))
     table.add_row("outputs", _io(m["outputs"]))
     table.add_row("graph", f"{m['build']['passes']['nodes_before']} -> {m['build']['passes']['nodes_after']} nodes")
     q = m.get("quantization") or {}
-    if q.get("fallback", {}).get("float_layers"):
+    if (q.get("fallback") or {}).get("float_layers"):
         table.add_row("kept in float", ", ".join(q["fallback"]["float_layers"]))
-    v = m["verification"]
-    table.add_row("verify (build host)", "[green]passed[/]" if v["passed"] else "[red]FAILED[/]")
+    v = m["verification"]["result"] or {}
+    table.add_row("verify (build host)", "[green]passed[/]" if v.get("passed") else "[red]FAILED[/]")
     table.add_row("build time", f"{m['build'].get('seconds', 0):.1f} s")
     console.print(table)
     layers = q.get("layers") or []
     if layers:
-        layer_table(layers[:5], "worst quantized layers")
+        layer_table(console, layers[:5], "worst quantized layers")
 
 
-def layer_table(layers: list[dict], title: str) -> None:
+def layer_table(console: Console, layers: list[dict], title: str) -> None:
     table = _table(title, "layer", "op", "SQNR dB", "SQNR lost here", "cosine", "precision")
     for layer in layers:
         table.add_row(layer["name"], layer["op"], f"{layer['sqnr_db']:.1f}", f"{layer['added_db']:.1f}",
@@ -50,13 +48,13 @@ def layer_table(layers: list[dict], title: str) -> None:
     console.print(table)
 
 
-def inspect(data: dict) -> None:
+def inspect(console: Console, data: dict) -> None:
     if "artifact" in data:
         m = data["artifact"]
-        build_summary(m)
+        build_summary(console, m)
         layers = (m.get("quantization") or {}).get("layers") or []
         if layers:
-            layer_table(layers, "per-layer quantization error (worst first)")
+            layer_table(console, layers, "per-layer quantization error (worst first)")
         return
     model = data["model"]
     table = _table(f"{model['path']}", "", "")
@@ -84,22 +82,25 @@ def inspect(data: dict) -> None:
     console.print(cover)
 
 
-def verify(r: dict) -> None:
+def verify(console: Console, r: dict) -> None:
     title = f"verify on {r['device']}" + (" (emulated)" if r.get("emulated") else "")
-    table = _table(title, "output", "against", "max abs err", "of range", "tolerance", "top-1", "")
+    table = _table(title, "output", "against", "max abs err", "of range", "top-1", "", "why")
     for kind, check in r["checks"].items():
         for name, e in check.items():
-            top1 = f"{e['top1_agreement']:.0%}" if "top1_agreement" in e else ""
-            table.add_row(name, kind, f"{e['max_abs_err']:.3g}", f"{e['rel_err']:.3g}", f"{e['tolerance']:g}", top1,
-                          "[green]ok[/]" if e["passed"] else "[red]FAIL[/]")
-    for name, check in (r.get("extra") or {}).items():
-        table.add_row(name, "", "", "", "", "", "[green]ok[/]" if check["passed"] else "[red]FAIL[/]")
+            measures = e["measures"]
+            cells = [f"{measures[k]:.3g}" if k in measures else "" for k in ("max_abs_err", "rel_err")]
+            top1 = f"{measures['top1_agreement']:.0%}" if "top1_agreement" in measures else ""
+            table.add_row(name, kind, *cells, top1, "[green]ok[/]" if e["passed"] else "[red]FAIL[/]", e["detail"])
+    for name, check in (r.get("runtime_checks") or {}).items():
+        table.add_row(name, "runtime", "", "", "", "[green]ok[/]" if check["passed"] else "[red]FAIL[/]",
+                      check["detail"])
     console.print(table)
     console.print("[green]PASSED[/]" if r["passed"] else "[red]FAILED[/]")
 
 
-def bench(r: dict) -> None:
-    title = f"{r['model']} · {r['target']} · {r['precision']} on {r['device']} ({r['machine']}, {r['threads']} threads)"
+def bench(console: Console, r: dict) -> None:
+    run = r["run"]
+    title = f"{r['model']} · {r['target']} · {r['precision']} on {r['device']} ({run['machine']}, {run['threads']} threads)"
     table = _table(title, "metric", "value")
     for key in ("mean_ms", "p50_ms", "p90_ms", "p99_ms", "min_ms", "max_ms", "std_ms"):
         table.add_row(key[:-3], f"{r[key]:.3f} ms")
@@ -113,7 +114,7 @@ def bench(r: dict) -> None:
         console.print(f"[yellow]{r['note']}[/]")
 
 
-def profile(r: dict) -> None:
+def profile(console: Console, r: dict) -> None:
     table = _table(f"per-layer profile on {r['device']}", "layer", "op", "ms", "share")
     total = r["total_ms"] or 1.0
     for layer in sorted(r["layers"], key=lambda x: -x["ms"])[:30]:
@@ -121,17 +122,18 @@ def profile(r: dict) -> None:
     console.print(table)
 
 
-def targets(data: dict) -> None:
+def targets(console: Console, data: dict) -> None:
     table = _table("targets", "name", "backend", "arch / cpu", "precisions", "default device")
     for t in data["targets"]:
         table.add_row(t["name"], t["backend"], f"{t['arch']} {t['cpu']}".strip(), ",".join(t["precisions"]),
                       t["device"])
     console.print(table)
     for t in data["targets"]:
-        console.print(f"[bold]{t['name']}[/]: {t['description']}", highlight=False)
+        flags = ", ".join(o["flag"] for o in t["options"])
+        console.print(f"[bold]{t['name']}[/]: {t['description']}. Options: {flags}", highlight=False)
 
 
-def key_values(data: dict) -> None:
+def key_values(console: Console, data: dict) -> None:
     table = _table("", "", "")
     for key, value in data.items():
         table.add_row(str(key), str(value))

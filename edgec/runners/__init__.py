@@ -1,16 +1,36 @@
 """Runners execute an artifact's own harness somewhere: here, under emulation, or over ssh.
 
-Every runner takes the same call, so `edgec verify` and `edgec bench` test exactly what
-runs on the device.
+Every runner takes the same `HarnessCall`, so `edgec verify` and `edgec bench` test exactly
+what runs on the device. `Runner.run_harness` is the one procedure (validate, stage in, run
+under one timeout policy, stage out, read the JSON report); a runner implements only the
+steps where its device differs.
 """
 from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgec.errors import DeviceError
+from edgec.errors import DeviceError, InputError
+
+DEFAULT_TIMEOUT_S = 1800.0
+
+
+@dataclass(frozen=True)
+class HarnessCall:
+    """`python run.py COMMAND ARGS`, with the files the harness reads and writes.
+
+    `inputs` and `outputs` map a run.py option (`--inputs`, `--outputs`) to a file on this
+    machine; the runner puts them where the harness reaches them and brings outputs back.
+    `args` holds every other option, none of them a path.
+    """
+
+    command: str
+    args: tuple[str, ...] = ()
+    inputs: dict[str, Path] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -23,22 +43,83 @@ class HarnessResult:
     report: dict = field(default_factory=dict)
     device: str = "local"
     emulated: bool = False
+    note: str = ""  # what to know about results from this device
+
+
+@dataclass
+class Placement:
+    """Where one call's files are, as the device sees them."""
+
+    artifact: str  # the artifact folder
+    files: dict[str, str]  # run.py option -> path of its file
+    report: str  # where the harness writes its JSON report
+    local_report: Path  # where that report is on this machine once staged out
+    workdir: str | None = None  # a folder staging made on the device, removed by `_cleanup`
 
 
 class Runner:
-    """Runs `python run.py ARGS` inside an artifact folder on some device."""
+    """Runs an artifact's harness on some device. Subclasses implement `_execute`, and the
+    staging steps when the device does not see this machine's files."""
 
     name = "local"
     emulated = False
+    note = ""  # what the caller should know about results from this device
+    timeout_hint = ""  # why this device may be slow
 
-    def run_harness(self, artifact: Path, args: list[str], timeout: float = 1800) -> HarnessResult:
+    def run_harness(self, artifact: Path, call: HarnessCall, timeout: float = DEFAULT_TIMEOUT_S) -> HarnessResult:
+        artifact = self._validate(Path(artifact), call)
+        with tempfile.TemporaryDirectory(prefix="edgec-run-") as scratch:
+            placement = self._stage_in(artifact, call, Path(scratch))
+            try:
+                files = [part for option, path in placement.files.items() for part in (option, path)]
+                args = [call.command, *call.args, *files, "--json", placement.report]
+                try:
+                    proc = self._execute(placement, args, timeout)
+                except subprocess.TimeoutExpired:
+                    raise DeviceError(
+                        f"the harness did not finish within {timeout:.0f} s on {self.name}{self.timeout_hint}: "
+                        "use a smaller model, fewer iterations, or a longer timeout") from None
+                self._stage_out(placement, call, proc.returncode)
+            finally:
+                self._cleanup(placement)
+            report = _read_report(placement.local_report)
+        return HarnessResult(proc.returncode, proc.stdout, proc.stderr, report, self.name, self.emulated, self.note)
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _validate(self, artifact: Path, call: HarnessCall) -> Path:
+        artifact = artifact.resolve()
+        if not (artifact / "run.py").exists():
+            raise DeviceError(f"{artifact} is not an artifact: it has no run.py")
+        for option, path in call.inputs.items():
+            if not Path(path).is_file():
+                raise InputError(f"{option} file {path} does not exist")
+        for path in call.outputs.values():
+            Path(path).resolve().parent.mkdir(parents=True, exist_ok=True)
+        return artifact
+
+    def _stage_in(self, artifact: Path, call: HarnessCall, scratch: Path) -> Placement:
+        """Default: the device sees this machine's files, so everything stays where it is."""
+        files = {option: str(Path(path).resolve()) for option, path in {**call.inputs, **call.outputs}.items()}
+        report = scratch / "report.json"
+        return Placement(str(artifact), files, str(report), report)
+
+    def _execute(self, placement: Placement, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+        """Run `python run.py ARGS` on the device; may raise subprocess.TimeoutExpired."""
         raise NotImplementedError
 
-    def _finish(self, proc: subprocess.CompletedProcess, json_path: Path | None) -> HarnessResult:
-        report = {}
-        if json_path is not None and json_path.exists():
-            report = json.loads(json_path.read_text())
-        return HarnessResult(proc.returncode, proc.stdout, proc.stderr, report, self.name, self.emulated)
+    def _stage_out(self, placement: Placement, call: HarnessCall, returncode: int) -> None:
+        """Bring the report and the output files back (nothing to do when they are here already)."""
+
+    def _cleanup(self, placement: Placement) -> None:
+        """Remove what staging left on the device."""
+
+
+def _read_report(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # the harness failed before writing one: its stderr says why
 
 
 def get_runner(device: str | None) -> Runner:

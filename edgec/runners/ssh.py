@@ -4,10 +4,10 @@ URL form: `ssh://user@host[:port][/remote/dir]`. For each call the runner
 
 1. makes a fresh folder on the device (`mktemp -d` under /remote/dir, or under the device's
    temp folder when no dir is given),
-2. copies the artifact there (rsync when both ends have it, else `scp -r`), and any input
-   files named by `--inputs`,
+2. copies the artifact there (rsync when both ends have it, else `scp -r`), and the call's
+   input files,
 3. runs `python3 run.py ARGS --json REPORT` in the artifact's copy,
-4. copies the JSON report and any `--outputs` files back to where the caller asked, and
+4. copies the JSON report and the call's output files back to where the caller asked, and
 5. removes the remote folder.
 
 The device needs Python 3 with the artifact's requirements installed (`pip install -r
@@ -21,21 +21,18 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from edgec import system
 from edgec.errors import DeviceError
-from edgec.runners import HarnessResult, Runner
+from edgec.runners import HarnessCall, Placement, Runner
 
 SSH_OPTIONS = [
     "-o", "BatchMode=yes",
     "-o", "ConnectTimeout=10",
     "-o", "StrictHostKeyChecking=accept-new",
 ]
-# Options of `run.py` whose value is a file the harness reads (copied in) or writes (copied back).
-INPUT_OPTIONS = ("--inputs",)
-OUTPUT_OPTIONS = ("--outputs",)
 
 
 def parse_ssh_url(url: str) -> tuple[str, int | None, str | None]:
@@ -76,14 +73,15 @@ class SshRunner(Runner):
         return f"{self.target}:{path}"
 
     def _unreachable(self, stderr: str) -> DeviceError:
-        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-        why = lines[-1] if lines else "no answer"
+        why = system.last_line(stderr, "no answer")
         return DeviceError(
             f"cannot reach {self.target}{f' port {self.port}' if self.port else ''} over ssh: {why}; "
             "check the address, that sshd runs and key-based login works"
         )
 
-    def _ssh(self, remote_command: str, timeout: float = 120, what: str = "") -> subprocess.CompletedProcess:
+    def _ssh(self, remote_command: str, timeout: float = 120, what: str = "",
+             raise_timeout: bool = False) -> subprocess.CompletedProcess:
+        """Run a shell command on the device; `raise_timeout` leaves a timeout to the caller's policy."""
         try:
             proc = subprocess.run(
                 self._ssh_cmd(remote_command), capture_output=True, text=True, timeout=timeout
@@ -91,6 +89,8 @@ class SshRunner(Runner):
         except FileNotFoundError:
             raise DeviceError("ssh is not installed: install the OpenSSH client (apt-get install openssh-client)") from None
         except subprocess.TimeoutExpired:
+            if raise_timeout:
+                raise
             raise DeviceError(f"{what or 'ssh'} on {self.target} did not finish within {timeout:.0f} s") from None
         if proc.returncode == 255:  # ssh's own failure: connection, authentication, host key
             raise self._unreachable(proc.stderr)
@@ -107,8 +107,7 @@ class SshRunner(Runner):
         if proc.returncode != 0:
             if "Connection" in proc.stderr or "connect" in proc.stderr:
                 raise self._unreachable(proc.stderr)
-            last = (proc.stderr.strip().splitlines() or ["scp failed"])[-1]
-            raise DeviceError(f"copying {' '.join(sources)} to {dest} failed: {last}")
+            raise DeviceError(f"copying {' '.join(sources)} to {dest} failed: {system.last_line(proc.stderr, 'scp failed')}")
 
     def _push_artifact(self, artifact: Path, remote_artifact: str) -> None:
         if shutil.which("rsync"):
@@ -122,12 +121,10 @@ class SshRunner(Runner):
                 return  # otherwise (no rsync on the device, ...) fall back to scp
         self._copy([str(artifact)], self._remote(remote_artifact), recursive=True)
 
-    # -- the runner -----------------------------------------------------------------------
+    # -- the steps ------------------------------------------------------------------------
 
-    def run_harness(self, artifact: Path, args: list[str], timeout: float = 1800) -> HarnessResult:
-        artifact = Path(artifact).resolve()
-        if not (artifact / "run.py").exists():
-            raise DeviceError(f"{artifact} is not an artifact: it has no run.py")
+    def _stage_in(self, artifact: Path, call: HarnessCall, scratch: Path) -> Placement:
+        """A fresh work folder on the device, with a copy of the artifact and of each input file."""
         base = shlex.quote(self.remote_dir) + "/" if self.remote_dir else ""
         mk = f"mkdir -p {shlex.quote(self.remote_dir)} && " if self.remote_dir else ""
         proc = self._ssh(
@@ -135,59 +132,32 @@ class SshRunner(Runner):
             timeout=60, what="making a work folder",
         )
         if proc.returncode != 0 or not proc.stdout.strip():
-            last = (proc.stderr.strip().splitlines() or ["mktemp failed"])[-1]
-            raise DeviceError(f"cannot make a work folder on {self.target}: {last}")
+            raise DeviceError(f"cannot make a work folder on {self.target}: {system.output_reason(proc)}")
         work = proc.stdout.strip().splitlines()[-1]
-        try:
-            return self._run_in(work, artifact, list(args), timeout)
-        finally:
-            try:
-                self._ssh(f"rm -rf {shlex.quote(work)}", timeout=60)
-            except DeviceError:
-                pass  # best effort: the device's temp folder is cleaned at boot anyway
+        placement = Placement(f"{work}/artifact", {}, f"{work}/report.json", scratch / "report.json", work)
+        self._push_artifact(artifact, placement.artifact)
+        for index, (option, local) in enumerate({**call.inputs, **call.outputs}.items()):
+            placement.files[option] = f"{work}/{index}-{Path(local).name}"
+            if option in call.inputs:
+                self._copy([str(local)], self._remote(placement.files[option]))
+        return placement
 
-    def _run_in(self, work: str, artifact: Path, args: list[str], timeout: float) -> HarnessResult:
-        remote_artifact = f"{work}/artifact"
-        self._push_artifact(artifact, remote_artifact)
-        remote_args, inputs, outputs = [], [], []  # inputs/outputs: (local, remote)
-        pending = None
-        for arg in args:
-            if pending:
-                local = Path(arg).resolve()
-                remote = f"{work}/{len(inputs) + len(outputs)}-{local.name}"
-                (inputs if pending in INPUT_OPTIONS else outputs).append((local, remote))
-                remote_args.append(remote)
-                pending = None
-            elif arg in INPUT_OPTIONS + OUTPUT_OPTIONS:
-                remote_args.append(arg)
-                pending = arg
-            elif "=" in arg and arg.split("=", 1)[0] in INPUT_OPTIONS + OUTPUT_OPTIONS:
-                opt, value = arg.split("=", 1)
-                local = Path(value).resolve()
-                remote = f"{work}/{len(inputs) + len(outputs)}-{local.name}"
-                (inputs if opt in INPUT_OPTIONS else outputs).append((local, remote))
-                remote_args.append(f"{opt}={remote}")
-            else:
-                remote_args.append(arg)
-        for local, remote in inputs:
-            if not local.exists():
-                raise DeviceError(f"input file {local} does not exist")
-            self._copy([str(local)], self._remote(remote))
-        remote_json = f"{work}/report.json"
-        command = " ".join(
-            shlex.quote(a) for a in [self.python, "run.py", *remote_args, "--json", remote_json]
-        )
-        proc = self._ssh(f"cd {shlex.quote(remote_artifact)} && {command}", timeout=timeout, what="the harness")
-        with tempfile.TemporaryDirectory(prefix="edgec-ssh-") as tmp:
-            json_path = Path(tmp) / "report.json"
-            try:
-                self._copy([self._remote(remote_json)], str(json_path))
-            except DeviceError:
-                json_path = None  # the harness wrote no report (it failed early): keep its stderr
-            for local, remote in outputs:
-                if proc.returncode == 0:
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    self._copy([self._remote(remote)], str(local))
-            result = self._finish(proc, json_path)
-        result.report.setdefault("device", self.url)
-        return result
+    def _execute(self, placement: Placement, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+        command = " ".join(shlex.quote(a) for a in [self.python, "run.py", *args])
+        return self._ssh(f"cd {shlex.quote(placement.artifact)} && {command}", timeout=timeout, what="the harness",
+                         raise_timeout=True)
+
+    def _stage_out(self, placement: Placement, call: HarnessCall, returncode: int) -> None:
+        try:
+            self._copy([self._remote(placement.report)], str(placement.local_report))
+        except DeviceError:
+            return  # the harness wrote no report (it failed early): its stderr says why
+        if returncode == 0:
+            for option, local in call.outputs.items():
+                self._copy([self._remote(placement.files[option])], str(local))
+
+    def _cleanup(self, placement: Placement) -> None:
+        try:
+            self._ssh(f"rm -rf {shlex.quote(placement.workdir)}", timeout=60)
+        except DeviceError:
+            pass  # best effort: the device's temp folder is cleaned at boot anyway

@@ -1,50 +1,22 @@
 """Targets are data: a TOML file names the backend, the device facts and the int8 scheme.
 
 The bundled files live beside this module (so they ship inside the wheel); a user may pass
-the path of their own TOML file wherever a target name is accepted.
+the path of their own TOML file wherever a target name is accepted. Loading checks the file
+against the `Target` type the manifest records (unknown keys, wrong types), and its
+`[options]` against the options the target's backend declares.
 """
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from edgec.errors import InputError
+from edgec.package.harness.manifest import ManifestError, Target, from_json, to_json
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    backend: str
-    description: str = ""
-    arch: str = "any"
-    cpu: str = ""
-    device: str = "local"
-    precision: str = "fp32"
-    precisions: tuple[str, ...] = ("fp32",)
-    threads: int = 2
-    static_shapes: bool = False
-    quantization: dict = field(default_factory=dict)
-    options: dict = field(default_factory=dict)
-    source: str = ""
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "backend": self.backend,
-            "description": self.description,
-            "arch": self.arch,
-            "cpu": self.cpu,
-            "device": self.device,
-            "precision": self.precision,
-            "precisions": list(self.precisions),
-            "threads": self.threads,
-            "quantization": self.quantization,
-            "options": self.options,
-        }
+__all__ = ["PRECISIONS", "Target", "available", "describe", "load_target"]
 
 
 def _bundled() -> dict[str, Path]:
@@ -59,6 +31,8 @@ def available() -> list[Target]:
 
 def load_target(name_or_path: str) -> Target:
     """Read a bundled target by name, or a user's TOML file by path."""
+    from edgec import options
+
     bundled = _bundled()
     path = bundled.get(name_or_path)
     if path is None:
@@ -73,12 +47,24 @@ def load_target(name_or_path: str) -> Target:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"target file {path} is not valid TOML: {exc}") from exc
-    known = set(Target.__dataclass_fields__) - {"source"}
-    unknown = set(data) - known
-    if unknown or "backend" not in data:
-        raise InputError(
-            f"target file {path}: " + (f"unknown keys {sorted(unknown)}" if unknown else "missing 'backend'")
-        )
     data.setdefault("name", path.stem)
-    data["precisions"] = tuple(data.get("precisions", (data.get("precision", "fp32"),)))
-    return Target(**data, source=str(path))
+    data.setdefault("precisions", [data.get("precision", "fp32")])
+    try:
+        target = from_json(Target, data, f"target file {path}")
+    except ManifestError as exc:
+        raise InputError(str(exc)) from None
+    unknown = sorted(set(target.precisions) - set(PRECISIONS))
+    if unknown or target.precision not in target.precisions:
+        raise InputError(f"target file {path}: precisions must be among {', '.join(PRECISIONS)} and include "
+                         f"the default precision '{target.precision}'")
+    target.options = options.check_defaults(target, target.options, f"target file {path}")
+    return target
+
+
+def describe(target: Target) -> dict:
+    """A target as `edgec targets` shows it, with every option it takes."""
+    from edgec import options
+
+    data = to_json(target)
+    data["options"] = [o.describe(target.options.get(o.name)) for o in options.declared(target)]
+    return data

@@ -136,10 +136,10 @@ def run_one(case: NodeCase, form: str, target: str, tmp: Path) -> tuple[str, str
     """Build and run one form of one case: (status, reason)."""
     from edgec import api
     from edgec.errors import EdgecError
-    from edgec.package import npz
+    from edgec.package.harness import interface
 
     feeds = case.feeds(form)
-    npz.save(tmp / "samples.npz", feeds)
+    interface.save(tmp / "samples.npz", feeds)
     artifact = tmp / "artifact"
     try:
         api.build(str(case.model(form)), target, artifact, precision="fp32", samples=tmp / "samples.npz",

@@ -11,25 +11,29 @@ and allocated by LiteRT before it is written (validate.py).
 """
 from __future__ import annotations
 
+import logging
+
 import onnx_ir as ir
 
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.backends.tflite import ops
 from edgec.backends.tflite.validate import validate
 from edgec.errors import InputError
+from edgec.package.harness.manifest import TFLiteConfig
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.tflite"
 # How LSTMs are written: LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM where it computes exactly what the node does
 # (on a 3-layer speaker encoder, about twice as fast as the unrolled steps in XNNPACK, and it loads in
 # milliseconds where those take up to a second: benchmarks/results/tflite_lstm.md), else unrolled time
-# steps; "unrolled" forces the steps.
-RECURRENT_FORMS = ("kernel", "unrolled")
+# steps; "unrolled" forces the steps (the `recurrent` option, edgec/backends/__init__.py).
 
 
 class TFLiteBackend(Backend):
     name = "tflite"
     runtime = "ai-edge-litert"
-    harness = "rt_tflite.py"
+    session = "rt_tflite:LiteRTSession"
     supported_ops = frozenset(ops.TABLE)
 
     def check_node(self, node: ir.Node) -> str:
@@ -42,14 +46,10 @@ class TFLiteBackend(Backend):
 
         common.ShapeInferencePass()(model)
         common.TopologicalSortPass()(model)
-        io_layout = ctx.options.get("io_layout") or "nchw"
-        io_dtype = ctx.options.get("io_dtype") or "float32"
+        io_layout, io_dtype = ctx.options.io_layout, ctx.options.io_dtype
         if io_dtype == "int8" and ctx.precision != "int8":
             raise InputError(f"--io-dtype int8 needs --precision int8 (this build is {ctx.precision})")
-        recurrent = ctx.options.get("recurrent") or RECURRENT_FORMS[0]
-        if recurrent not in RECURRENT_FORMS:
-            raise InputError(f"recurrent form '{recurrent}': choose one of {', '.join(RECURRENT_FORMS)}")
-        lowering = Lowering(model, ctx.precision, io_layout, io_dtype, recurrent)
+        lowering = Lowering(model, ctx.precision, io_layout, io_dtype, ctx.options.recurrent)
         lowering.add_inputs()
         for node in model.graph:
             if node not in lowering.consumed:
@@ -63,18 +63,11 @@ class TFLiteBackend(Backend):
         validate(content, lowering.writer.operators, lowering.origins)
         (ctx.out_dir / MODEL_FILE).write_bytes(content)
         operators = lowering.writer.op_counts()
-        ctx.log(f"wrote {MODEL_FILE}: {sum(operators.values())} operators")
+        logger.info(f"wrote {MODEL_FILE}: {sum(operators.values())} operators")
         for note in lowering.notes:
-            ctx.log(f"note: {note}")
-        meta = {"operators": operators, "io_layout": io_layout, "io_dtype": io_dtype, "delegate": "XNNPACK"}
-        if lowering.notes:
-            meta["notes"] = lowering.notes
-        return Lowered(
-            model_files=[MODEL_FILE],
-            inputs=lowering.interface(model.graph.inputs),
-            outputs=lowering.interface(model.graph.outputs),
-            meta=meta,
-        )
+            logger.info(f"note: {note}")
+        return Lowered([MODEL_FILE], lowering.interface(model.graph.inputs), lowering.interface(model.graph.outputs),
+                       TFLiteConfig(self.name, operators, io_layout, io_dtype, notes=lowering.notes))
 
 
 SHAPE_ONLY = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",

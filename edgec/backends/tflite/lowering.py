@@ -19,6 +19,7 @@ from edgec.backends.tflite.flatbuffer import ModelWriter
 from edgec.backends.tflite.quant import (QConst, QParams, constant, dequantized_constant, integer_dtype, is_constant,
                                          node_params)
 from edgec.errors import UnsupportedError
+from edgec.package.harness.manifest import Quantization, TensorSpec
 
 # Operator versions for int8 kernels, as TensorFlow's converter writes them (float ops are version 1).
 INT8_VERSIONS = {
@@ -334,19 +335,16 @@ class Lowering:
             self.refs[value] = Ref(index, ref.perm, ref.quant)
             self.writer.outputs.append(index)
 
-    def interface(self, values) -> list[dict]:
+    def interface(self, values) -> list[TensorSpec]:
         specs = []
         for value in values:
             ref = self.refs[value]
             tensor = self.writer.tensors[ref.index]
             rank = len(tensor.shape)
-            spec = {"name": value.name, "shape": list(tensor.shape), "dtype": self.dtype(ref)}
-            if rank == 4:
-                spec["layout"] = "NHWC" if ref.perm == layout.NHWC else "NCHW"
-            if ref.perm != layout.identity(rank):
-                spec["source_perm"] = list(ref.perm)
-            if ref.quant is not None:
-                spec["quantization"] = ref.quant.to_dict()
-            specs.append(spec)
+            specs.append(TensorSpec(
+                value.name, [int(d) for d in tensor.shape], self.dtype(ref),
+                layout=("NHWC" if ref.perm == layout.NHWC else "NCHW") if rank == 4 else None,
+                source_perm=list(ref.perm) if ref.perm != layout.identity(rank) else None,
+                quantization=Quantization(ref.quant.scale[0], ref.quant.zero_point[0]) if ref.quant else None))
         return specs
 

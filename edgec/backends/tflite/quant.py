@@ -23,9 +23,6 @@ class QParams:
     def per_tensor(self) -> bool:
         return len(self.scale) == 1
 
-    def to_dict(self) -> dict:
-        return {"scale": self.scale[0], "zero_point": self.zero_point[0]}
-
     def close_to(self, other: "QParams | None") -> bool:
         return other is not None and self.zero_point == other.zero_point and np.allclose(
             self.scale, other.scale, rtol=1e-6, atol=0)

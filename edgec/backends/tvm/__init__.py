@@ -8,6 +8,7 @@ its library, so the build machine can record the reference outputs the device mu
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import onnx_ir as ir
@@ -16,7 +17,10 @@ from edgec import ir as eir
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.backends.tvm.operators import CONVERTED
 from edgec.errors import UnsupportedError
-from edgec.package import TOLERANCE
+from edgec.package.policy import TOLERANCE, range_policy
+from edgec.package.harness.manifest import TVMConfig
+
+logger = logging.getLogger(__name__)
 
 TVM_REQUIREMENTS = ["apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1"]
 # TVM's ONNX import runs these as float arithmetic: refused, so that nobody mistakes them for int8.
@@ -32,7 +36,7 @@ def library_name(arch: str) -> str:
 class TVMBackend(Backend):
     name = "tvm"
     runtime = "apache-tvm"
-    harness = "rt_tvm.py"
+    session = "rt_tvm:TVMSession"
     supported_ops = CONVERTED
     min_opset = 13  # TVM's Relax importer picks its newest converter for older opsets (Slice-1 then fails)
 
@@ -65,21 +69,21 @@ class TVMBackend(Backend):
             raise UnsupportedError(
                 f"target {ctx.target.name}: CPU {llvm.cpu} has no native fp16 arithmetic "
                 f"({tvm_target.FP16_FEATURES[llvm.arch]}), so fp16 would be slower than fp32: build fp32")
-        trials = int(ctx.options.get("tune_trials") or 0)
+        trials = ctx.options.tune_trials
         if trials > 0 and llvm.cross:
             raise UnsupportedError(
                 f"target {ctx.target.name}: tuning measures candidates on the target CPU, and this "
                 f"{tvm_target.host_arch()} machine cannot run {llvm.arch} code at speed: build without "
                 "--tune-trials, or pass a --tuning-db tuned on the device")
         mod = self._relax(model, ctx.precision)
-        db_dir = Path(ctx.options.get("tuning_db") or tuning.default_db_dir(llvm.key)).expanduser().resolve()
-        report = tuning.tune(mod, llvm.tvm(), db_dir, trials, ctx.log)
+        db_dir = Path(ctx.options.tuning_db or tuning.default_db_dir(llvm.key)).expanduser().resolve()
+        report = tuning.tune(mod, llvm.tvm(), db_dir, trials)
         if report.seconds:
-            ctx.log(f"tuned {len(report.tuned_now)} kernels in {report.seconds:.1f} s "
-                    f"({report.trials_run} trials); database {db_dir}")
+            logger.info(f"tuned {len(report.tuned_now)} kernels in {report.seconds:.1f} s "
+                        f"({report.trials_run} trials); database {db_dir}")
         elif report.from_db:
-            ctx.log(f"reusing {len(report.from_db)} tuned kernels from {db_dir}: no tuning time spent")
-        ctx.log(f"compiling for {llvm.config}")
+            logger.info(f"reusing {len(report.from_db)} tuned kernels from {db_dir}: no tuning time spent")
+        logger.info(f"compiling for {llvm.config}")
         files = [library_name(llvm.arch)]
         self._export(mod, llvm, db_dir, ctx.out_dir / files[0])
         libraries = {llvm.arch: files[0]}
@@ -90,21 +94,18 @@ class TVMBackend(Backend):
             libraries[host.arch] = files[1]
         records = tuning.export_records(mod, llvm.tvm(), db_dir, ctx.out_dir / "tuning") if report.tuned else 0
         if not report.tuned:
-            ctx.log(f"warning: {UNTUNED_NOTE}")
-        meta = {
-            "tvm_target": llvm.config, "cpu": llvm.cpu, "cpu_detected": llvm.cpu_detected,
-            "cross_compiled": llvm.cross, "libraries": libraries, "executor": "relax.VirtualMachine",
-            "tuning": {**report.as_dict(), "records_in_artifact": records,
-                       "records_folder": "tuning" if records else None,
-                       **({} if report.tuned else {"note": UNTUNED_NOTE})},
-        }
+            logger.warning(UNTUNED_NOTE)
+        tuning_record = {**report.as_dict(), "records_in_artifact": records,
+                         "records_folder": "tuning" if records else None,
+                         **({} if report.tuned else {"note": UNTUNED_NOTE})}
+        config = TVMConfig(self.name, llvm.config, llvm.cpu, llvm.cpu_detected, llvm.cross, libraries, tuning_record)
+        host_policy = None
         if llvm.cross:
-            meta["host_twin"] = (f"{files[1]} is the same model compiled untuned for the build host, "
-                                 "only to record the reference outputs (samples/host.npz)")
+            config.host_twin = (f"{files[1]} is the same model compiled untuned for the build host, "
+                                "only to record the reference outputs (samples/host.npz)")
             if ctx.precision == "fp16":  # the host emulates fp16 through fp32, the device rounds in fp16
-                meta["host_tolerance"] = TOLERANCE["fp16"]
-        return Lowered(model_files=files, inputs=eir.io_specs(model.graph.inputs),
-                       outputs=eir.io_specs(model.graph.outputs), meta=meta)
+                host_policy = range_policy(TOLERANCE["fp16"])
+        return Lowered(files, eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs), config, host_policy)
 
     @staticmethod
     def _relax(model: ir.Model, precision: str):

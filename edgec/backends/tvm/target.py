@@ -2,19 +2,18 @@
 
 TVM 0.27 rejects `mcpu: native`, so `cpu = "detect"` is resolved here to the build machine's
 LLVM CPU name. Targets whose `arch` is not the build machine's are cross-compiled with the
-GNU toolchain for that arch, installed with apt-get on first use when we are allowed to.
+GNU toolchain for that arch, installed with apt-get on first use when we are allowed to
+(system.apt_install).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import shutil
-import subprocess
 from dataclasses import dataclass
 
-from edgec.errors import DeviceError, UnsupportedError
+from edgec import system
+from edgec.errors import UnsupportedError
 from edgec.targets import Target
 
 # arch in the TOML -> (LLVM triple, GNU cross compiler, Debian package that provides it)
@@ -87,19 +86,6 @@ def resolve(target: Target) -> LLVMTarget:
 
 
 def ensure_cross_compiler(arch: str) -> str:
-    """Find the GNU cross compiler for `arch`, installing it with apt-get when missing and we are root."""
+    """Find the GNU cross compiler for `arch`, installing it with apt when missing and allowed."""
     _triple, compiler, package = CROSS[arch]
-    if shutil.which(compiler):
-        return compiler
-    command = f"apt-get update && apt-get install -y {package}"
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise DeviceError(f"the {arch} cross compiler {compiler} is missing: install it with `sudo {command}`")
-    for step in (["apt-get", "update"], ["apt-get", "install", "-y", package]):
-        proc = subprocess.run(step, capture_output=True, text=True,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if proc.returncode != 0:
-            raise DeviceError(f"could not install {package} ({proc.stderr.strip().splitlines()[-1:]}): "
-                              f"run `{command}` yourself")
-    if not shutil.which(compiler):
-        raise DeviceError(f"{package} installed but {compiler} is not on PATH")
-    return compiler
+    return system.apt_install(package, compiler)

@@ -7,11 +7,14 @@ are keyed by the TVM target, so the default database folder is one per target.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgec import system
+
+logger = logging.getLogger(__name__)
 
 # A task is worth tuning when it does at least this share of the model's arithmetic:
 # elementwise kernels gain nothing from tuning and would take trials from the convolutions.
@@ -25,8 +28,7 @@ BUILDER_TIMEOUT_S = 120
 
 
 def default_db_dir(target_key: str) -> Path:
-    root = Path(os.environ.get("EDGEC_CACHE", Path.home() / ".cache" / "edgec"))
-    return root / "tvm-tuning" / target_key
+    return system.cache_root() / "tvm-tuning" / target_key
 
 
 @dataclass
@@ -89,7 +91,7 @@ def open_db(db_dir: Path):
     return ms.database.JSONDatabase(work_dir=str(db_dir))
 
 
-def tune(mod, tvm_target, db_dir: Path, trials: int, log, *, retune: bool = False) -> TuningReport:
+def tune(mod, tvm_target, db_dir: Path, trials: int, *, retune: bool = False) -> TuningReport:
     """Spend up to `trials` measurements on the model's tasks missing from the database.
 
     A database tunes each kernel once: a kernel it has seen is reused as it is, even one the
@@ -106,12 +108,11 @@ def tune(mod, tvm_target, db_dir: Path, trials: int, log, *, retune: bool = Fals
     todo = [t for t in tasks if retune or not db.has_workload(t.dispatched[0])]
     report.from_db = [t.task_name for t in tasks if t not in todo]
     if trials > 0 and todo:
-        log(f"tuning {len(todo)} of {len(tasks)} kernels with {trials} trials "
-            + (f"more, starting from the records in {db_dir}" if retune
-               else f"({len(report.from_db)} already in {db_dir})"))
-        logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
+        logger.info(f"tuning {len(todo)} of {len(tasks)} kernels with {trials} trials "
+                    + (f"more, starting from the records in {db_dir}" if retune
+                       else f"({len(report.from_db)} already in {db_dir})"))
         started = time.perf_counter()
-        progress = _progress(trials, log)
+        progress = _progress(trials)
         with tempfile.TemporaryDirectory(prefix="edgec-tvm-tune-") as work:
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 todo, work_dir=work, num_threads="physical", seed=0)
@@ -132,7 +133,7 @@ def tune(mod, tvm_target, db_dir: Path, trials: int, log, *, retune: bool = Fals
     return report
 
 
-def _progress(total: int, log):
+def _progress(total: int):
     """A measure callback that logs each batch of measured candidates."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
@@ -148,7 +149,7 @@ def _progress(total: int, log):
             ok = [r.run_secs for r in runner_results if r.error_msg is None and r.run_secs]
             best = min((sum(float(s) for s in secs) / len(secs) for secs in ok), default=None)
             best_text = f", best of batch {best * 1e3:.3f} ms" if best is not None else ", no candidate ran"
-            log(f"tuning: {self.done}/{total} trials in {time.perf_counter() - self.started:.0f} s "
+            logger.info(f"tuning: {self.done}/{total} trials in {time.perf_counter() - self.started:.0f} s "
                 f"(kernel {task_id}{best_text})")
 
     return Progress()

@@ -1,4 +1,4 @@
-"""LiteRT (TensorFlow Lite) adapter for the edgec harness (run.py), XNNPACK as the CPU delegate.
+"""LiteRT (TensorFlow Lite) adapter for the edgec harness, XNNPACK as the CPU delegate.
 
 It uses ai-edge-litert, or tflite-runtime where that is what the device has. Per-operator
 times: LiteRT's Python API exposes no profiler, so `profile` times each operator as its own
@@ -10,6 +10,10 @@ import time
 
 import numpy as np
 
+from .errors import HarnessError
+from .manifest import RuntimeCheck
+from .session import LayerTimer, Session
+
 try:
     from ai_edge_litert import interpreter as _litert
     RUNTIME = "ai-edge-litert"
@@ -18,30 +22,26 @@ except ImportError:  # a device with the older standalone runtime
     RUNTIME = "tflite-runtime"
 
 
-def runtime_version():
-    from importlib.metadata import version
+class LiteRTSession(Session):
+    runtime = RUNTIME
+    runtime_errors = (RuntimeError,)  # what the interpreter raises when it cannot prepare or invoke
 
-    return version(RUNTIME)
-
-
-class Session:
-    def __init__(self, folder, manifest, threads):
-        self.path = os.path.join(folder, manifest["model"]["main"])
-        self.threads = int(threads) if threads else None
-        self.interpreter = self._open(self.path)
+    def _open(self):
+        self.path = os.path.join(self.folder, self.manifest.model.main)
+        self.interpreter = self._interpreter(self.path)
         self.inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
         self.outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
 
-    def _open(self, path=None, content=None, **flags):
-        interpreter = _litert.Interpreter(model_path=path, model_content=content, num_threads=self.threads, **flags)
+    def _interpreter(self, path=None, content=None, **flags):
+        threads = int(self.threads) if self.threads else None
+        interpreter = _litert.Interpreter(model_path=path, model_content=content, num_threads=threads, **flags)
         interpreter.allocate_tensors()
         return interpreter
 
-    def run(self, feeds):
+    def _run(self, feed):
         it = self.interpreter
-        batch = {name: value for name, value in feeds.items()}
         for name, detail in self.inputs.items():
-            value = batch[name]
+            value = feed[name]
             if list(value.shape) != list(detail["shape"]):
                 it.resize_tensor_input(detail["index"], list(value.shape), strict=True)
                 it.allocate_tensors()
@@ -53,7 +53,7 @@ class Session:
     def _delegation(self):
         """(operators, operators the XNNPACK delegate took): with node fusion off every delegated
         operator becomes its own DELEGATE node with that operator's outputs."""
-        it = self._open(self.path, experimental_disable_delegate_node_fusion=True)
+        it = self._interpreter(self.path, experimental_disable_delegate_node_fusion=True)
         nodes = it._get_ops_details()
         delegated = [n for n in nodes if n["op_name"] == "DELEGATE"]
         original = [n for n in nodes if n["op_name"] != "DELEGATE"]
@@ -61,9 +61,9 @@ class Session:
         missing = [n["op_name"] for n in original if tuple(int(t) for t in n["outputs"]) not in covered]
         return original, missing
 
-    def verify_checks(self):
+    def _checks(self):
         """Which operators XNNPACK runs. Operators it leaves to LiteRT's reference kernels still compute the
-        right numbers (the comparisons above judge those), so this reports rather than fails."""
+        right numbers (the comparisons judge those), so this reports rather than fails."""
         original, missing = self._delegation()
         counts = {}
         for name in missing:
@@ -73,39 +73,48 @@ class Session:
                 ", ".join(f"{k} x{v}" for k, v in sorted(counts.items()))
         else:
             detail = f"all {len(original)} operators delegated to XNNPACK"
-        return {"xnnpack_delegation": {"passed": True, "all_delegated": not missing, "operators": len(original),
-                                       "outside_xnnpack": counts, "detail": detail}}
+        return {"xnnpack_delegation": RuntimeCheck(True, detail, {
+            "all_delegated": not missing, "operators": len(original), "outside_xnnpack": counts})}
 
-    def profile(self, feed, warmup, iters):
-        """Per-operator mean time (ms): each operator runs alone as a one-operator model."""
+    def _layer_timer(self, feed):
+        return OperatorTimer(self)
+
+
+class OperatorTimer(LayerTimer):
+    """Each operator runs alone, as a one-operator model cut from this one (same delegate, same threads)."""
+
+    def __init__(self, session):
         try:
             from ai_edge_litert.tools import flatbuffer_utils
         except ImportError:
-            raise SystemExit("error: per-operator profiling needs ai-edge-litert (tflite-runtime lacks the schema)")
-        model = flatbuffer_utils.read_model(self.path)
+            raise HarnessError("per-operator profiling needs ai-edge-litert (tflite-runtime lacks the schema)") from None
+        model = flatbuffer_utils.read_model(session.path)
         graph = model.subgraphs[0]
         names = {v: k for k, v in vars(flatbuffer_utils.BuiltinOperator).items() if not k.startswith("_")}
         unpackers = _unpackers(model)
-        records = []
+        self.operators = []  # (layer key, interpreter)
         for index, op in enumerate(graph.operators):
             if op in unpackers.values():
                 continue  # constant unpacking (fp16 weights) happens once at load, not per inference
-            content = _single_op_model(flatbuffer_utils, model, op, unpackers)
-            it = self._open(content=content)
+            it = session._interpreter(content=_single_op_model(flatbuffer_utils, model, op, unpackers))
             for detail in it.get_input_details():
                 it.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-            for _ in range(warmup):
-                it.invoke()
-            start = time.perf_counter()
-            for _ in range(iters):
-                it.invoke()
-            ms = (time.perf_counter() - start) * 1000.0 / max(iters, 1)
             code = model.operatorCodes[op.opcodeIndex]
-            out_name = graph.tensors[op.outputs[0]].name
-            records.append({"name": f"{index}:{_text(out_name)}", "op": names.get(max(code.builtinCode,
-                                                                                      code.deprecatedBuiltinCode), "?"),
-                            "ms": ms})
-        return records
+            kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "?")
+            self.operators.append(((f"{index}:{_text(graph.tensors[op.outputs[0]].name)}", kind, ""), it))
+        self.sums = {}
+
+    def run(self):
+        for key, it in self.operators:
+            start = time.perf_counter()
+            it.invoke()
+            self.sums[key] = self.sums.get(key, 0.0) + (time.perf_counter() - start) * 1000.0
+
+    def reset(self):
+        self.sums = {}
+
+    def totals(self):
+        return self.sums
 
 
 def _text(name):

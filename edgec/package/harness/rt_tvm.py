@@ -1,4 +1,4 @@
-"""Apache TVM adapter for the edgec harness (run.py): the Relax VM runs the exported library.
+"""Apache TVM adapter for the edgec harness: the Relax VM runs the exported library.
 
 Needs only the TVM runtime (apache-tvm, apache-tvm-ffi) and numpy. An artifact may hold one
 library per CPU architecture (a cross-compiled model and its build-host twin): the one for
@@ -7,70 +7,77 @@ this machine is loaded.
 import os
 import platform
 import time
-from importlib.metadata import version
 
 import numpy as np
+
+from .errors import HarnessError
+from .manifest import RuntimeCheck
+from .session import LayerTimer, Session
 
 ARCH_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 
 
-def runtime_version():
-    return version("apache-tvm")
+class TVMSession(Session):
+    runtime = "apache-tvm"
+    runtime_errors = (RuntimeError,)  # tvm.error.TVMError and its kinds derive from it
 
-
-class Session:
-    def __init__(self, folder, manifest, threads):
-        if threads:  # read by TVM's thread pool when it starts, so set before importing tvm
-            os.environ["TVM_NUM_THREADS"] = str(int(threads))
+    def _open(self):
+        if self.threads:  # read by TVM's thread pool when it starts, so set before importing tvm
+            os.environ["TVM_NUM_THREADS"] = str(int(self.threads))
         import tvm
         from tvm import relax
 
         self.tvm = tvm
         machine = platform.machine().lower()
-        libraries = manifest["backend"]["libraries"]
+        libraries = self.manifest.backend.libraries
         name = libraries.get(ARCH_ALIASES.get(machine, machine))
         if name is None:
-            raise SystemExit(f"error: this artifact holds code for {sorted(libraries)}, "
-                             f"not for this {machine} machine")
+            raise HarnessError(f"this artifact holds code for {sorted(libraries)}, not for this {machine} machine")
         self.library = name
-        self.vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(folder, name)), tvm.cpu())
+        self.vm = relax.VirtualMachine(tvm.runtime.load_module(os.path.join(self.folder, name)), tvm.cpu())
         self.main = self.vm["main"]
-        self.inputs = [spec["name"] for spec in manifest["inputs"]]
-        self.outputs = [spec["name"] for spec in manifest["outputs"]]
 
-    def run(self, feeds):
-        args = [self.tvm.runtime.tensor(np.ascontiguousarray(feeds[name])) for name in self.inputs]
+    def _run(self, feed):
+        args = [self.tvm.runtime.tensor(np.ascontiguousarray(feed[spec.name])) for spec in self.manifest.inputs]
         result = self.main(*args)
         values = [result] if hasattr(result, "numpy") else list(result)
-        return {name: value.numpy() for name, value in zip(self.outputs, values)}
+        return {spec.name: value.numpy() for spec, value in zip(self.manifest.outputs, values)}
 
-    def profile(self, feed, warmup, iters):
-        """Mean time (ms) of each kernel the VM calls, timed by the VM's instrument hook.
+    def _layer_timer(self, feed):
+        return KernelTimer(self, feed)
 
-        TVM 0.27's Relax VM has no built-in profiler; the hook brackets every call instruction.
-        """
-        for _ in range(warmup):
-            self.run(feed)
-        totals, started = {}, {}
+    def _checks(self):
+        return {"library": RuntimeCheck(True, f"ran {self.library} on {platform.machine()}")}
 
-        def instrument(func, symbol, before, ret, *args):
-            if before:
-                started[symbol] = time.perf_counter()
-            else:
-                totals[symbol] = totals.get(symbol, 0.0) + time.perf_counter() - started.pop(symbol)
-            return 0  # VMInstrumentReturnKind.NO_OP
 
-        self.vm.set_instrument(instrument)
-        try:
-            for _ in range(iters):
-                self.run(feed)
-        finally:
-            self.vm.set_instrument(None)
-        return [{"name": symbol, "op": _kind(symbol), "ms": 1000.0 * seconds / iters}
-                for symbol, seconds in totals.items() if not symbol.startswith("vm.builtin.")]
+class KernelTimer(LayerTimer):
+    """Times each kernel the VM calls with the VM's instrument hook, which brackets every call
+    instruction (TVM 0.27's Relax VM has no built-in profiler)."""
 
-    def verify_checks(self):
-        return {"library": {"passed": True, "detail": f"ran {self.library} on {platform.machine()}"}}
+    def __init__(self, session, feed):
+        self.session, self.feed = session, feed
+        self.sums, self.started = {}, {}
+        session.vm.set_instrument(self._instrument)
+
+    def _instrument(self, func, symbol, before, ret, *args):
+        if before:
+            self.started[symbol] = time.perf_counter()
+        else:
+            self.sums[symbol] = self.sums.get(symbol, 0.0) + time.perf_counter() - self.started.pop(symbol)
+        return 0  # VMInstrumentReturnKind.NO_OP
+
+    def run(self):
+        self.session._run(self.feed)
+
+    def reset(self):
+        self.sums.clear()
+
+    def totals(self):
+        return {(symbol, _kind(symbol), ""): 1000.0 * seconds for symbol, seconds in self.sums.items()
+                if not symbol.startswith("vm.builtin.")}
+
+    def close(self):
+        self.session.vm.set_instrument(None)
 
 
 def _kind(symbol):
