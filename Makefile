@@ -41,7 +41,7 @@ demo: install
 	$(EDGEC) bench $(DEMO) --device rpi4-emulated --iters 20
 
 test: models corpus
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=30
 
 # The unit tests of the pure logic (no builds, no subprocesses): under 2 minutes on 2 cores.
 test-fast: install

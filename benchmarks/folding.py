@@ -27,6 +27,7 @@ import onnxruntime as ort
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
 
 from common import cpu_name, load_average, write_results  # noqa: E402
 
@@ -125,16 +126,23 @@ def error(model: onnx.ModelProto, reference: list, feeds: dict) -> float:
 
 
 def models(work: Path) -> list[tuple[str, Path, dict, dict]]:
-    """(name, path, input shapes, feeds): real-weight models with shape arithmetic."""
+    """(name, path, input shapes, feeds): real-weight models with shape arithmetic, with their real inputs."""
     import variants
+    from models.corpus.registry import MODELS, FailureClass
 
     rng = np.random.default_rng(0)
     same_pad = variants.same_pad_mobilenet(work / "same_pad.onnx")
-    legacy = variants.legacy_digits(work / "legacy_digits.onnx")
-    found = [("MobileNetV2, run-time TF-SAME pads, opset 11", same_pad, {"input": [1, 3, 224, 224]}),
-             ("digits CNN, legacy exporter, opset 11", legacy, {"input": [1, 1, 8, 8]})]
-    return [(name, path, shapes, {k: rng.standard_normal(v).astype(np.float32) for k, v in shapes.items()})
-            for name, path, shapes in found]
+    found = [("MobileNetV2, run-time TF-SAME pads, opset 11", same_pad, {"input": [1, 3, 224, 224]},
+              {"input": rng.standard_normal((1, 3, 224, 224)).astype(np.float32)})]
+    for entry in MODELS:
+        if FailureClass.SHAPE_ARITHMETIC not in entry.classes or not entry.inputs_path.exists():
+            continue
+        with np.load(entry.inputs_path) as data:
+            real = {name: data[name] for name in data.files}
+        shapes = {name: list(entry.input_shapes.get(name, (1, *real[name].shape[1:]))) for name in real}
+        feeds = {name: value[:1].reshape(shapes[name]) for name, value in real.items()}  # the first real input
+        found.append((f"{entry.name} ({entry.exporter})", entry.onnx_path, shapes, feeds))
+    return found
 
 
 def main() -> None:

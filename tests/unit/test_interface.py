@@ -144,3 +144,10 @@ def test_npz_files_are_byte_identical_and_never_pickled(tmp_path):
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(HarnessError, match="cannot read"):
         interface.load(tmp_path / "objects.npz")
+
+
+def test_a_zero_dimensional_array_keeps_its_shape_in_an_npz(tmp_path):
+    """A scalar output (MatMul of two vectors, Einsum to a scalar) is saved as shape [], not [1]."""
+    interface.save(str(tmp_path / "a.npz"), {"scalar": np.float32(2.5) * np.ones(()), "vector": np.ones(3)})
+    loaded = interface.load(str(tmp_path / "a.npz"))
+    assert loaded["scalar"].shape == () and loaded["scalar"] == 2.5 and loaded["vector"].shape == (3,)

@@ -38,7 +38,7 @@ def save(path: str, arrays: Dict[str, np.ndarray]) -> None:
     with archive:
         for name in sorted(arrays):
             buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            np.lib.format.write_array(buffer, np.asarray(arrays[name], order="C"), allow_pickle=False)  # keeps 0-d
             info = zipfile.ZipInfo(f"{name}.npy", date_time=FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16

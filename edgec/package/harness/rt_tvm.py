@@ -38,7 +38,7 @@ class TVMSession(Session):
         self.main = self.vm["main"]
 
     def _run(self, feed):
-        args = [self.tvm.runtime.tensor(np.ascontiguousarray(feed[spec.name])) for spec in self.manifest.inputs]
+        args = [self.tvm.runtime.tensor(np.asarray(feed[spec.name], order="C")) for spec in self.manifest.inputs]
         result = self.main(*args)
         values = [result] if hasattr(result, "numpy") else list(result)
         return {spec.name: value.numpy() for spec, value in zip(self.manifest.outputs, values)}
