@@ -74,6 +74,8 @@ def wrong_in_openvino(node: ir.Node) -> str:
         return "OpenVINO reduces an empty set to the wrong identity"
     if node.op_type == "SpaceToDepth" and attrs.get_string("mode", "DCR") == "CRD":
         return "OpenVINO ignores SpaceToDepth's CRD mode"
+    if node.op_type == "Tile" and node.inputs[1].const_value is None:
+        return "OpenVINO's CPU plug-in tiles wrongly with repeats given at run time (bind them with --const-input)"
     if node.op_type == "MaxPool" and attrs.get_int("ceil_mode", 0) and _ceil_window_starts_in_padding(node):
         return "OpenVINO keeps a ceil-mode window that starts in the padding, which ONNX drops"
     return ""
@@ -151,6 +153,7 @@ class OpenVINOBackend(Backend):
             nncf_int8 = ctx.precision == "int8" and self.quantizes_itself(ctx.options)
             source = ctx.float_model if nncf_int8 and ctx.float_model is not None else model
             ov_model = ov.convert_model(str(eir.save(source, Path(tmp) / "model.onnx")))
+        _stable_top_k(ov_model)
         if nncf_int8:
             from edgec.backends import openvino_nncf
 
@@ -169,6 +172,15 @@ class OpenVINOBackend(Backend):
         # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.
         return Lowered([MODEL_FILE, WEIGHTS_FILE], eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs),
                        config)
+
+
+def _stable_top_k(ov_model) -> None:
+    """ONNX's TopK puts the lower index first among equal values; OpenVINO's converter leaves its TopK
+    unstable (any order among ties: the node suite's top_k_same_values tests). Its `stable` attribute
+    asks for ONNX's order."""
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() == "TopK" and "stable" in op.get_attributes():
+            op.set_attribute("stable", True)
 
 
 @contextlib.contextmanager

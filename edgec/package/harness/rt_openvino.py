@@ -55,8 +55,14 @@ class OpenVINOSession(Session):
 
     def _ordered(self, feed):
         """Inputs by position: OpenVINO keeps the model's order, not always its names (an output that is
-        an input, a folded scalar, an operator optimized away); outputs are read back the same way."""
-        return [feed[spec.name] for spec in self.manifest.inputs]
+        an input, a folded scalar, an operator optimized away); outputs are read back the same way.
+        An input OpenVINO dropped (an empty axes list it folded) is matched by the names of those kept."""
+        specs = self.manifest.inputs
+        ports = self.compiled.inputs
+        if len(ports) == len(specs):
+            return [feed[spec.name] for spec in specs]
+        return [feed[next((s.name for s in specs if s.name in port.get_names()), specs[i].name)]
+                for i, port in enumerate(ports)]
 
     def _run(self, feed):
         results = self.request.infer(self._ordered(feed))
