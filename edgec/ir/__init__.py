@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,13 @@ class InputSpec:
         if any(d <= 0 for d in dims):
             raise InputError(f"--input-shape '{text}': every dimension must be a positive integer")
         return cls(match.group(1), dims)
+
+
+def all_nodes(model: ir.Model) -> Iterator[ir.Node]:
+    """Every node of the model: its graph's, its subgraphs' (If, Loop, Scan bodies) and its functions'."""
+    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    for function in model.functions.values():
+        yield from ir.traversal.RecursiveGraphIterator(function)
 
 
 def load(path: str | Path) -> ir.Model:
