@@ -92,3 +92,19 @@ def test_a_pass_with_nothing_to_do_says_so(make):
     make()(m)
     before = serialized(m)
     assert not make()(m).modified and serialized(m) == before
+
+
+def test_a_rule_that_does_not_fire_says_why(caplog):
+    """What `--verbose` shows: the rule, the node it looked at and the reason."""
+    from edgec.passes import _edgec_rules
+
+    graph = helper.make_graph(
+        [helper.make_node("Dropout", ["x", "ratio", "training"], ["y"], name="drop")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.array(0.5, np.float32), "ratio"),
+         numpy_helper.from_array(np.array(True), "training")])
+    m = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    with caplog.at_level("DEBUG", logger="edgec.passes.rules"):
+        assert not _edgec_rules()(m).modified
+    assert "rule dropout_is_inference not applied at Dropout 'drop': training mode is on" in caplog.text
