@@ -20,8 +20,8 @@ from edgec.ir.bindings import ConstInput, bind_inputs, config_like_inputs
 from edgec.package import artifact as files
 from edgec.package.harness.errors import ExitCode
 from edgec.package.harness.manifest import (
-    BuildHost, BuildRecord, Manifest, ModelFiles, PassesRecord, Runtime, Samples, Source, TensorSpec, Verification,
-    VerificationResult, from_json, to_json)
+    SCHEMA_VERSION, BuildHost, BuildRecord, Manifest, PassesRecord, Runtime, Samples, Source, TensorSpec,
+    Verification, VerificationResult, from_json, to_json)
 from edgec.targets import PRECISIONS, Target, load_target
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ def build(
     `host_verify=False` skips running the artifact's harness on the build host, for callers that
     run it themselves (the node suite); such an artifact stays in `output`, unverified.
     """
+    import onnx_ir
+
     from edgec import frontends, options as declared, passes
     from edgec.backends import BuildContext, get_backend
     from edgec.package import samples as sampling
@@ -147,9 +149,18 @@ def build(
         from edgec.package import policy
 
         verification = Verification(policy.reference_policy(precision), lowered.host_policy or policy.host_policy())
-        manifest = _manifest(source, target, backend, precision, lowered, quantization, folder, original,
-                             source_inputs, source_outputs, inputs, outputs, sample_files, verification, report,
-                             values, input_shapes, const_inputs, calibration, notes)
+        build_record = BuildRecord(
+            dataclasses.asdict(values), list(input_shapes), str(calibration) if calibration else None,
+            PassesRecord(report.nodes_before, report.nodes_after, report.ops_after, report.warnings,
+                         report.guard.dropped, report.guard.max_error), notes, list(const_inputs))
+        manifest = Manifest(
+            schema_version=SCHEMA_VERSION, edgec_version=__version__,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            build_host=BuildHost(platform.machine(), platform.python_version(), onnx_ir.__version__),
+            source=_source_record(source, original, source_inputs, source_outputs), target=target,
+            backend=lowered.config, runtime=_runtime(backend), precision=precision, quantization=quantization,
+            model=files.model_files(folder, lowered.model_files), inputs=inputs, outputs=outputs,
+            samples=sample_files, verification=verification, build=build_record)
         files.write_manifest(folder, manifest)
         files.write_readme(folder, manifest)
         if host_verify:
@@ -222,41 +233,19 @@ def _with_batch_axes(specs: list[TensorSpec], source: list[TensorSpec]) -> list[
     return result
 
 
-def _manifest(source, target, backend, precision, lowered, quantization, stage, original, source_inputs,
-              source_outputs, inputs, outputs, sample_files, verification, report, values, input_shapes,
-              const_inputs, calibration, notes) -> Manifest:
-    import onnx_ir as ir
-
+def _source_record(source: str, model, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> Source:
+    """The source model as the manifest records it: its file's name, hash and size, opset and interface."""
     from edgec.frontends import source_path as path_of
-    from edgec.package.harness.manifest import SCHEMA_VERSION
 
-    source_path = path_of(source)
-    source_file = source_path if source_path.is_file() else None
-    model_files = {name: files.file_entry(stage / name) for name in lowered.model_files}
+    path = path_of(source)
+    file = path if path.is_file() else None
+    return Source(path.stem or source, str(source), files.sha256(file) if file else None,
+                  file.stat().st_size if file else None, model.opset_imports.get("", None), inputs, outputs)
+
+
+def _runtime(backend) -> Runtime:
     version = backend.runtime_version()
-    return Manifest(
-        schema_version=SCHEMA_VERSION,
-        edgec_version=__version__,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        build_host=BuildHost(platform.machine(), platform.python_version(), ir.__version__),
-        source=Source(source_path.stem or source, str(source), files.sha256(source_file) if source_file else None,
-                      source_file.stat().st_size if source_file else None, original.opset_imports.get("", None),
-                      source_inputs, source_outputs),
-        target=target,
-        backend=lowered.config,
-        runtime=Runtime(backend.runtime, version, f"{backend.runtime}=={version}", backend.session),
-        precision=precision,
-        quantization=quantization,
-        model=ModelFiles(lowered.model_files[0], model_files, sum(f.bytes for f in model_files.values())),
-        inputs=inputs,
-        outputs=outputs,
-        samples=sample_files,
-        verification=verification,
-        build=BuildRecord(dataclasses.asdict(values), list(input_shapes), str(calibration) if calibration else None,
-                          PassesRecord(report.nodes_before, report.nodes_after, report.ops_after, report.warnings,
-                                       report.guard.dropped, report.guard.max_error),
-                          notes, list(const_inputs)),
-    )
+    return Runtime(backend.runtime, version, f"{backend.runtime}=={version}", backend.session)
 
 
 def _verify_on_host(stage: Path, manifest: Manifest) -> VerificationResult:

@@ -65,23 +65,6 @@ class StageError(EdgecError):
     """A library failed inside one stage of the build (import, reference run, quantization, lowering)."""
 
 
-_LOG_PREFIXES = ("INFO", "WARNING", "WARN", "DEBUG", "I0", "W0", "Traceback", 'File "')
-_ERROR_WORDS = ("error", "exception", "failed", "fail:", "invalid", "cannot", "can't", "unsupported",
-                "not supported", "didn't find", "segmentation fault", "abort")
-
-
-def error_line(text: str) -> str:
-    """The line of a library's or process's output that reports its error: the first line naming an
-    error, else the last line that is not a log line (never 'INFO: Created ... delegate')."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    for line in lines:
-        lowered = line.lower()
-        if not line.startswith(_LOG_PREFIXES) and any(word in lowered for word in _ERROR_WORDS):
-            return line
-    plain = [line for line in lines if not line.startswith(_LOG_PREFIXES)]
-    return (plain or lines or ["no output"])[-1]
-
-
 def _raised_by_edgec(exc: BaseException) -> bool:
     """True when the innermost Python frame of the exception is edgec's own code: a bug of ours."""
     import os
@@ -122,5 +105,7 @@ class stage:
     def __exit__(self, kind, exc, tb):
         if exc is None or isinstance(exc, EdgecError) or not isinstance(exc, Exception) or _raised_by_edgec(exc):
             return False
+        from edgec.system import error_line  # system imports this module
+
         message = f"{self.name} failed{_node_of(exc)}: {error_line(str(exc) or type(exc).__name__)}"
         raise StageError(message + (f" ({self.hint})" if self.hint else "")) from exc

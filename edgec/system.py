@@ -5,7 +5,8 @@
   place only when complete, so nothing is ever half-written.
 * `file_lock`: two processes never build the same thing at once.
 * `run_tool` / `apt_install`: run a helper program; install a Debian package under one policy.
-* `last_line`: the line of a process's output that says why it failed.
+* `last_line` / `error_line`: the line of a process's output, or of a library's message, that
+  says why it failed.
 """
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ from edgec.package.harness.errors import first_line  # noqa: F401 - one definiti
 logger = logging.getLogger(__name__)
 
 # Lines that are progress or diagnostics, never the reason a process failed: "INFO: Created
-# TensorFlow Lite XNNPACK delegate for CPU.", glog/absl prefixes (I0101 12:00:00.000 ...) and
-# onnxruntime's "[W:onnxruntime:...]" warnings.
-LOG_LINE = re.compile(r"^(INFO|WARNING|WARN|DEBUG|NOTE|Note)\b|^[IWD]\d{4} \d\d:\d\d|^\S*\s*\[[IWV]:|^\d{4}-\d\d-\d\d .*\[[IWV]:")
-ERROR_LINE = re.compile(r"^(E:|ERROR\b|[Ee]rror\b|FATAL\b|[Ff]atal\b)|^[\w.]*(Error|Exception)\b")
+# TensorFlow Lite XNNPACK delegate for CPU.", glog/absl prefixes (I0101 12:00:00.000 ...),
+# onnxruntime's "[W:onnxruntime:...]" warnings, and a Python traceback's frames.
+LOG_LINE = re.compile(r"^(INFO|WARNING|WARN|DEBUG|NOTE|Note)\b|^[IWD]\d{4} \d\d:\d\d|^\S*\s*\[[IWV]:"
+                      r"|^\d{4}-\d\d-\d\d .*\[[IWV]:|^Traceback\b|^File \"")
+# Lines that report an error: by their prefix (apt's "E:", a Python exception) or by their words.
+ERROR_LINE = re.compile(r"^(E:|ERROR\b|[Ee]rror\b|FATAL\b|[Ff]atal\b)|^[\w.]*(Error|Exception)\b"
+                        r"|(?i:error|exception|failed|fail:|invalid|cannot|can't|unsupported|not supported"
+                        r"|didn't find|segmentation fault|abort)")
 
 
 def cache_root() -> Path:
@@ -41,10 +46,22 @@ def cache_root() -> Path:
 def last_line(text: str, default: str = "no output") -> str:
     """The line that says why a process failed: its last error line, else its last line that is
     not a log message, else its last line."""
+    return _reason(text, default, first=False)
+
+
+def error_line(text: str) -> str:
+    """The line of a library's message, or of a crashed child's output, that reports the error: the
+    first error line (what follows restates it or names its consequences), else as `last_line`."""
+    return _reason(text, "no output", first=True)
+
+
+def _reason(text: str, default: str, first: bool) -> str:
     lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
     meaningful = [line for line in lines if not LOG_LINE.search(line)]
     errors = [line for line in meaningful if ERROR_LINE.search(line)]
-    return (errors or meaningful or lines or [default])[-1]
+    if errors:
+        return errors[0] if first else errors[-1]
+    return (meaningful or lines or [default])[-1]
 
 
 def output_reason(proc: subprocess.CompletedProcess) -> str:

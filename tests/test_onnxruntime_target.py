@@ -64,12 +64,21 @@ def test_profile_reports_per_operator_times(digits_artifact, tmp_path):
     assert ops & {"Conv", "FusedConv"} and all(layer["ms"] >= 0 for layer in layers)
 
 
-def test_builds_are_byte_identical(tmp_path, digits_model):
+@pytest.mark.parametrize("target, precision", [("onnxruntime", "fp32"), ("tflite-arm", "int8")])
+def test_builds_are_byte_identical(tmp_path, digits_model, digits_files, target, precision):
+    """Every file of two builds is the same; the manifest differs only in when and how long it was built."""
     for name in ("a", "b"):
-        edgec("build", digits_model, "-o", tmp_path / name, check=True)
-    for rel in ("model.onnx", "samples/inputs.npz", "samples/expected.npz", "samples/host.npz", "run.py",
-                "edgec_harness/manifest.py", "edgec_harness/rt_onnxruntime.py"):
-        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+        edgec("build", digits_model, "-t", target, "--precision", precision, "--calibration", digits_files["calib"],
+              "-o", tmp_path / name, check=True)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
+    for rel in files:
+        if rel.name != "edgec.json":
+            assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    first, second = manifest(tmp_path / "a"), manifest(tmp_path / "b")
+    for m in (first, second):
+        m.pop("created"), m["build"].pop("seconds")
+    assert first == second
 
 
 def test_harness_refuses_a_tampered_model(tmp_path, digits_model):

@@ -1,6 +1,7 @@
 """The tflite-arm target on real models: artifacts built with the CLI, as a user would, measured on real data.
 
-The operator cases live in test_tflite_ops.py, the backend's pure logic in test_tflite_units.py.
+The operator cases live in test_tflite_ops.py, the backend's pure logic in unit/test_tflite_plans.py and
+unit/test_tflite_helpers.py.
 """
 from __future__ import annotations
 

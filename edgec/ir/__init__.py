@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx_ir as ir
 
 from edgec.errors import InputError, UnsupportedError
+from edgec.system import first_line
 
 # Models above this size keep their weights in an external .data file (protobuf's 2 GB limit).
 EXTERNAL_DATA_THRESHOLD = 1 << 30
@@ -33,6 +35,13 @@ class InputSpec:
         return cls(match.group(1), dims)
 
 
+def all_nodes(model: ir.Model) -> Iterator[ir.Node]:
+    """Every node of the model: its graph's, its subgraphs' (If, Loop, Scan bodies) and its functions'."""
+    yield from ir.traversal.RecursiveGraphIterator(model.graph)
+    for function in model.functions.values():
+        yield from ir.traversal.RecursiveGraphIterator(function)
+
+
 def load(path: str | Path) -> ir.Model:
     """Read an ONNX file (external data included) or raise an InputError that says why not."""
     path = Path(path)
@@ -43,8 +52,8 @@ def load(path: str | Path) -> ir.Model:
     try:
         model = ir.load(path)
     except Exception as exc:  # protobuf reports truncation and garbage as assorted errors
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{path} is not a readable ONNX model ({reason}); re-export it or check the download") from exc
+        raise InputError(f"{path} is not a readable ONNX model ({first_line(exc)}); "
+                         "re-export it or check the download") from exc
     if not model.graph.outputs or not len(model.graph):
         raise InputError(f"{path} is not a valid ONNX model: its graph has no nodes or outputs")
     return model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgec import system
 from edgec.errors import InputError
-from edgec.package.harness.manifest import MANIFEST, FileEntry, Manifest, ManifestError, dumps, loads
+from edgec.package.harness.manifest import MANIFEST, FileEntry, Manifest, ManifestError, ModelFiles, dumps, loads
 
 HARNESS_PACKAGE = "edgec_harness"
 SHARED_MODULES = ("__init__.py", "errors.py", "manifest.py", "interface.py", "compare.py", "session.py",
@@ -27,6 +27,12 @@ def sha256(path: Path) -> str:
 
 def file_entry(path: Path) -> FileEntry:
     return FileEntry(sha256(path), path.stat().st_size)
+
+
+def model_files(folder: Path, names: list[str]) -> ModelFiles:
+    """The model files a backend wrote into `folder`, hashed; the first is the one its session loads."""
+    entries = {name: file_entry(folder / name) for name in names}
+    return ModelFiles(names[0], entries, sum(entry.bytes for entry in entries.values()))
 
 
 @contextlib.contextmanager

@@ -25,8 +25,18 @@ from edgec.passes.loops import UnrollLoopsPass
 from edgec.passes.recurrent import RECURRENT_OPS, LowerRecurrentPass
 
 
+class RulesPass(RewritePass):
+    """onnxscript's RewritePass with an exact `modified`: its rule set removes nodes and initializers
+    that nothing uses even when no rule fires, and reported that change as none."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        cleaned = common.RemoveUnusedNodesPass()(model)
+        rewritten = super().call(model)
+        return ir.passes.PassResult(model, cleaned.modified or rewritten.modified)
+
+
 def _edgec_rules() -> RewritePass:
-    return RewritePass(pattern.RewriteRuleSet([*canonicalize.RULES, *layout.RULES, *fold.RULES]))
+    return RulesPass(pattern.RewriteRuleSet([*canonicalize.RULES, *layout.RULES, *fold.RULES]))
 
 
 def _onnxscript_rules() -> RewritePass:
@@ -42,7 +52,7 @@ def _onnxscript_rules() -> RewritePass:
     from onnxscript.rewriter.rules.common import _no_op
 
     unsafe = set(_no_op.rules)
-    return RewritePass([rule for rule in rewriter._DEFAULT_REWRITE_RULES
+    return RulesPass([rule for rule in rewriter._DEFAULT_REWRITE_RULES
                         if rule not in unsafe and rule._target_pattern.has_single_output_node])
 
 

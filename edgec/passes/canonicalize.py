@@ -9,6 +9,7 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnxscript.rewriter import MatchResult, pattern
 
+from edgec.ir import all_nodes
 from edgec.passes.reasons import explained
 
 # ---- Dropout in an inference graph is the identity --------------------------------------
@@ -86,7 +87,7 @@ class PositiveAxesPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        for node in all_nodes(model):
             attr = node.attributes.get("axis")
             if node.op_type not in AXIS_OPS or attr is None or attr.as_int() >= 0:
                 continue

@@ -73,11 +73,18 @@ class FoldConstantSubgraphsPass(ir.passes.InPlacePass):
     """
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        result = onnxscript_folding.FoldConstantsPass(
-            shape_inference=True, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT,
-            should_fold=_should_fold)(model)
-        modified = self._fold_multi_output(model.graph)
-        return ir.passes.PassResult(model, result.modified or modified)
+        """Both folders in turn until neither finds work: a folded Split can make its users foldable."""
+        modified = False
+        while True:
+            result = onnxscript_folding.FoldConstantsPass(
+                shape_inference=True, input_size_limit=FOLD_LIMIT, output_size_limit=FOLD_LIMIT,
+                should_fold=_should_fold)(model)
+            opsets = model.opset_imports  # a branch's graph imports none of its own
+            # every graph, branches too; functions hold no initializers to fold into
+            split = [self._fold_multi_output(graph, opsets) for graph in list(model.graphs())]
+            modified = modified or result.modified or any(split)
+            if not any(split):
+                return ir.passes.PassResult(model, modified)
 
     @staticmethod
     def oversized(model: ir.Model) -> list[str]:
@@ -85,14 +92,14 @@ class FoldConstantSubgraphsPass(ir.passes.InPlacePass):
         return [f"{n.op_type} '{n.name}' ({output_size(n)} elements)" for n in model.graph
                 if _all_constant(n) and n.op_type not in KEEP_OPS and (output_size(n) or 0) > FOLD_LIMIT]
 
-    def _fold_multi_output(self, graph: ir.Graph) -> bool:
+    def _fold_multi_output(self, graph: ir.Graph, opsets: dict[str, int]) -> bool:
         """Split, TopK and the like on constants: onnxscript folds single-output nodes only."""
         modified = False
         for node in list(graph):
             if len(node.outputs) < 2 or not _all_constant(node) or _should_fold(node) is False:
                 continue
             try:
-                results = evaluate(node)
+                results = evaluate(node, node.version or opsets.get(node.domain, 17))
             except Exception as exc:  # an op onnx's reference evaluator lacks: leave it computed
                 logger.debug("not folded: %s '%s': %s", node.op_type, node.name, exc)
                 continue
@@ -106,7 +113,7 @@ class FoldConstantSubgraphsPass(ir.passes.InPlacePass):
         return modified
 
 
-def evaluate(node: ir.Node) -> list[np.ndarray]:
+def evaluate(node: ir.Node, opset: int) -> list[np.ndarray]:
     """Run one node whose inputs are all constants with onnx's reference evaluator."""
     from onnx import helper
     from onnx.reference import ReferenceEvaluator
@@ -116,7 +123,6 @@ def evaluate(node: ir.Node) -> list[np.ndarray]:
     inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
               for name, array in feeds.items()]
     outputs = [helper.make_value_info(v.name, helper.TypeProto()) for v in node.outputs]
-    opset = node.version or (node.graph.opset_imports.get(node.domain) if node.graph is not None else None)
     model = helper.make_model(helper.make_graph([proto], "node", inputs, outputs),
-                              opset_imports=[helper.make_opsetid(node.domain, opset or 17)])
+                              opset_imports=[helper.make_opsetid(node.domain, opset)])
     return ReferenceEvaluator(model).run(None, feeds)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from edgec.ir import all_nodes
 from edgec.ir.clip import clip_bounds
 
 FUSABLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"}
@@ -28,7 +29,7 @@ def activation_name(node: ir.Node) -> str | None:
 class MarkActivationFusionPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
-        for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        for node in all_nodes(model):
             if node.op_type not in FUSABLE_PRODUCERS or len(node.outputs) != 1:
                 continue
             output = node.outputs[0]

@@ -6,7 +6,9 @@ onnxruntime segfault on the host's x86 cpuinfo), so each board carries what its 
 """
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from edgec.errors import DeviceError
@@ -25,10 +27,14 @@ class EmulatedDevice:
     part: int
     revision: int
     features: str
-    midr_el1: str
     revision_code: str
     hardware: str | None = None
     bogomips: str = "108.00"
+
+    @property
+    def midr_el1(self) -> str:
+        """The Main ID Register, as the kernel shows it: implementer, variant, architecture (0xf), part, revision."""
+        return f"0x{self.implementer << 24 | self.variant << 20 | 0xF << 16 | self.part << 4 | self.revision:016x}"
 
     def cpuinfo(self) -> str:
         """A `/proc/cpuinfo` as the board's Linux kernel prints it (one block per CPU)."""
@@ -69,38 +75,13 @@ class EmulatedDevice:
             (sysroot / model).write_bytes(self.board.encode() + b"\0")
 
 
-DEVICES: dict[str, EmulatedDevice] = {
-    "rpi4-emulated": EmulatedDevice(
-        name="rpi4-emulated",
-        board="Raspberry Pi 4 Model B Rev 1.4",
-        qemu_cpu="cortex-a72",
-        cpus=4,
-        implementer=0x41,
-        variant=0x0,
-        part=0xD08,
-        revision=3,
-        features="fp asimd evtstrm crc32 cpuid",
-        midr_el1="0x00000000410fd083",
-        revision_code="d03114",
-        hardware="BCM2835",
-    ),
-    "rpi5-emulated": EmulatedDevice(
-        name="rpi5-emulated",
-        board="Raspberry Pi 5 Model B Rev 1.0",
-        qemu_cpu="cortex-a76",
-        cpus=4,
-        implementer=0x41,
-        variant=0x4,
-        part=0xD0B,
-        revision=1,
-        features=(
-            "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
-            "asimdrdm lrcpc dcpop asimddp"
-        ),
-        midr_el1="0x00000000414fd0b1",
-        revision_code="d04170",
-    ),
-}
+def _catalogue() -> dict[str, EmulatedDevice]:
+    """The boards in devices.toml (beside this module, so it ships in the wheel), by name."""
+    tables = tomllib.loads(resources.files(__package__).joinpath("devices.toml").read_text())
+    return {name: EmulatedDevice(name=name, **facts) for name, facts in tables.items()}
+
+
+DEVICES = _catalogue()
 
 
 def device(name: str) -> EmulatedDevice:

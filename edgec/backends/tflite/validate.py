@@ -15,7 +15,8 @@ import tempfile
 
 import onnx_ir as ir
 
-from edgec.errors import UnsupportedError, error_line
+from edgec.errors import UnsupportedError
+from edgec.system import error_line
 
 
 def describe(node: ir.Node | None) -> str:

@@ -22,10 +22,23 @@ def _check_conv(node: ir.Node) -> str:
     return ""
 
 
+def _kernel_and_bias(lowering: Lowering, node: ir.Node, ref, kernel: np.ndarray, channels: int,
+                     params: QParams | None) -> tuple[int, int]:
+    """The tensors of a convolution's kernel (in TFLite's order) and bias: int8 with `params` and an int32
+    bias (zero when the model has none), else float32."""
+    weights_value, bias_value = node.inputs[1], optional_input(node, 2)
+    if params is not None:
+        w_index = lowering.qweight(weights_value.name, QConst(kernel, params))
+        bias = lowering.qconst(bias_value) or zero_bias(channels, ref.quant.scale[0], params)
+        return w_index, lowering.qweight(f"{node.name}/bias", bias, "int32")
+    bias = lowering.const(bias_value) if bias_value is not None else np.zeros(channels, np.float32)
+    return lowering.weight(weights_value.name, kernel), lowering.weight(f"{node.name}/bias", bias)
+
+
 @lowers("Conv", check=_check_conv)
 def conv(lowering: Lowering, node: ir.Node) -> None:
     fb = lowering.writer.fb
-    x, weights_value, bias_value = node.inputs[0], node.inputs[1], optional_input(node, 2)
+    x, weights_value = node.inputs[0], node.inputs[1]
     activation, out = lowering.fused_activation(node)
     x_shape, w_shape = lowering.shape(x), lowering.shape(weights_value)
     win = Window.of(node, x_shape[2:], w_shape)
@@ -47,16 +60,11 @@ def conv(lowering: Lowering, node: ir.Node) -> None:
         weights, axis = np.transpose(data, (1, 2, 3, 0)), 3  # [O, 1, kh, kw] -> [1, kh, kw, O]
     else:
         weights, axis = np.transpose(data, (0, 2, 3, 1)), 0  # [O, I/g, kh, kw] -> [O, kh, kw, I/g]
+    params = None
     if out_params is not None:
-        params = int8_weights.params
-        w_index = lowering.qweight(weights_value.name, QConst(weights, QParams(
-            params.scale, params.zero_point, 0 if params.per_tensor else axis)))
-        bias = lowering.qconst(bias_value) or zero_bias(out_channels, ref.quant.scale[0], params)
-        b_index = lowering.qweight(f"{node.name}/bias", bias, "int32")
-    else:
-        w_index = lowering.weight(weights_value.name, weights)
-        bias = lowering.const(bias_value) if bias_value is not None else np.zeros(out_channels, np.float32)
-        b_index = lowering.weight(f"{node.name}/bias", bias)
+        stored = int8_weights.params
+        params = QParams(stored.scale, stored.zero_point, 0 if stored.per_tensor else axis)
+    w_index, b_index = _kernel_and_bias(lowering, node, ref, weights, out_channels, params)
 
     out_hw = win.output(in_hw, "SAME" if plan == "SAME" else "VALID")
     check_output_shape(node, [x_shape[0], *out_hw, out_channels], nhwc_shape(lowering, out))
@@ -106,7 +114,7 @@ def transposed_begin(node: ir.Node, in_sizes, out_sizes, kernel, strides, dilati
 def conv_transpose(lowering: Lowering, node: ir.Node) -> None:
     """TRANSPOSE_CONV (VALID) computes the full output, zeros (and bias) past its end; a SLICE keeps ONNX's part."""
     fb = lowering.writer.fb
-    x, weights_value, bias_value = node.inputs[0], node.inputs[1], optional_input(node, 2)
+    x, weights_value = node.inputs[0], node.inputs[1]
     out = node.outputs[0]
     x_shape, w_shape = lowering.shape(x), lowering.shape(weights_value)
     kernel, strides, dilations = window(node, w_shape)
@@ -126,15 +134,8 @@ def conv_transpose(lowering: Lowering, node: ir.Node) -> None:
     out_hw = nhwc_shape(lowering, out)[1:3]
     if any(b < 0 for b in begin):
         raise UnsupportedError(f"ConvTranspose (node '{node.name}'): negative pads are not supported")
-    if out_params is not None:
-        params = QParams(int8_weights.params.scale, int8_weights.params.zero_point, 0)
-        w_index = lowering.qweight(weights_value.name, QConst(weights, params))
-        bias = lowering.qconst(bias_value) or zero_bias(out_channels, ref.quant.scale[0], params)
-        b_index = lowering.qweight(f"{node.name}/bias", bias, "int32")
-    else:
-        w_index = lowering.weight(weights_value.name, weights)
-        bias = lowering.const(bias_value) if bias_value is not None else np.zeros(out_channels, np.float32)
-        b_index = lowering.weight(f"{node.name}/bias", bias)
+    params = QParams(int8_weights.params.scale, int8_weights.params.zero_point, 0) if out_params is not None else None
+    w_index, b_index = _kernel_and_bias(lowering, node, ref, weights, out_channels, params)
     full = [s * (i - 1) + w for i, s, w in zip(in_hw, strides, weights.shape[1:3])]
     computed = [max(f, b + o) for f, b, o in zip(full, begin, out_hw)]
     options = lowering.writer.options("TransposeConvOptions", padding=fb.Padding.VALID, strideH=strides[0],

@@ -13,8 +13,8 @@ from edgec.backends.tflite.ops.dense import einsum_terms
 from edgec.backends.tflite.ops.pooling import _divisor_map
 from edgec.backends.tflite.ops.resize import resize_plan
 from edgec.backends.tflite.ops.window import Window, padding_plan, same_pads
-from edgec.errors import error_line
 from edgec.ir.clip import clip_bounds
+from edgec.system import error_line
 
 
 def _node(text: str, opset: int = 17) -> ir.Node:
