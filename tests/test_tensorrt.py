@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import accuracy, edgec, harness, manifest
+from conftest import ROOT, accuracy, edgec, harness, manifest
 from edgec.package.harness.errors import ExitCode
 
 QUANTIZED_INPUT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add"}
@@ -182,3 +182,36 @@ def test_mobilenet(tmp_path, mobilenet_model, mobilenet_files, photos, target, p
     if precision == "int8":
         assert assert_placed_for_tensorrt(onnx.load(out / "model.onnx")) == 53
         assert len(manifest(out)["backend"]["int8_layers"]) == 53
+
+
+def test_only_a_residual_add_is_quantized(tmp_path):
+    """Q/DQ on both inputs of an Add of two computed tensors, none on an Add of a constant (a bias), whose
+    input therefore carries no Q/DQ of its own. The graph's structure is asserted, not its accuracy."""
+    import tomllib
+
+    import onnx_ir as ir
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgec.package.harness.interface import Runs
+    from edgec.quantize.data import CalibrationData
+    from edgec.quantize.qdq import Quantizer, Scheme
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+               for name, shape in (("w", (4, 3, 3, 3)), ("b", (1, 4, 1, 1)), ("w2", (4, 4, 1, 1)))]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Add", ["c", "b"], ["a"]), helper.make_node("Conv", ["a", "w2"], ["c2"], name="conv2"),
+         helper.make_node("Add", ["c2", "a"], ["y"], name="residual")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights)
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    scheme = Scheme.from_target(tomllib.loads((ROOT / "edgec/targets/tensorrt-gpu.toml").read_text())["quantization"])
+    runs = Runs("stacked", [{"x": rng.normal(size=(1, 3, 8, 8)).astype(np.float32)} for _ in range(4)])
+    qdq = Quantizer(model, scheme, CalibrationData(runs, [], "noise"), "minmax", tmp_path).run()
+    inputs = {n.name or n.op_type: [v.producer().op_type if v.producer() else "constant" for v in n.inputs]
+              for n in qdq.graph if n.op_type in ("Add", "Conv")}
+    assert inputs["residual"] == ["DequantizeLinear", "DequantizeLinear"]
+    assert inputs["Add_1"] == ["Conv", "constant"]
+    assert inputs["conv2"] == ["DequantizeLinear", "DequantizeLinear"]
+    assert assert_placed_for_tensorrt(ir.to_proto(qdq)) == 2

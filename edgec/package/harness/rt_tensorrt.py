@@ -309,7 +309,7 @@ class EngineSession(TensorRTSession):
                                                self.stream))
 
     def _execute(self):
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(int(self.stream)):  # TensorRT takes the stream's handle
             raise HarnessError("TensorRT could not run the engine (execute_async_v3 returned False)")
 
     def _run(self, feed):
