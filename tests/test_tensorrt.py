@@ -215,3 +215,14 @@ def test_only_a_residual_add_is_quantized(tmp_path):
     assert inputs["Add_1"] == ["Conv", "constant"]
     assert inputs["conv2"] == ["DequantizeLinear", "DequantizeLinear"]
     assert assert_placed_for_tensorrt(ir.to_proto(qdq)) == 2
+
+
+def test_an_engine_is_named_by_its_device_and_checked_by_its_whole_key():
+    from edgec.package.harness.rt_tensorrt import engine_file
+
+    key = {"gpu": "NVIDIA GeForce RTX 4090", "compute_capability": "8.9", "tensorrt": "10.7.0",
+           "model_sha256": "ab" * 32, "settings": {"precision_flags": ["INT8"]}}
+    name = engine_file(key)
+    assert name.startswith("nvidia-geforce-rtx-4090-sm89-trt10.7.0-") and name.endswith(".engine")
+    assert engine_file(dict(key, model_sha256="cd" * 32)) != name  # another model never reuses the file
+    assert engine_file(dict(key)) == name

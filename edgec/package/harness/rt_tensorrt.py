@@ -16,6 +16,7 @@ was available where this was written: only HostSimulationSession and the refusal
 import hashlib
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -132,6 +133,11 @@ class ProviderSession(_OnnxRuntime):
             raise HarnessError(f"onnxruntime-gpu could not load TensorRT's libraries: {INSTALL}",
                                ExitCode.RUNTIME_MISSING)
 
+    def _checks(self):
+        note = "run by onnxruntime's TensorRT execution provider, which does not show the precision each layer runs"
+        return {"execution_provider": RuntimeCheck(True, note + (": int8 placement not proven on this device"
+                                                                 if self.manifest.backend.int8_layers else ""))}
+
 
 # --------------------------------------------------------------------------- TensorRT's own API
 
@@ -222,12 +228,18 @@ class EngineSession(TensorRTSession):
         path = os.path.join(folder, engine_file(key))
         cached = _read_json(path + ".json")
         started = time.perf_counter()
-        if not force and cached == key and os.path.isfile(path):
+        if force:
+            reason = "forced"
+        elif cached is None or not os.path.isfile(path):
+            reason = "no cached engine"
+        elif cached != key:
+            reason = "the cached engine's key differs"
+        else:
             with open(path, "rb") as f:
                 self.engine = self.trt.Runtime(self.logger).deserialize_cuda_engine(f.read())
             if self.engine is not None:
                 return {"engine": os.path.relpath(path, self.folder), "built": False, "key": key}
-        reason = "forced" if force else ("no cached engine" if cached is None else "the cached engine's key differs")
+            reason = "the cached engine did not load"
         blob = self._build(folder)
         _write_atomic(path, blob)
         _write_atomic(path + ".json", json.dumps(key, indent=2, sort_keys=True).encode())
@@ -394,8 +406,8 @@ class EngineSession(TensorRTSession):
         precision = {name: _precision(layer) for name, layer in layers.items()}
         bad = []
         for node in expected:
-            ran = [p for name, p in precision.items() if node in name.split(" + ") or node in name]
-            if "Int8" not in ran:
+            ran = [p for name, p in precision.items() if node in re.split(r" \+ |[()]", name)]
+            if "int8" not in ran:
                 bad.append(f"{node} ran {'/'.join(sorted(set(ran))) or 'nowhere (not in the engine)'}")
         detail = f"{len(expected) - len(bad)}/{len(expected)} layers meant for int8 run in int8"
         return {"int8_layers": RuntimeCheck(not bad, detail + (": " + "; ".join(bad[:5]) if bad else ""),
@@ -423,10 +435,14 @@ class ProfilerTimer(LayerTimer):
 
 
 def _precision(layer):
-    """The precision a layer runs at, from its first input's format in the inspector ('Int8 NCHW' ...)."""
+    """The precision a layer runs at (int8, fp16, fp32), from its first input's format in the inspector
+    (a description such as "Row major linear INT8 format"); '' where it names none."""
     inputs = layer.get("Inputs") or [{}]
-    text = str(inputs[0].get("Format/Datatype", "")) if isinstance(inputs[0], dict) else ""
-    return text.split()[0] if text else ""
+    text = str(inputs[0].get("Format/Datatype", "")).lower() if isinstance(inputs[0], dict) else ""
+    for precision, words in (("int8", ("int8",)), ("fp16", ("fp16", "half")), ("fp32", ("fp32", "float"))):
+        if any(word in text for word in words):
+            return precision
+    return ""
 
 
 def _read_json(path):
