@@ -226,3 +226,19 @@ def test_an_engine_is_named_by_its_device_and_checked_by_its_whole_key():
     assert name.startswith("nvidia-geforce-rtx-4090-sm89-trt10.7.0-") and name.endswith(".engine")
     assert engine_file(dict(key, model_sha256="cd" * 32)) != name  # another model never reuses the file
     assert engine_file(dict(key)) == name
+
+
+def test_per_layer_report_and_fallback_with_outputs_left_float(tmp_path, digits_builds, digits_model, digits_files):
+    """TensorRT's placement leaves layer outputs float: each layer is judged on that output, so the report
+    covers every quantized layer and the fallback can keep the most harmful in float."""
+    layers = manifest(digits_builds["tensorrt-gpu", "int8"])["quantization"]["layers"]
+    assert sorted(l["op"] for l in layers) == ["Conv", "Conv", "Conv", "Gemm"]
+    assert all(l["sqnr_db"] > 20 and l["cosine"] > 0.99 for l in layers)
+    out = tmp_path / "fallback"
+    edgec("build", digits_model, "-t", "tensorrt-gpu", "--precision", "int8", "--calibration", "random",
+          "--max-accuracy-drop", "0", "--eval", digits_files["eval"], "-o", out, check=True)
+    m = manifest(out)
+    fallback = m["quantization"]["fallback"]
+    assert fallback["met"] and fallback["steps"][0]["drop"] > 0 and fallback["float_layers"]
+    assert not set(fallback["float_layers"]) & set(m["backend"]["int8_layers"])
+    assert len(m["backend"]["int8_layers"]) == 4 - len(fallback["float_layers"])
