@@ -66,6 +66,13 @@ class TensorRTSession(Session):
 class _OnnxRuntime(TensorRTSession):
     """onnxruntime running a model file of the artifact with a list of execution providers."""
 
+    @property
+    def runtime_errors(self):
+        """onnxruntime's own failures (read when one is raised: onnxruntime is imported by then)."""
+        from onnxruntime.capi import onnxruntime_pybind11_state as failure
+
+        return failure.Fail, failure.InvalidArgument, failure.RuntimeException, failure.InvalidGraph
+
     def _open(self):
         import onnxruntime as ort
 
@@ -100,7 +107,6 @@ class ProviderSession(_OnnxRuntime):
     cache go to engines/ like the TensorRT API's."""
 
     runtime = "onnxruntime-gpu"
-    runtime_errors = (RuntimeError,)
 
     def _model(self):
         return self.manifest.model.main
