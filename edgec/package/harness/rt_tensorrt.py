@@ -223,7 +223,6 @@ class EngineSession(TensorRTSession):
         self.names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in self.names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.buffers = {name: Buffer(self.cuda) for name in self.names}
-        self.copies = True  # copy inputs and outputs in _run; device_timing times them apart
 
     # -- the engine cache --------------------------------------------------------------------
 
