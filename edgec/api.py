@@ -79,7 +79,7 @@ def build(
     if output.exists() and not force:
         raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
     specs = [eir.InputSpec.parse(s) for s in input_shapes]
-    backend = get_backend(target.backend)
+    backend = get_backend(target.backend, target)
     values = declared.resolve(target, dict(options or {}))
     check_options(precision, calibration, values)
 
@@ -88,7 +88,7 @@ def build(
         model = frontends.load(source, specs, weights)
     notes = bind_inputs(model, bindings)
     source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
-    notes += eir.resolve_static_shapes(model) if target.static_shapes else []
+    notes += backend.static_shapes(model, values)
     for note in notes:
         logger.info(note)
     source_inputs = sampling.with_shapes_of(model, source_inputs)
@@ -164,7 +164,7 @@ def build(
         files.write_manifest(folder, manifest)
         files.write_readme(folder, manifest)
         if host_verify:
-            manifest.verification.result = _verify_on_host(folder, manifest)
+            manifest.verification.result = _verify_on_host(folder, manifest, lowered.host_simulated)
         manifest.build.seconds = round(time.perf_counter() - started, 3)
         files.write_manifest(folder, manifest)
         built = Artifact(output, manifest)
@@ -245,19 +245,22 @@ def _source_record(source: str, model, inputs: list[TensorSpec], outputs: list[T
 
 def _runtime(backend) -> Runtime:
     version = backend.runtime_version()
-    return Runtime(backend.runtime, version, f"{backend.runtime}=={version}", backend.session)
+    return Runtime(backend.runtime, version, backend.requirement(), backend.session)
 
 
-def _verify_on_host(stage: Path, manifest: Manifest) -> VerificationResult:
+def _verify_on_host(stage: Path, manifest: Manifest, simulated: bool) -> VerificationResult:
     """Run the artifact's own verify on this machine, keeping its outputs as samples/host.npz:
-    the reference that devices must reproduce."""
+    the reference that devices must reproduce. A runtime the host cannot run is simulated there."""
     from edgec.runners import HarnessCall
 
-    call = HarnessCall("verify", outputs={"--outputs": stage / manifest.samples.host})
+    call = HarnessCall("verify", ("--simulate",) if simulated else (),
+                       outputs={"--outputs": stage / manifest.samples.host})
     result, _ = run_harness(stage, call, "local", manifest)
     for line in result.stdout.strip().splitlines():
         logger.info(line)
-    return dataclasses.replace(_verification(result), device="local (build host)")
+    device = "local (build host, simulated in onnxruntime: not a run of the runtime)" if simulated else \
+        "local (build host)"
+    return dataclasses.replace(_verification(result), device=device)
 
 
 def _verification(result) -> VerificationResult:
@@ -338,7 +341,7 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
     per_sample, _ = passes.optimize(per_sample)  # coverage is judged on the graph a build would lower
     coverage = {}
     for target in available():
-        missing = get_backend(target.backend).unsupported(per_sample)
+        missing = get_backend(target.backend, target).unsupported(per_sample)
         coverage[target.name] = [{"op": u.op_type, "node": u.node, "reason": u.reason} for u in missing]
     return {
         "model": {
@@ -362,4 +365,4 @@ def targets() -> list[dict]:
     from edgec.backends import get_backend
     from edgec.targets import available, describe
 
-    return [dict(describe(t), operators=get_backend(t.backend).claimed_operators()) for t in available()]
+    return [dict(describe(t), operators=get_backend(t.backend, t).claimed_operators()) for t in available()]

@@ -25,6 +25,8 @@ BACKENDS = {
     "openvino": ("openvino-cpu", ["openvino"]),
     "tflite": ("tflite-arm", ["ai_edge_litert", "tflite_runtime"]),
     "tvm": ("tvm-x86", ["tvm"]),
+    "tensorrt": ("tensorrt-gpu", ["tensorrt"]),  # no TensorRT here: its fallback to onnxruntime-gpu is absent too
+    "tensorrt-dla": ("tensorrt-jetson", ["tensorrt"]),
 }
 SLOW = {"tvm"}  # compiling the digits model with TVM takes about a minute here
 

@@ -19,6 +19,16 @@ class BackendEntry:
     options: tuple[Option, ...] = ()
 
 
+# The engine settings the device's TensorRT builder gets (trtexec's flags of the same meaning).
+TENSORRT_OPTIONS = (
+    Option("workspace_mb", int, 1024, "the TensorRT builder's workspace memory limit, MiB", minimum=1),
+    Option("builder_optimization_level", int, 3, "TensorRT builder optimization level, 0 (fast build) to 5",
+           choices=(0, 1, 2, 3, 4, 5)),
+    Option("min_shapes", str, None, "optimization profile, smallest shapes: NAME:1x3x224x224[,NAME:...]"),
+    Option("opt_shapes", str, None, "optimization profile, the shapes to tune for (same form)"),
+    Option("max_shapes", str, None, "optimization profile, largest shapes (same form)"),
+)
+
 REGISTRY = {
     "onnxruntime": BackendEntry("edgec.backends.onnxruntime:OnnxRuntimeBackend"),
     "openvino": BackendEntry("edgec.backends.openvino:OpenVINOBackend", (
@@ -35,14 +45,21 @@ REGISTRY = {
         Option("tune_trials", int, 0, "MetaSchedule tuning trials (0: untuned)", minimum=0),
         Option("tuning_db", str, None, "tuning database folder to reuse and extend"),
     )),
+    "tensorrt": BackendEntry("edgec.backends.tensorrt:TensorRTBackend", TENSORRT_OPTIONS),
+    # TensorRT on a device with DLA cores (Jetson Orin): the same backend, and the core to run on
+    "tensorrt-dla": BackendEntry("edgec.backends.tensorrt:TensorRTBackend", TENSORRT_OPTIONS + (
+        Option("dla_core", int, None, "run on this DLA core, layers it cannot take falling back to the GPU",
+               minimum=0),
+    )),
 }
 
 
-def get_backend(name: str):
+def get_backend(name: str, target=None):
+    """The backend `name`, made for `target` (whose TOML may list the runtime's operators and release)."""
     if name not in REGISTRY:
         raise InputError(f"unknown backend '{name}': edgec has {', '.join(sorted(REGISTRY))}")
     module, cls = REGISTRY[name].code.split(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)(target)
 
 
 def __getattr__(name: str):

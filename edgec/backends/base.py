@@ -62,10 +62,15 @@ class Lowered:
     outputs: list[TensorSpec]
     config: RuntimeConfig  # what the backend built, and what its harness adapter needs
     host_policy: ComparisonPolicy | None = None  # how closely a device must match the build host, if looser
+    host_simulated: bool = False  # the build host cannot run the runtime: it verifies `run.py --simulate`
 
 
 class Backend:
-    """Base class: subclasses set the class attributes and implement `lower`."""
+    """Base class: subclasses set the class attributes and implement `lower`.
+
+    Made for one target (or none, to ask about the backend alone): a target may list the runtime's
+    operators (`operators`) and the runtime release its device brings (`runtime_version`).
+    """
 
     name = ""
     runtime = ""  # the pip distribution the harness imports
@@ -73,18 +78,28 @@ class Backend:
     supported_ops: frozenset[str] | None = None  # None: every standard ONNX operator
     min_opset = 1  # older models are converted to this opset first (an importer that knows only newer forms)
 
+    def __init__(self, target: Target | None = None):
+        self.target = target
+        if target is not None and target.operators:
+            self.supported_ops = frozenset(target.operators)
+
     def quantizes_itself(self, options) -> bool:
         """True when, for these options, the backend quantizes from ctx.calibration on its own."""
         return False
 
     def requirements(self, target: Target) -> list[str]:
         """pip lines the device needs to run the harness."""
-        return ["numpy>=1.24", f"{self.runtime}=={self.runtime_version()}"]
+        return ["numpy>=1.24", self.requirement()]
+
+    def requirement(self) -> str:
+        """The pip line of the runtime the artifact expects."""
+        return f"{self.runtime}=={self.runtime_version()}"
 
     def runtime_version(self) -> str:
+        """The target's runtime release where it names one, else the one installed here."""
         from importlib.metadata import version
 
-        return version(self.runtime)
+        return self.target.runtime_version if self.target and self.target.runtime_version else version(self.runtime)
 
     def claimed_operators(self) -> list[str]:
         """The standard ONNX operators this backend claims, judged by operator type alone.
@@ -107,6 +122,12 @@ class Backend:
                 if reason:
                     found.append(UnsupportedOp(node.op_type, node.name or "", reason))
         return found
+
+    def static_shapes(self, model: ir.Model, options) -> list[str]:
+        """Fix the input shapes a static-shape target needs (a symbolic batch becomes 1); return notes."""
+        from edgec import ir as eir
+
+        return eir.resolve_static_shapes(model) if self.target.static_shapes else []
 
     def extra_domains(self) -> tuple[str, ...]:
         return ()

@@ -27,18 +27,22 @@ class Scheme:
     per_channel: bool = True
     bias: str = "int32"
     ops: tuple[str, ...] = ()
+    # of `ops`, those quantized only where every input is computed: a residual Add, not a bias Add
+    computed_inputs_only: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_target(cls, table: dict) -> "Scheme":
         known = {k: v for k, v in table.items() if k in cls.__dataclass_fields__ and k != "extra"}
         known["ops"] = tuple(known.get("ops", ()))
+        known["computed_inputs_only"] = tuple(known.get("computed_inputs_only", ()))
         return cls(**known, extra={k: v for k, v in table.items() if k not in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
                 "weights": self.weights, "weight_symmetric": self.weight_symmetric,
-                "per_channel": self.per_channel, "bias": self.bias, "ops": list(self.ops)}
+                "per_channel": self.per_channel, "bias": self.bias, "ops": list(self.ops),
+                "computed_inputs_only": list(self.computed_inputs_only)}
 
 
 class _Reader:
@@ -70,6 +74,7 @@ class Quantizer:
         if method not in METHODS:
             raise ValueError(f"unknown calibration method {method}")
         self.scheme, self.data, self.method, self.workdir = scheme, data, method, workdir
+        self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.cache = workdir / "calibration.json"
 
@@ -87,7 +92,7 @@ class Quantizer:
             per_channel=self.scheme.per_channel,
             activation_type=types[self.scheme.activations],
             weight_type=types[self.scheme.weights],
-            nodes_to_exclude=list(exclude),
+            nodes_to_exclude=[*self.kept_float, *exclude],
             calibrate_method=getattr(CalibrationMethod, METHODS[self.method]),
             calibration_cache_path=str(self.cache),
             extra_options={
@@ -97,3 +102,14 @@ class Quantizer:
             },
         )
         return ir.load(out)
+
+
+def _with_constant_input(model: ir.Model, op_types: tuple[str, ...]) -> list[str]:
+    """Names of the nodes of `op_types` with a constant input, naming any unnamed one (the quantizer
+    excludes nodes by name)."""
+    found = []
+    for index, node in enumerate(model.graph):
+        if node.op_type in op_types and any(v is not None and v.const_value is not None for v in node.inputs):
+            node.name = node.name or f"{node.op_type}_{index}"
+            found.append(node.name)
+    return found

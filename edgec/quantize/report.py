@@ -2,9 +2,10 @@
 
 For every quantized activation we compare the float model's tensor with the same tensor
 after quantization (the DequantizeLinear that follows it in the QDQ graph) on calibration
-samples, as SQNR in dB and cosine similarity. Errors accumulate through the network, so
-each layer also gets `added_db`: how much SQNR it loses relative to its quantized inputs.
-That is the measure of harm the fallback uses.
+samples, as SQNR in dB and cosine similarity; a layer whose output the scheme leaves float
+(TensorRT's placement quantizes layer inputs only) is judged on that float output. Errors
+accumulate through the network, so each layer also gets `added_db`: how much SQNR it loses
+relative to its quantized inputs. That is the measure of harm the fallback uses.
 """
 from __future__ import annotations
 
@@ -46,15 +47,13 @@ def _source(value: ir.Value | None) -> str | None:
 
 def quantized_layers(qdq: ir.Model) -> dict[str, dict]:
     """node name -> {op, output, inputs} for nodes computing on dequantized activations."""
-    dequantized = _dequantized(qdq)
     layers = {}
     for node in qdq.graph:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not node.outputs:
             continue
         inputs = [s for s in (_source(v) for v in node.inputs) if s is not None]
-        output = node.outputs[0].name
-        if inputs and output in dequantized:
-            layers[node.name] = {"op": node.op_type, "output": output, "inputs": inputs}
+        if inputs:
+            layers[node.name] = {"op": node.op_type, "output": node.outputs[0].name, "inputs": inputs}
     return layers
 
 
@@ -80,8 +79,10 @@ def _float_name(name: str, dq_name: str, known: set[str]) -> str | None:
     return name if name in known else dq_name if dq_name in known else None
 
 
-def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -> dict[str, tuple[float, float]]:
-    """QDQ-graph tensor name -> (SQNR dB, cosine) of its quantized version, over calibration samples."""
+def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData,
+                  unquantized: list[str]) -> dict[str, tuple[float, float]]:
+    """QDQ-graph tensor name -> (SQNR dB, cosine) of its quantized version, over calibration samples;
+    the `unquantized` tensors (layer outputs left float) are compared as the QDQ graph computes them."""
     known = {v.name for node in float_model.graph for v in node.outputs} | {v.name for v in float_model.graph.inputs}
     dequantized = {}
     aliases = {}
@@ -90,6 +91,9 @@ def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -
         if float_name is not None:
             dequantized[float_name] = dq_name
             aliases[float_name] = name
+    for name in unquantized:
+        if name in known and name not in dequantized:
+            dequantized[name] = aliases[name] = name
     float_names = sorted(dequantized)
     quant_names = sorted(set(dequantized.values()))
     sums = {name: np.zeros(4) for name in float_names}  # signal², noise², dot, quantized²
@@ -114,7 +118,7 @@ def layer_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) ->
     layers = quantized_layers(qdq)
     if not layers:
         return []
-    errors = tensor_errors(float_model, qdq, data)
+    errors = tensor_errors(float_model, qdq, data, [layer["output"] for layer in layers.values()])
     rows = []
     for name, layer in layers.items():
         if layer["output"] not in errors:

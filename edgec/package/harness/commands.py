@@ -125,7 +125,17 @@ def bench(args, folder, session):
     if throughput is not None:
         stats["throughput_mode"] = throughput
         print("throughput mode: " + "  ".join(f"{k}={v}" for k, v in throughput.items()))
+    device = session.device_timing(feed, args.warmup, args.iters, args.cuda_graph)
+    if device is not None:
+        stats["device"] = device
+        print("device: " + "  ".join(f"{k}={v}" for k, v in device.items() if not isinstance(v, dict)))
     return stats, ExitCode.OK
+
+
+def build_engine(args, folder, session):
+    engine = session.build_engine(args.force)
+    print("  ".join(f"{k}={v}" for k, v in engine.items() if not isinstance(v, dict)))
+    return engine, ExitCode.OK
 
 
 def profile(args, folder, session):
@@ -136,7 +146,7 @@ def profile(args, folder, session):
     return {"layers": to_json(layers), "total_ms": total}, ExitCode.OK
 
 
-COMMANDS = {"verify": verify, "infer": infer, "bench": bench, "profile": profile}
+COMMANDS = {"verify": verify, "infer": infer, "bench": bench, "profile": profile, "build-engine": build_engine}
 
 
 def _count(minimum):
@@ -152,6 +162,9 @@ def parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--threads", type=_count(1), default=None, help="runtime threads (default: the target's)")
     common.add_argument("--json", help="also write the report as JSON to this file")
+    common.add_argument("--simulate", action="store_true",
+                        help="run the build host's onnxruntime simulation of a runtime it cannot run (TensorRT); "
+                             "never a result of the runtime itself")
     top = argparse.ArgumentParser(prog="run.py", description="Verify, infer, bench and profile this edgec artifact.")
     sub = top.add_subparsers(dest="command", required=True)
     check = sub.add_parser("verify", parents=[common], help="run the bundled samples, compare with expected outputs")
@@ -163,6 +176,11 @@ def parser():
         p = sub.add_parser(name, parents=[common], help=f"{name} the model on one sample run")
         p.add_argument("--warmup", type=_count(0), default=10)
         p.add_argument("--iters", type=_count(1), default=100 if name == "bench" else 20)
+        if name == "bench":
+            p.add_argument("--cuda-graph", action="store_true", help="replay the inference as a CUDA graph (TensorRT)")
+    engine = sub.add_parser("build-engine", parents=[common],
+                            help="build and cache this device's engine (verify and bench build it when missing)")
+    engine.add_argument("--force", action="store_true", help="rebuild even when a matching engine is cached")
     return top
 
 
@@ -171,21 +189,21 @@ def main(folder, argv=None) -> int:
     args = parser().parse_args(argv)
     try:
         manifest = load_manifest(folder)
-        cls = session_class(manifest)
+        cls = session_class(manifest).for_device(args.simulate)
         threads = args.threads or manifest.target.threads
         start = time.perf_counter()
         with runtime_needed(manifest):  # an adapter may import its runtime only when it opens the model
             session = cls(folder, manifest, threads)
         args.load_time_s = time.perf_counter() - start
         version = cls.version()
-        if version != manifest.runtime.version:
+        if cls.runtime == manifest.runtime.name and version != manifest.runtime.version:
             print(f"warning: built for {manifest.runtime.name} {manifest.runtime.version}, running {version}",
                   file=sys.stderr)
         report, code = COMMANDS[args.command](args, folder, session)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    run = RunInfo(args.command, manifest.runtime.name, version, platform.machine(), platform.python_version(),
+    run = RunInfo(args.command, cls.runtime, version, platform.machine(), platform.python_version(),
                   threads)
     if args.json:
         with open(args.json, "w") as f:

@@ -217,9 +217,47 @@ class TVMConfig(RuntimeConfig):
     host_twin: Optional[str] = None
 
 
+@dataclass
+class ShapeProfile:
+    """One input's TensorRT optimization profile: the smallest, typical and largest shapes it will take."""
+
+    input: str
+    min: List[int]
+    opt: List[int]
+    max: List[int]
+
+
+@dataclass
+class EngineSettings:
+    """How the device builds its TensorRT engine (the trtexec flags of the same names)."""
+
+    precision_flags: List[str]  # BuilderFlag names set on the builder config: FP16, INT8
+    workspace_mb: int  # the builder's workspace memory pool limit
+    optimization_level: int  # BuilderConfig.builder_optimization_level, 0-5
+    profiles: List[ShapeProfile] = field(default_factory=list)  # empty: every input shape is static
+    dla_core: Optional[int] = None  # None: the GPU; else this DLA core, with GPU fallback
+    engines: str = "engines"  # the folder of device-built engines and the timing cache (not hashed)
+    timing_cache: str = "engines/timing.cache"
+
+
+@dataclass
+class HostSimulation:
+    """What the build host ran instead of an engine: the model in onnxruntime on the CPU."""
+
+    model: str  # the file onnxruntime ran: the QDQ graph for int8, an fp16 copy for fp16
+    note: str
+
+
+@dataclass
+class TensorRTConfig(RuntimeConfig):
+    engine: EngineSettings
+    host_simulation: HostSimulation
+    int8_layers: List[str]  # Conv/Gemm/MatMul nodes with Q/DQ inputs: verify proves each runs in int8
+
+
 # A new backend adds its configuration class here.
 RUNTIME_CONFIGS = {"onnxruntime": OnnxRuntimeConfig, "openvino": OpenVINOConfig, "tflite": TFLiteConfig,
-                   "tvm": TVMConfig}
+                   "tvm": TVMConfig, "tensorrt": TensorRTConfig}
 
 
 # --------------------------------------------------------------------------- the manifest
@@ -242,6 +280,8 @@ class Target:
     quantization: Dict[str, Any] = field(default_factory=dict)  # the [quantization] scheme table
     options: Dict[str, Any] = field(default_factory=dict)  # defaults for the backend's declared options
     refused: Dict[str, str] = field(default_factory=dict)  # precision -> why this target does not build it
+    operators: List[str] = field(default_factory=list)  # the runtime's operators, where the target lists them
+    runtime_version: str = ""  # the runtime release the device brings, where the build host cannot install it
 
 
 @dataclass

@@ -7,7 +7,12 @@ warm-up, timing, averaging) and call small hooks that each runtime implements:
     _run(feed)           one inference: outputs keyed by output name
     _layer_timer(feed)   a LayerTimer, for runtimes that can time layers
     _throughput(...)     several requests in flight, for runtimes that can
+    _device_timing(...)  the accelerator's own times (compute, copies), for runtimes that measure them
     _checks()            the runtime's own verify checks
+
+A runtime with more than one way to run (TensorRT: its own API or onnxruntime's provider) picks
+its class for this device in `for_device`; one that builds an engine on the device overrides
+`build_engine`.
 """
 import contextlib
 import time
@@ -75,6 +80,15 @@ class Session:
                 from None
 
     @classmethod
+    def for_device(cls, simulate: bool) -> type:
+        """The class that runs the model here. `simulate` asks for the build host's simulation of a runtime
+        it cannot run; a runtime that runs on the build host has none."""
+        if simulate:
+            raise HarnessError(f"{cls.runtime} runs on the build host itself: --simulate is only for runtimes "
+                               "the build host cannot run")
+        return cls
+
+    @classmethod
     def version(cls) -> str:
         from importlib.metadata import version
 
@@ -125,6 +139,19 @@ class Session:
         self.check_feed(feed)
         return self._throughput(feed, iters)
 
+    def device_timing(self, feed: Dict[str, np.ndarray], warmup: int, iters: int, cuda_graph: bool) -> Optional[dict]:
+        """The accelerator's own times (trtexec's GPU compute, host-to-device, device-to-host) where the runtime
+        measures them; else None."""
+        self.check_feed(feed)
+        timing = self._device_timing(feed, warmup, iters, cuda_graph)
+        if timing is None and cuda_graph:
+            raise HarnessError(f"{self.runtime} runs no CUDA graphs: --cuda-graph is for TensorRT engines")
+        return timing
+
+    def build_engine(self, force: bool) -> dict:
+        """Build the device's engine (again, with `force`) and describe it; for runtimes that keep one."""
+        raise HarnessError(f"{self.runtime} builds no engine ahead of time: there is nothing to build")
+
     def checks(self) -> Dict[str, RuntimeCheck]:
         """The runtime's own checks, reported by verify beside the output comparisons."""
         return self._checks()
@@ -141,6 +168,9 @@ class Session:
         raise HarnessError(f"{self.runtime} offers no per-layer profile")
 
     def _throughput(self, feed: Dict[str, np.ndarray], iters: int) -> Optional[dict]:
+        return None
+
+    def _device_timing(self, feed: Dict[str, np.ndarray], warmup: int, iters: int, cuda_graph: bool) -> Optional[dict]:
         return None
 
     def _checks(self) -> Dict[str, RuntimeCheck]:
