@@ -242,6 +242,8 @@ class Target:
     quantization: Dict[str, Any] = field(default_factory=dict)  # the [quantization] scheme table
     options: Dict[str, Any] = field(default_factory=dict)  # defaults for the backend's declared options
     refused: Dict[str, str] = field(default_factory=dict)  # precision -> why this target does not build it
+    requires: List[str] = field(default_factory=list)  # ISA features its compiled code uses (refused without)
+    faster_with: Dict[str, List[str]] = field(default_factory=dict)  # precision -> features it is slower without
 
 
 @dataclass
