@@ -317,8 +317,6 @@ def run_harness(artifact: str | Path, call, device=None, manifest: Manifest | No
         result = runner.run_harness(artifact, call)
     finally:
         runner.close()
-    for warning in warnings:
-        logger.warning(warning)
     result.note = "; ".join(filter(None, [result.note, *warnings]))
     code, why = result.returncode, system.last_line(result.stderr or result.stdout).removeprefix("error: ")
     where = f"{call.command} on {result.device}"

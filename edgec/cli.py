@@ -293,7 +293,7 @@ def targets(ctx, json_path):
 
 @main.group()
 def device():
-    """Prepare devices that verify and bench can run on."""
+    """Prepare and probe the devices that verify and bench run on."""
 
 
 @device.command("setup", cls=EdgecCommand)

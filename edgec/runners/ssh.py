@@ -224,7 +224,7 @@ class SshRunner(Runner):
         work = f"{base}/runs/{secrets.token_hex(6)}"
         placement = Placement(f"{base}/artifacts/{key}", {}, f"{work}/out/report.json", scratch / "report.json", work)
         try:
-            self._push_artifact(artifact, placement.artifact)
+            sent, total = self._push_artifact(artifact, placement.artifact)
             inputs = {}
             for index, (option, local) in enumerate({**call.inputs, **call.outputs}.items()):
                 name = f"{index}-{Path(local).name}"
@@ -234,14 +234,15 @@ class SshRunner(Runner):
             self._checked(f"mkdir -p {shlex.quote(work)}/in {shlex.quote(work)}/out && "
                           f"tar -C {shlex.quote(work)} -xf -", "sending the input files", stdin=_tar(inputs))
             self.environment = self._environment(artifact, placement.artifact)
-            self.note = f"ssh: {self.environment.describe()}"
+            self.note = f"ssh: sent {sent} of the artifact's {total} files; {self.environment.describe()}"
         except BaseException:
             self._cleanup(placement)
             raise
         return placement
 
-    def _push_artifact(self, artifact: Path, remote: str) -> None:
-        """Send the files whose sha256 differ from the device's copy; remove files the artifact no longer has."""
+    def _push_artifact(self, artifact: Path, remote: str) -> tuple[int, int]:
+        """Send the files whose sha256 differ from the device's copy; remove files the artifact no longer has.
+        Returns how many files were sent, of how many."""
         quoted = shlex.quote(remote)
         proc = self._ssh(f"cd {quoted} 2>/dev/null && find . -type f -exec sha256sum {{}} +", what="reading the copy")
         there = {name.removeprefix("./"): digest for digest, name in
@@ -251,6 +252,7 @@ class SshRunner(Runner):
         stale = " ".join(shlex.quote(f"{remote}/{name}") for name in set(there) - set(here))
         self._checked(f"mkdir -p {quoted} && {f'rm -f {stale} && ' if stale else ''}tar -C {quoted} -xf -",
                       "sending the artifact", stdin=_tar(changed), timeout=900)
+        return len(changed), len(here)
 
     def _environment(self, artifact: Path, remote_artifact: str) -> RemoteEnvironment:
         """The venv (or wheels folder) for the artifact's requirements: reused when it is there."""
