@@ -67,7 +67,7 @@ class LoopbackBoard:
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\nPidFile {root}/sshd.pid\n"
             f"AuthorizedKeysFile {keys}/authorized_keys\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-            "MaxSessions 50\nMaxStartups 50\n"
+            "MaxSessions 50\nMaxStartups 50\nSubsystem sftp internal-sftp\n"
         )
         self.process: subprocess.Popen | None = None
 
