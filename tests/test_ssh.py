@@ -75,17 +75,18 @@ def test_device_urls_are_plain_names_or_refused():
     assert (address.destination, address.port, address.remote_dir) == ("pi@10.0.0.5", 2222, "/home/pi/edgec")
     assert parse_ssh_url("ssh://raspberrypi.local").remote_dir == ".edgec"
     for bad in ("ssh://", "ssh://-oProxyCommand=x@host", "ssh://pi@host;reboot", "ssh://pi@host/$(reboot)",
-                "ssh://pi@-host", "ssh://pi@host:99999", "ssh://pi@host/a b"):
+                "ssh://pi@-host", "ssh://pi@host:99999", "ssh://pi@host/a b", "ssh://pi@host/~/x"):
         with pytest.raises(InputError, match="is not an ssh device"):
             parse_ssh_url(bad)
 
 
 def test_injection_in_the_device_string_runs_nothing(tmp_path, digits_int8):
     marker = tmp_path / "ran"
-    for device in (f"ssh://-oProxyCommand=touch {marker}@x", f"ssh://root@host;touch {marker}",
-                   f"ssh://root@127.0.0.1/$(touch {marker})"):
-        for command in (("device", "probe", device), ("verify", digits_int8, "--device", device)):
-            assert_one_line_error(edgec(*command), "is not an ssh device")
+    devices = [f"ssh://-oProxyCommand=touch {marker}@x", f"ssh://root@host;touch {marker}",
+               f"ssh://root@127.0.0.1/$(touch {marker})"]
+    for device in devices:
+        assert_one_line_error(edgec("device", "probe", device), "is not an ssh device")
+    assert_one_line_error(edgec("verify", digits_int8, "--device", devices[0]), "is not an ssh device")
     assert not marker.exists()
 
 

@@ -4,15 +4,16 @@ URL form: `ssh://user@host[:port][/remote/dir]` (the dir defaults to `~/.edgec` 
 For each call the runner
 
 1. asks the device's Python what the device is (`discovery`), which also proves Python is there;
-2. sends the artifact to `DIR/artifacts/<key>/`, only the files whose sha256 differ from the copy
-   already there (one tar stream over the ssh connection);
+2. sends the artifact into the run's folder `DIR/runs/<id>/`, or with `--keep-remote` to
+   `DIR/artifacts/<key>/`, where it stays and the next run sends only the files whose sha256
+   differ (one tar stream over the ssh connection);
 3. makes or reuses the runtime's environment in `DIR/envs/<key>/`, keyed by the requirements and
    the device's Python: a venv where `pip install -r requirements.txt` runs on the device (from
    `--offline-wheels DIR` sent from here for boards without internet), or, where the device's
    Python cannot make a venv, a folder of the device's wheels installed here by pip for the
    device's platform and sent over, put on PYTHONPATH;
-4. runs `python run.py ARGS --json REPORT` in `DIR/runs/<id>/`, brings the report and output
-   files back, and removes the run folder, and the artifact's copy unless `--keep-remote`.
+4. runs `python run.py ARGS --json REPORT` in the artifact's copy, brings the report and output
+   files back, and removes the run folder.
 
 The system OpenSSH client does the transport, one multiplexed connection per runner
 (ControlMaster): it follows the user's ~/.ssh/config, agent and known_hosts. Host keys are
@@ -45,7 +46,7 @@ URL = re.compile(
     r"ssh://(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?"
     r"(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])"
     r"(?::(?P<port>[0-9]{1,5}))?"
-    r"(?P<dir>/[A-Za-z0-9._/~+-]*)?\Z"
+    r"(?P<dir>/[A-Za-z0-9._/+-]*)?\Z"
 )
 DEFAULT_DIR = ".edgec"  # relative to the device user's home
 ENV_RECIPE = 1  # bump when the environment layout changes, so old ones are not trusted
@@ -130,6 +131,7 @@ class SshRunner(Runner):
         self.name = url
         self._control: str | None = None  # the folder of the multiplexed connection's socket
         self._base: str | None = None
+        self.environment: RemoteEnvironment | None = None  # found or made by `_stage_in`
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -220,9 +222,11 @@ class SshRunner(Runner):
 
     def _stage_in(self, artifact: Path, call: HarnessCall, scratch: Path) -> Placement:
         base = self.base()
-        key = hashlib.sha256(f"{artifact}".encode()).hexdigest()[:16]
         work = f"{base}/runs/{secrets.token_hex(6)}"
-        placement = Placement(f"{base}/artifacts/{key}", {}, f"{work}/out/report.json", scratch / "report.json", work)
+        # a kept copy has a fixed place, so the next run sends only what changed; otherwise it is the run's own
+        key = hashlib.sha256(f"{artifact}".encode()).hexdigest()[:16]
+        copy = f"{base}/artifacts/{key}" if self.options.keep_remote else f"{work}/artifact"
+        placement = Placement(copy, {}, f"{work}/out/report.json", scratch / "report.json", work)
         try:
             sent, total = self._push_artifact(artifact, placement.artifact)
             inputs = {}
@@ -326,9 +330,8 @@ class SshRunner(Runner):
                 shutil.move(back / Path(placement.files[option]).name, local)
 
     def _cleanup(self, placement: Placement) -> None:
-        paths = [placement.workdir] + ([] if self.options.keep_remote else [placement.artifact])
         try:
-            self._remove(*paths)
+            self._remove(placement.workdir)
         except DeviceError:
             pass  # the device went away: nothing more can be done there
         if self.options.keep_remote:
