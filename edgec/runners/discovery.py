@@ -73,9 +73,13 @@ def check_artifact(profile: DeviceProfile, target: Target, precision: str) -> li
     if target.requires and profile.arch == target.arch:  # other CPUs run the artifact's build-host twin, if any
         missing = [f for f in target.requires if f not in profile.features]
         if missing:
+            from edgec.targets import available
+
+            fitting = [t.name for t in available() if t.backend == target.backend and t.arch == profile.arch
+                       and set(t.requires) <= set(profile.features)] or [profile.suggested_target]
             raise UnsupportedError(
                 f"{target.name} code uses {', '.join(missing)}, which {profile.device} ({profile.cpu}) lacks: "
-                f"it would stop with an illegal instruction; build for {profile.suggested_target} or an older CPU")
+                f"it would stop with an illegal instruction; build for {' or '.join(fitting)}")
     known = FEATURES_BY_ARCH.get(profile.arch, ())
     slower = [f for f in target.faster_with.get(precision, []) if f in known and f not in profile.features]
     return [f"{profile.device} lacks {', '.join(slower)}: {target.name} {precision} runs, but slower than on a "
