@@ -90,6 +90,26 @@ def test_injection_in_the_device_string_runs_nothing(tmp_path, digits_int8):
     assert not marker.exists()
 
 
+def test_fleet_file_names_devices_and_refuses_unknown_keys(tmp_path):
+    from edgec.runners.fleet import device_specs, load_fleet
+
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text('[[device]]\nname = "pi"\nurl = "ssh://pi@10.0.0.7"\nidentity = "~/.ssh/id_pi"\n\n'
+                     '[[device]]\nurl = "rpi5-emulated"\n')
+    defaults = SshOptions(python="/opt/py/bin/python3", keep_remote=True)
+    pi, emulated = load_fleet(fleet, defaults)
+    assert (pi.label, pi.ssh.identity, pi.ssh.python, pi.ssh.keep_remote) == (
+        "pi", Path("~/.ssh/id_pi").expanduser(), "/opt/py/bin/python3", True)
+    assert emulated.label == "rpi5-emulated" and emulated.ssh == defaults
+    assert [d.url for d in device_specs(("local",), str(fleet), defaults)] == ["local", pi.url, emulated.url]
+    fleet.write_text('[[device]]\nurl = "ssh://pi@x"\npasword = "x"\n')
+    with pytest.raises(InputError, match="unknown keys pasword"):
+        load_fleet(fleet)
+    fleet.write_text('[[device]]\nname = "no url"\n')
+    with pytest.raises(InputError, match="has no url"):
+        load_fleet(fleet)
+
+
 @pytest.mark.slow
 def test_probe_reads_the_emulated_cpus_features():
     """HWCAP from qemu's emulated CPU: the Cortex-A76 has fp16 and dotprod, the Cortex-A72 neither."""
