@@ -90,8 +90,8 @@ class RemoteEnvironment:
 
     def describe(self) -> str:
         if self.reused:
-            return (f"reused the {self.kind} {self.path}: no install (setting it up took {self.setup_seconds:.1f} s "
-                    "on first use)")
+            return (f"reused the {self.kind} {self.path}: no install, saving the {self.setup_seconds:.1f} s that "
+                    "setting it up took on first use")
         return f"set up the {self.kind} {self.path} in {self.setup_seconds:.1f} s"
 
 
