@@ -56,6 +56,7 @@ def build(
     force: bool = False,
     options: dict | None = None,
     host_verify: bool = True,
+    device=None,
 ) -> Artifact:
     """Compile `source` for `target` into the artifact folder `output`.
 
@@ -63,6 +64,7 @@ def build(
     `output` + ".unverified" instead (Artifact.verified is False; the CLI exits 3).
     `host_verify=False` skips running the artifact's harness on the build host, for callers that
     run it themselves (the node suite); such an artifact stays in `output`, unverified.
+    Target `auto` builds for the target that `device` (a --device value or DeviceSpec) suggests.
     """
     import onnx_ir
 
@@ -72,6 +74,8 @@ def build(
     from edgec.quantize import check_options
 
     started = time.perf_counter()
+    if target == "auto":
+        target = _suggested_target(device)
     target = target if isinstance(target, Target) else load_target(target)
     precision = precision or target.precision
     _check_precision(target, precision)
@@ -268,17 +272,44 @@ def _verification(result) -> VerificationResult:
     return dataclasses.replace(verdict, device=result.device)
 
 
-def run_harness(artifact: str | Path, call, device: str | None = None, manifest: Manifest | None = None):
+def one_device(devices: list):
+    """The device of a command that runs on one (build's --target auto): None when none is named."""
+    if len(devices) > 1:
+        raise InputError("this command takes one --device, not a fleet")
+    return devices[0] if devices else None
+
+
+def _suggested_target(device) -> str:
+    """The target `edgec device probe` suggests for the device that `--target auto` builds for."""
+    if device is None:
+        raise InputError("--target auto picks the target from a device: add --device (local, rpi4-emulated, "
+                         "ssh://user@host)")
+    profile = probe(device)
+    logger.info("target auto: %s (%s, %s) suggests %s", profile["device"], profile["arch"], profile["cpu"],
+                profile["suggested_target"])
+    return profile["suggested_target"]
+
+
+def run_harness(artifact: str | Path, call, device=None, manifest: Manifest | None = None):
     """Run the artifact's own harness on a device (default: the target's); return (result, manifest).
 
+    `device` is a --device value or a DeviceSpec. An artifact whose compiled code needs an
+    instruction-set feature the device lacks is refused before it runs (exit 2); a feature
+    that only makes it slower becomes a warning in the result's note.
     The harness's exit code becomes edgec's: 0 (and 3 from verify) return; 2, 4 and 5 raise the
     error with that code, quoting the harness; anything else is a bug in edgec (exit 1).
     """
-    from edgec.runners import get_runner
+    from edgec.runners import discovery, get_runner
 
     artifact = Path(artifact)
     manifest = manifest or files.read_manifest(artifact)
-    result = get_runner(device or manifest.target.device or "local").run_harness(artifact, call)
+    runner = get_runner(device or manifest.target.device or "local")
+    try:
+        warnings = discovery.check_artifact(runner.probe(), manifest.target, manifest.precision)
+        result = runner.run_harness(artifact, call)
+    finally:
+        runner.close()
+    result.note = "; ".join(filter(None, [result.note, *warnings]))
     code, why = result.returncode, system.last_line(result.stderr or result.stdout).removeprefix("error: ")
     where = f"{call.command} on {result.device}"
     if code in (ExitCode.OK, ExitCode.NOT_FAITHFUL) and result.report:
@@ -292,7 +323,45 @@ def run_harness(artifact: str | Path, call, device: str | None = None, manifest:
     raise HarnessCrash(f"{where} failed with exit code {code}: {why} (a bug in edgec's harness: please report it)")
 
 
-def verify(artifact: str | Path, device: str | None = None) -> dict:
+def probe(device=None) -> dict:
+    """What a device is: architecture, CPU, ISA features, cores, memory, OS, Python, runtimes, and
+    the target it suggests."""
+    from edgec.runners import get_runner
+
+    runner = get_runner(device)
+    try:
+        return runner.probe().as_json()
+    finally:
+        runner.close()
+
+
+def on_fleet(action, devices: list) -> list[dict]:
+    """Run `action(device)` on every device at once; one row per device, in the given order.
+
+    A device that fails gets its one-line reason and exit code in its row; the others go on.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgec.errors import EdgecError
+    from edgec.runners import DeviceSpec
+
+    def row(device: DeviceSpec) -> dict:
+        try:
+            report = action(device)
+            failed = report.get("passed") is False  # verify ran, and the outputs differ
+            return {"device": device.label, "exit_code": int(ExitCode.NOT_FAITHFUL if failed else ExitCode.OK),
+                    "error": "", "report": report}
+        except EdgecError as exc:
+            return {"device": device.label, "exit_code": int(exc.exit_code), "error": str(exc), "report": {}}
+        except Exception as exc:  # noqa: BLE001 - one device's bug must not hide the others' results
+            return {"device": device.label, "exit_code": int(ExitCode.BUG), "report": {},
+                    "error": f"internal error: {type(exc).__name__}: {exc}"}
+
+    with ThreadPoolExecutor(max_workers=len(devices)) as pool:
+        return list(pool.map(row, devices))
+
+
+def verify(artifact: str | Path, device=None) -> dict:
     """Run the bundled samples on a device; `passed` False means the harness exited 3."""
     from edgec.runners import HarnessCall
 
@@ -300,7 +369,7 @@ def verify(artifact: str | Path, device: str | None = None) -> dict:
     return dict(to_json(_verification(result)), emulated=result.emulated, note=result.note, output=result.stdout)
 
 
-def bench(artifact: str | Path, device: str | None = None, warmup: int = 10, iters: int = 100,
+def bench(artifact: str | Path, device=None, warmup: int = 10, iters: int = 100,
           threads: int | None = None) -> dict:
     from edgec.runners import HarnessCall
 
@@ -311,7 +380,7 @@ def bench(artifact: str | Path, device: str | None = None, warmup: int = 10, ite
                 model=manifest.source.name)
 
 
-def profile(artifact: str | Path, device: str | None = None, iters: int = 20) -> dict:
+def profile(artifact: str | Path, device=None, iters: int = 20) -> dict:
     from edgec.runners import HarnessCall
 
     result, _ = run_harness(artifact, HarnessCall("profile", ("--iters", str(iters))), device)

@@ -124,10 +124,49 @@ def declared_options(command):
     return command
 
 
+def device_options(command):
+    """--device (repeatable), --fleet and the ssh options; the command gets `devices`, a list of DeviceSpec."""
+    flags = [
+        click.option("-d", "--device", "urls", multiple=True, metavar="DEVICE",
+                     help="local, rpi4-emulated, rpi5-emulated or ssh://user@host[:port][/dir] (repeatable: "
+                          "runs on all at once; default: the target's device)"),
+        click.option("--fleet", "fleet_file", metavar="FILE.toml", help="also run on the [[device]] list in FILE"),
+        click.option("--identity", type=click.Path(exists=True, dir_okay=False), help="ssh: the private key"),
+        click.option("--known-hosts", type=click.Path(dir_okay=False), help="ssh: the known_hosts file (default: yours)"),
+        click.option("--remote-python", default="python3", show_default=True, help="ssh: the device's Python"),
+        click.option("--accept-new-host-key", is_flag=True, help="ssh: record an unknown host's key on first contact"),
+        click.option("--keep-remote", is_flag=True, help="ssh: keep the artifact's copy on the device"),
+        click.option("--offline-wheels", type=click.Path(exists=True, file_okay=False),
+                     help="ssh: install the runtime from the wheels in DIR, sent to the device (no internet there)"),
+    ]
+
+    def wrapper(*args, urls, fleet_file, identity, known_hosts, remote_python, accept_new_host_key, keep_remote,
+                offline_wheels, **kwargs):
+        from pathlib import Path
+
+        from edgec.runners import SshOptions
+        from edgec.runners.fleet import device_specs
+
+        if "name" in kwargs:  # `edgec device probe NAME`: the device named as an argument
+            name = kwargs.pop("name")
+            urls = (name,) * bool(name) + urls
+        ssh = SshOptions(Path(identity) if identity else None, Path(known_hosts) if known_hosts else None,
+                         remote_python, accept_new_host_key, keep_remote,
+                         Path(offline_wheels) if offline_wheels else None)
+        return command(*args, devices=device_specs(urls, fleet_file, ssh), **kwargs)
+
+    import functools
+
+    wrapper = functools.update_wrapper(wrapper, command)
+    for flag in reversed(flags):
+        wrapper = flag(wrapper)
+    return wrapper
+
+
 @main.command(cls=EdgecCommand)
 @click.argument("source")
 @click.option("-t", "--target", default="onnxruntime", show_default=True,
-              help="target name (see `edgec targets`) or path of a target .toml")
+              help="target name (see `edgec targets`), path of a target .toml, or auto (the one --device suggests)")
 @click.option("-o", "--output", required=True, help="artifact folder to write (OUT.unverified if it does not verify)")
 @click.option("--precision", type=PRECISION, help="numeric precision (default: the target's)")
 @click.option("--calibration", metavar="PATH",
@@ -143,11 +182,12 @@ def declared_options(command):
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
 @declared_options
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@device_options
 @JSON_OPTION
 @common_flags
 @click.pass_context
 def build(ctx, source, target, output, precision, calibration, samples, input_shapes, const_inputs, weights, force,
-          json_path, **options):
+          devices, json_path, **options):
     """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
 
     A PyTorch model.py is imported and run as Python code: build only sources you trust.
@@ -159,7 +199,7 @@ def build(ctx, source, target, output, precision, calibration, samples, input_sh
     with _terminal(ctx).status("building..."):
         artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
                              const_inputs=const_inputs, weights=weights, calibration=calibration, samples=samples,
-                             force=force, options=options)
+                             force=force, options=options, device=api.one_device(devices))
     _emit(ctx, to_json(artifact.manifest), "build_summary", json_path)
     if not artifact.verified:
         _terminal(ctx).print(f"edgec: the artifact does not match the source model: it is in {artifact.path}")
@@ -180,59 +220,64 @@ def inspect(ctx, source, input_shapes, weights, json_path):
     _emit(ctx, api.inspect(source, input_shapes, weights), "inspect", json_path)
 
 
-DEVICE_OPTION = click.option("-d", "--device", default=None,
-                             help="local, rpi4-emulated, rpi5-emulated or ssh://user@host (default: the target's device)")
+def _on_devices(ctx, command: str, devices, action, render: str, json_path):
+    """One device: its own table. Several: one row each, run at once; exit with the worst code."""
+    from edgec import api
+
+    if len(devices) <= 1:
+        with _terminal(ctx).status(f"{command}..."):
+            report = action(devices[0] if devices else None)
+        _emit(ctx, report, render, json_path)
+        return report
+    with _terminal(ctx).status(f"{command} on {len(devices)} devices..."):
+        rows = api.on_fleet(action, devices)
+    _emit(ctx, {"command": command, "devices": rows}, "fleet", json_path)
+    ctx.exit(max(row["exit_code"] for row in rows))
 
 
 @main.command(cls=EdgecCommand)
 @click.argument("artifact")
-@DEVICE_OPTION
+@device_options
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def verify(ctx, artifact, device, json_path):
+def verify(ctx, artifact, devices, json_path):
     """Run the artifact's samples on a device and compare with the expected outputs (exit 3 if they differ)."""
     from edgec import api
 
-    with _terminal(ctx).status("verifying..."):
-        report = api.verify(artifact, device)
-    _emit(ctx, report, "verify", json_path)
+    report = _on_devices(ctx, "verify", devices, lambda d: api.verify(artifact, d), "verify", json_path)
     if not report["passed"]:
         ctx.exit(ExitCode.NOT_FAITHFUL)
 
 
 @main.command(cls=EdgecCommand)
 @click.argument("artifact")
-@DEVICE_OPTION
+@device_options
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", type=click.IntRange(min=1), help="runtime threads (default: the target's)")
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def bench(ctx, artifact, device, warmup, iters, threads, json_path):
+def bench(ctx, artifact, devices, warmup, iters, threads, json_path):
     """Measure latency percentiles, throughput, load time and peak memory on a device."""
     from edgec import api
 
-    with _terminal(ctx).status("benchmarking..."):
-        report = api.bench(artifact, device, warmup, iters, threads)
-    _emit(ctx, report, "bench", json_path)
+    _on_devices(ctx, "bench", devices, lambda d: api.bench(artifact, d, warmup, iters, threads), "bench", json_path)
 
 
 @main.command(cls=EdgecCommand)
 @click.argument("artifact")
-@DEVICE_OPTION
+@device_options
 @click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1))
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def profile(ctx, artifact, device, iters, json_path):
+def profile(ctx, artifact, devices, iters, json_path):
     """Per-layer times of the artifact on a device, where the runtime offers them."""
     from edgec import api
 
-    with _terminal(ctx).status("profiling..."):
-        report = api.profile(artifact, device, iters)
-    _emit(ctx, report, "profile", json_path)
+    _on_devices(ctx, "profile", devices, lambda d: api.profile(artifact, d, iters), "profile", json_path)
 
 
 @main.command(cls=EdgecCommand)
@@ -248,7 +293,7 @@ def targets(ctx, json_path):
 
 @main.group()
 def device():
-    """Prepare devices that verify and bench can run on."""
+    """Prepare and probe the devices that verify and bench run on."""
 
 
 @device.command("setup", cls=EdgecCommand)
@@ -263,3 +308,18 @@ def device_setup(ctx, name, json_path):
     with _terminal(ctx).status(f"setting up {name}..."):
         info = setup_device(name)
     _emit(ctx, info, "key_values", json_path)
+
+
+@device.command("probe", cls=EdgecCommand)
+@click.argument("name", required=False)
+@device_options
+@JSON_OPTION
+@common_flags
+@click.pass_context
+def device_probe(ctx, devices, json_path):
+    """What a device is (CPU, ISA features, cores, memory, OS, Python, runtimes) and the target that suits it.
+
+    NAME is local, rpi4-emulated, rpi5-emulated or ssh://user@host (or give --device/--fleet)."""
+    from edgec import api
+
+    _on_devices(ctx, "probe", devices, api.probe, "probe", json_path)

@@ -1,4 +1,4 @@
-"""Runners: emulated Raspberry Pi (qemu + aarch64 sysroot), ssh errors, device names.
+"""Runners: emulated Raspberry Pi (qemu + aarch64 sysroot), device names (ssh: tests/test_ssh.py).
 
 The emulated tests are `slow`: the first run builds the sysroot and fetches aarch64 wheels
 (cached under $EDGEC_CACHE or ~/.cache/edgec, about 15 s for the sysroot plus the wheel
@@ -18,7 +18,6 @@ from edgec.errors import DeviceError, InputError
 from edgec.runners import HarnessCall, get_runner
 from edgec.runners.devices import DEVICES
 from edgec.runners.emulated import EMULATION_NOTE, EmulatedRunner
-from edgec.runners.ssh import SshRunner, parse_ssh_url
 from edgec.runners.wheels import requirement_lines
 
 can_emulate = pytest.mark.skipif(
@@ -164,25 +163,6 @@ def test_requirement_lines_are_normalised(tmp_path):
     assert requirement_lines(tmp_path) == ["numpy>=1.24", "onnxruntime==1.32.0"]
 
 
-def test_ssh_url_parsing():
-    assert parse_ssh_url("ssh://pi@raspberrypi.local") == ("pi@raspberrypi.local", None, None)
-    assert parse_ssh_url("ssh://pi@10.0.0.5:2222/home/pi/edgec") == ("pi@10.0.0.5", 2222, "/home/pi/edgec")
-    with pytest.raises(DeviceError):
-        parse_ssh_url("ssh://")
-
-
-def test_ssh_unreachable_is_a_one_line_device_error(tmp_path):
-    artifact = make_artifact(tmp_path / "a", NUMPY_HARNESS, ["numpy>=1.24"])
-    runner = get_runner("ssh://nobody@127.0.0.1:1")  # nothing listens on port 1
-    assert isinstance(runner, SshRunner)
-    with pytest.raises(DeviceError) as err:
-        runner.run_harness(artifact, HarnessCall("verify"), timeout=30)
-    msg = str(err.value)
-    assert "\n" not in msg
-    assert msg.startswith("cannot reach nobody@127.0.0.1 port 1 over ssh:")
-    assert "key-based login" in msg
-
-
 # ------------------------------------------------------------------ emulated (slow)
 
 
@@ -226,45 +206,3 @@ def test_missing_qemu_without_apt_says_what_to_install(monkeypatch):
     monkeypatch.setattr(system.shutil, "which", lambda name: None)
     with pytest.raises(DeviceError, match="apt-get install -y qemu-user-static"):
         sysroot.qemu_binary()
-
-
-def test_ssh_runner_flow_with_a_fake_ssh(tmp_path, monkeypatch):
-    """The copy-in, run, copy-back flow, with ssh/scp replaced by local commands (no network)."""
-    import subprocess
-    import sys
-
-    from edgec.runners import ssh
-
-    real_run = subprocess.run
-    calls = []
-
-    def fake_run(cmd, **kw):
-        calls.append(cmd[0])
-        if cmd[0] == "ssh":
-            return real_run(["bash", "-c", cmd[-1]], **kw)
-        if cmd[0] == "scp":
-            paths, skip = [], False
-            for a in cmd[1:]:
-                if skip:
-                    skip = False
-                elif a in ("-o", "-P"):
-                    skip = True
-                elif not a.startswith("-"):
-                    paths.append(a.removeprefix("pi@fake-pi:"))
-            return real_run(["cp", "-r", *paths], **kw)
-        raise AssertionError(f"unexpected command {cmd}")
-
-    monkeypatch.setattr(ssh.subprocess, "run", fake_run)
-    monkeypatch.setattr(ssh.shutil, "which", lambda name: None)  # no rsync: use scp
-    artifact = make_artifact(tmp_path / "artifact", NUMPY_HARNESS, ["numpy>=1.24"])
-    monkeypatch.chdir(tmp_path)
-    runner = ssh.SshRunner(f"ssh://pi@fake-pi/{tmp_path}/remote", python=sys.executable)
-    x = np.eye(3)
-    np.savez(tmp_path / "in.npz", x=x)
-    call = HarnessCall("infer", inputs={"--inputs": Path("in.npz")}, outputs={"--outputs": Path("out/y.npz")})
-    result = runner.run_harness(artifact, call, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.report["machine"] == platform.machine() and result.report["sum"] == 3.0
-    np.testing.assert_array_equal(np.load(tmp_path / "out/y.npz")["y"], x)
-    assert list((tmp_path / "remote").iterdir()) == []  # the remote work folder is removed
-    assert calls.count("ssh") == 3 and "scp" in calls

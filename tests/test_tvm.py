@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import accuracy, edgec, harness, infer, manifest
+from test_cli import assert_one_line_error
 
 pytest.importorskip("tvm")
 
@@ -120,6 +121,9 @@ def test_digits_aarch64_runs_under_emulation(digits_model, tmp_path, target, cpu
     assert build_host["measures"]["rel_err"] <= host_tolerance and build_host["measures"]["top1_agreement"] == 1.0
     if precision == "fp32":
         assert build_host["measures"]["max_abs_err"] <= 1e-5
+    if target == "tvm-rpi5":  # Cortex-A76 code on a Cortex-A72 (no fp16, no dotprod): refused before it runs
+        assert_one_line_error(edgec("verify", out, "--device", "rpi4-emulated"), "fp16, dotprod, which rpi4-emulated",
+                              "build for tvm-rpi4")
 
 
 @pytest.mark.slow

@@ -96,6 +96,8 @@ def verify(console: Console, r: dict) -> None:
                       check["detail"])
     console.print(table)
     console.print("[green]PASSED[/]" if r["passed"] else "[red]FAILED[/]")
+    if r.get("note"):
+        console.print(f"[yellow]{r['note']}[/]")
 
 
 def bench(console: Console, r: dict) -> None:
@@ -137,4 +139,40 @@ def key_values(console: Console, data: dict) -> None:
     table = _table("", "", "")
     for key, value in data.items():
         table.add_row(str(key), str(value))
+    console.print(table)
+
+
+def _fleet_summary(command: str, report: dict) -> str:
+    if command == "verify":
+        return "[green]PASSED[/]" if report["passed"] else "[red]FAILED[/]"
+    if command == "bench":
+        return (f"p50 {report['p50_ms']:.3f} ms, {report['throughput_per_s']:.1f}/s "
+                f"({report['run']['machine']}, {report['run']['threads']} threads)")
+    if command == "probe":
+        return (f"{report['arch']} {report['cpu']}: {' '.join(report['features']) or 'no features'}; "
+                f"suggests {report['suggested_target']}")
+    return f"{len(report.get('layers', []))} layers, {report.get('total_ms', 0):.3f} ms"
+
+
+def fleet(console: Console, data: dict) -> None:
+    """One row per device: its result, or the one-line reason it failed."""
+    table = _table(f"{data['command']} on {len(data['devices'])} devices", "device", "exit", "result", "note")
+    for row in data["devices"]:
+        report = row["report"]
+        result = _fleet_summary(data["command"], report) if report else f"[red]{row['error']}[/]"
+        emulated = " (emulated)" if report.get("emulated") else ""
+        table.add_row(row["device"] + emulated, str(row["exit_code"]), result, report.get("note", ""))
+    console.print(table)
+
+
+def probe(console: Console, p: dict) -> None:
+    table = _table(f"device {p['device']}" + (" (emulated)" if p["emulated"] else ""), "", "")
+    memory = f"{p['memory_bytes'] / 2**30:.1f} GiB" if p.get("memory_bytes") else "?"
+    rows = {"architecture": p["arch"], "CPU": p["cpu"], "ISA features": " ".join(p["features"]) or "none",
+            "lacks": " ".join(p["missing_features"]) or "none", "cores": p["cores"], "memory": memory,
+            "OS": p["os"], "Python": p["python"] + ("" if p["venv"] else " (no venv: wheels folder on its path)"),
+            "runtimes": ", ".join(f"{k} {v}" for k, v in p["runtimes"].items()) or "none",
+            "suggested target": p["suggested_target"]}
+    for key, value in rows.items():
+        table.add_row(key, str(value))
     console.print(table)

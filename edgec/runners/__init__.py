@@ -19,6 +19,31 @@ DEFAULT_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
+class SshOptions:
+    """How to reach an ssh device and set it up; None/False means ssh's and the device's defaults."""
+
+    identity: Path | None = None  # the private key (ssh -i), else ssh's own choice
+    known_hosts: Path | None = None  # the known_hosts file, else the user's
+    python: str = "python3"  # the device's Python (a path or a command on its PATH)
+    accept_new_host_key: bool = False  # record an unknown host's key on first contact
+    keep_remote: bool = False  # leave the artifact's copy on the device (the next run sends only changes)
+    offline_wheels: Path | None = None  # a folder of wheels sent to boards without internet
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One device to run on: `local`, `rpi4-emulated`, `ssh://user@host...`, with its ssh options."""
+
+    url: str = "local"
+    name: str = ""  # its label in a fleet's table (default: the url)
+    ssh: SshOptions = field(default_factory=SshOptions)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url
+
+
+@dataclass(frozen=True)
 class HarnessCall:
     """`python run.py COMMAND ARGS`, with the files the harness reads and writes.
 
@@ -65,6 +90,19 @@ class Runner:
     emulated = False
     note = ""  # what the caller should know about results from this device
     timeout_hint = ""  # why this device may be slow
+    _profile = None  # what `probe` found, asked once
+
+    def probe(self):
+        """The device as its own Python sees it (architecture, ISA features, runtimes): a DeviceProfile."""
+        from edgec.runners import discovery
+
+        if self._profile is None:
+            proc = self._run_python_source(discovery.PROBE_SOURCE, timeout=300)
+            self._profile = discovery.read_profile(self.name, proc, self.emulated)
+        return self._profile
+
+    def close(self) -> None:
+        """Release what the runner holds open (an ssh connection); the runner may not be used after."""
 
     def run_harness(self, artifact: Path, call: HarnessCall, timeout: float = DEFAULT_TIMEOUT_S) -> HarnessResult:
         artifact = self._validate(Path(artifact), call)
@@ -108,6 +146,10 @@ class Runner:
         """Run `python run.py ARGS` on the device; may raise subprocess.TimeoutExpired."""
         raise NotImplementedError
 
+    def _run_python_source(self, source: str, timeout: float) -> subprocess.CompletedProcess:
+        """Run Python source text (given on stdin) with the device's Python."""
+        raise NotImplementedError
+
     def _stage_out(self, placement: Placement, call: HarnessCall, returncode: int) -> None:
         """Bring the report and the output files back (nothing to do when they are here already)."""
 
@@ -122,9 +164,10 @@ def _read_report(path: Path) -> dict:
         return {}  # the harness failed before writing one: its stderr says why
 
 
-def get_runner(device: str | None) -> Runner:
+def get_runner(device: str | DeviceSpec | None) -> Runner:
     """Map a --device value to its runner: `local`, `rpi4-emulated`, `ssh://user@host`."""
-    device = device or "local"
+    spec = device if isinstance(device, DeviceSpec) else DeviceSpec(device or "local")
+    device = spec.url
     if device == "local":
         from edgec.runners.local import LocalRunner
 
@@ -132,7 +175,7 @@ def get_runner(device: str | None) -> Runner:
     if device.startswith("ssh://"):
         from edgec.runners.ssh import SshRunner
 
-        return SshRunner(device)
+        return SshRunner(device, spec.ssh)
     if device.endswith("-emulated"):
         from edgec.runners.emulated import EmulatedRunner
 

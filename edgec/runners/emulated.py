@@ -31,11 +31,18 @@ class EmulatedRunner(Runner):
         self.name = self.device.name
 
     def _execute(self, placement: Placement, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-        info = sysroot.setup(self.name)
         wheels = wheels_for(requirement_lines(Path(placement.artifact)))
+        return self._python(["run.py", *args], timeout, wheels, cwd=placement.artifact)
+
+    def _run_python_source(self, source: str, timeout: float) -> subprocess.CompletedProcess:
+        return self._python(["-"], timeout, input=source)
+
+    def _python(self, args: list[str], timeout: float, wheels: Path | None = None, **run) -> subprocess.CompletedProcess:
+        """The emulated board's Python with `args`, the wheels folder on its path."""
+        info = sysroot.setup(self.name)
         env = dict(sysroot.python_env(wheels), QEMU_CPU=self.device.qemu_cpu)
-        cmd = [*sysroot.python_command(info["qemu_path"], Path(info["sysroot"])), "run.py", *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=placement.artifact, env=env)
+        cmd = [*sysroot.python_command(info["qemu_path"], Path(info["sysroot"])), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, **run)
 
 
 def setup_device(name: str) -> dict:

@@ -13,3 +13,6 @@ class LocalRunner(Runner):
     def _execute(self, placement: Placement, args: list[str], timeout: float) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "run.py", *args], capture_output=True, text=True, timeout=timeout,
                               cwd=placement.artifact)
+
+    def _run_python_source(self, source: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-"], input=source, capture_output=True, text=True, timeout=timeout)

@@ -282,6 +282,8 @@ class Target:
     refused: Dict[str, str] = field(default_factory=dict)  # precision -> why this target does not build it
     operators: List[str] = field(default_factory=list)  # the runtime's operators, where the target lists them
     runtime_version: str = ""  # the runtime release the device brings, where the build host cannot install it
+    requires: List[str] = field(default_factory=list)  # ISA features its compiled code uses (refused without)
+    faster_with: Dict[str, List[str]] = field(default_factory=dict)  # precision -> features it is slower without
 
 
 @dataclass
