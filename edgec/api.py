@@ -31,9 +31,13 @@ def build(
     calibration: str | None = None,
     force: bool = False,
     options: dict | None = None,
+    compression=None,
     log=_quiet,
 ) -> dict:
-    """Compile `source` for `target` into the artifact folder `output`; return its manifest."""
+    """Compile `source` for `target` into the artifact folder `output`; return its manifest.
+
+    `compression` (an edgec.compress.plan.Plan) compresses the source first, as `edgec compress` does;
+    the manifest records what was done and its measured effect."""
     from edgec import frontends, passes
     from edgec.backends import BuildContext, get_backend
 
@@ -64,8 +68,11 @@ def build(
     check_options(precision, calibration, options)
 
     bindings = [ConstInput.parse(text) for text in const_inputs]
-    with stage("importing the model", "check that the file opens in its own framework"):
-        model = frontends.load(source, specs, weights)
+    if compression is not None:
+        model, compressed = _compressed_source(source, compression, specs, weights, calibration, options, log)
+    else:
+        with stage("importing the model", "check that the file opens in its own framework"):
+            model = frontends.load(source, specs, weights)
     notes = bind_inputs(model, bindings)
     notes += eir.resolve_static_shapes(model) if target.static_shapes else []
     calibration_data = None
@@ -116,6 +123,8 @@ def build(
         package.install_harness(folder, backend.harness, backend.requirements(target))
         manifest = _manifest(source, target, backend, precision, lowered, quantization, folder, original,
                              report, options, input_shapes, const_inputs, calibration, notes)
+        if compression is not None:
+            manifest["compression"] = compressed
         package.write_manifest(folder, manifest)
         package.write_readme(folder, manifest)
         manifest["verification"] = _verify_on_host(folder, manifest, log)
@@ -124,6 +133,54 @@ def build(
     if not manifest["verification"]["passed"]:
         log(f"warning: the artifact in {output} did not pass verification on the build host")
     return manifest
+
+
+def _compressed_source(source, plan, specs, weights, calibration, options, log):
+    """The compressed source model as IR, and the record of what was done and what it changed.
+    BatchNorm re-estimation uses --calibration when it is an array file and no other data was named."""
+    import dataclasses
+    import tempfile
+
+    from edgec.compress import pipeline, report
+
+    if plan.calibration is None and calibration and Path(calibration).suffix in (".npz", ".npy"):
+        plan = dataclasses.replace(plan, calibration=calibration)
+    outcome = pipeline.run(source, plan, specs, weights, log)
+    with tempfile.TemporaryDirectory(prefix="edgec-compress-") as tmp:
+        _, measured = report.evaluate(outcome, source, plan.to_dict(), Path(tmp), options.get("eval_data"), log=log)
+    return outcome.compressed, measured.to_dict()
+
+
+def compress(source: str, output: str | Path, plan, *, input_shapes: tuple[str, ...] = (), weights: str | None = None,
+             eval_data: str | None = None, latency=None, force: bool = False, log=_quiet, progress=None) -> dict:
+    """Compress `source` into the ONNX model `output` as `plan` says, and measure the effect; the report
+    is returned and stored beside the output as OUTPUT.compress.json. Nothing is written on failure."""
+    import json
+    import os
+    import tempfile
+
+    from edgec.compress import pipeline, report
+
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise InputError(f"-o {output}: the compressed model is an ONNX file; name it NAME.onnx")
+    report_path = output.with_suffix(".compress.json")
+    if not force and (output.exists() or report_path.exists()):
+        raise InputError(f"{output if output.exists() else report_path} already exists: choose another -o or pass --force")
+    specs = [eir.InputSpec.parse(s) for s in input_shapes]
+    outcome = pipeline.run(source, plan, specs, weights, log, progress)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".edgec-compress-", dir=output.parent) as tmp:
+        staged, measured = report.evaluate(outcome, source, plan.to_dict(), Path(tmp), eval_data, latency, log,
+                                           name=output.name)
+        measured.output = str(output)
+        result = measured.to_dict()
+        (staged.parent / report_path.name).write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+        for extra in staged.parent.glob(staged.name + ".data"):
+            os.replace(extra, output.parent / (output.name + ".data"))
+        os.replace(staged, output)
+        os.replace(staged.parent / report_path.name, report_path)
+    return result
 
 
 def _control_flow_hint(model, unsupported) -> str:
