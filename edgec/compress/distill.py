@@ -64,7 +64,7 @@ def distill(teacher, student, data: training.Dataset, config: Distill, seed: int
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                total += float(loss) * len(rows)
+                total += loss.item() * len(rows)
                 agreeing += int((logits.argmax(-1) == teacher_logits.argmax(-1)).sum())
             progress(epoch, config.epochs, total / len(data), agreeing / len(data))
     student.eval()

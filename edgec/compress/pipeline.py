@@ -46,38 +46,44 @@ def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quie
     calibration = training.load(plan.calibration, graph, names, "calibration") if plan.calibration else train
     teacher = copy.deepcopy(source_module.module).eval()
     student = _student(plan, source_module)
-    example = source_module.example()
     outcome = Outcome(graph, graph)
     with training.seeded(plan.seed):
-        if plan.prune and plan.prune.kind == "channels":
-            record = structured.prune_channels(student, example, plan.prune, plan.importance, plan.keep_layers,
-                                               calibration)
-            outcome.steps["channels"] = record.to_dict()
-            log(f"channel pruning {plan.prune.amount}: {record.channels_before} -> {record.channels_after} channels")
-        masked = (unstructured.zero_weights(student, plan.prune, plan.keep_layers)
-                  if plan.prune and plan.prune.kind == "weights" else [])
-        if plan.low_rank is not None:
-            outputs = structured.output_layers_of(student, example)
-            done = lowrank.factorize_module(student, plan.low_rank, plan.keep_layers, outputs)
-            outcome.steps["low_rank"] = [f.to_dict() for f in done]
-            outcome.notes += _low_rank_notes(done)
-            log(f"low-rank {plan.low_rank}: factorized {len(done)} layer(s)")
-    if (plan.prune or plan.low_rank) and calibration is not None:
-        outcome.steps["batchnorm_reestimated"] = training.reestimate_batchnorm(student, calibration)
-        log(f"re-estimated BatchNorm statistics on {len(calibration)} samples of {calibration.source}")
-    elif plan.prune or plan.low_rank:
-        outcome.notes.append("BatchNorm statistics were not re-estimated: pass --calibration (or --train-data)")
-    if plan.distill:
-        record = distill.distill(teacher, student, train, plan.distill, plan.seed, progress or distill.quiet_progress)
-        outcome.steps["distill"] = record.to_dict()
-        log(f"distilled {record.epochs} epochs on {record.samples} samples: teacher agreement "
-            f"{100 * record.teacher_agreement_before:.1f} % -> {100 * record.teacher_agreement_after:.1f} %")
-    if masked:
-        record = unstructured.make_permanent(masked, plan.prune)
-        outcome.steps["weights"] = record.to_dict()
-        outcome.notes.append(unstructured.NOTE)
+        masked = _shrink(student, source_module.example(), plan, calibration, outcome, log)
+        if plan.distill:
+            record = distill.distill(teacher, student, train, plan.distill, plan.seed, progress or distill.quiet_progress)
+            outcome.steps["distill"] = record.to_dict()
+            log(f"distilled {record.epochs} epochs on {record.samples} samples: teacher agreement "
+                f"{100 * record.teacher_agreement_before:.1f} % -> {100 * record.teacher_agreement_after:.1f} %")
+        if masked:
+            outcome.steps["weights"] = unstructured.make_permanent(masked, plan.prune).to_dict()
+            outcome.notes.append(unstructured.NOTE)
     outcome.compressed = export.to_ir(student, source_module)
     return outcome
+
+
+def _shrink(student, example: tuple, plan: Plan, calibration, outcome: Outcome, log) -> list:
+    """Prune and factorize `student` in place, then re-estimate its BatchNorm statistics; returns the
+    layers whose weight-pruning masks are still to be made permanent."""
+    if plan.prune and plan.prune.kind == "channels":
+        record = structured.prune_channels(student, example, plan.prune, plan.importance, plan.keep_layers, calibration)
+        outcome.steps["channels"] = record.to_dict()
+        log(f"channel pruning {plan.prune.amount}: {record.channels_before} -> {record.channels_after} channels")
+    masked = (unstructured.zero_weights(student, plan.prune, plan.keep_layers)
+              if plan.prune and plan.prune.kind == "weights" else [])
+    if plan.low_rank is not None:
+        outputs = structured.output_layers_of(student, example)
+        done = lowrank.factorize_module(student, plan.low_rank, plan.keep_layers, outputs)
+        outcome.steps["low_rank"] = [f.to_dict() for f in done]
+        outcome.notes += _low_rank_notes(done)
+        log(f"low-rank {plan.low_rank}: factorized {len(done)} layer(s)")
+    if not (plan.prune or plan.low_rank):
+        return masked
+    if calibration is None:
+        outcome.notes.append("BatchNorm statistics were not re-estimated: pass --calibration (or --train-data)")
+    else:
+        outcome.steps["batchnorm_reestimated"] = training.reestimate_batchnorm(student, calibration)
+        log(f"re-estimated BatchNorm statistics on {len(calibration)} samples of {calibration.source}")
+    return masked
 
 
 def _student(plan: Plan, source_module: trainable.Trainable):
