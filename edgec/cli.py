@@ -87,6 +87,7 @@ def compression_options(command):
         click.option("--epochs", type=int, default=10, show_default=True, help="distillation epochs"),
         click.option("--temperature", type=float, default=4.0, show_default=True, help="distillation temperature"),
         click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="distillation learning rate"),
+        click.option("--batch-size", type=int, default=32, show_default=True, help="distillation batch size"),
         click.option("--student", metavar="model.py:Class", help="distill into your own smaller architecture"),
         click.option("--seed", type=int, default=0, show_default=True, help="seed of pruning and training"),
     ]
@@ -96,7 +97,7 @@ def compression_options(command):
 
 
 COMPRESSION_KEYS = ("prune", "importance", "keep_layers", "low_rank", "distill", "train_data", "epochs", "temperature",
-                    "learning_rate", "student", "seed")
+                    "learning_rate", "batch_size", "student", "seed")
 
 
 def _plan(options: dict, calibration: str | None = None):

@@ -65,8 +65,8 @@ class Plan:
             raise InputError(f"--importance '{self.importance}': choose one of {', '.join(IMPORTANCES)}")
         if self.low_rank is not None and not 0.0 < self.low_rank <= 1.0:
             raise InputError(f"--low-rank {self.low_rank}: give the fraction of singular-value energy to keep, in (0, 1]")
-        if self.distill is not None and self.distill.epochs < 1:
-            raise InputError("--epochs must be at least 1")
+        if self.distill is not None and min(self.distill.epochs, self.distill.batch_size) < 1:
+            raise InputError("--epochs and --batch-size must be at least 1")
         if self.prune is None and self.low_rank is None and self.distill is None:
             raise InputError("nothing to do: pass --prune, --low-rank or --distill")
         if self.distill is not None and self.distill.student and (self.prune or self.low_rank):
@@ -83,7 +83,7 @@ class Plan:
     @classmethod
     def from_options(cls, prune: str | None = None, importance: str = "l1", keep_layers: tuple[str, ...] = (),
                      low_rank: float | None = None, distill: bool = False, train_data: str | None = None,
-                     epochs: int = 10, temperature: float = 4.0, learning_rate: float = 1e-3,
+                     epochs: int = 10, temperature: float = 4.0, learning_rate: float = 1e-3, batch_size: int = 32,
                      student: str | None = None, calibration: str | None = None, seed: int = 0) -> "Plan | None":
         """The plan the command-line options describe; None when none of --prune, --low-rank, --distill is given."""
         if not (prune or low_rank is not None or distill):
@@ -94,6 +94,6 @@ class Plan:
             raise InputError("--distill needs --train-data DATA.npz (inputs keyed by input name; 'labels' optional)")
         if (train_data or student) and not distill:
             raise InputError("--train-data and --student are for --distill: add --distill")
-        teacher = Distill(train_data, epochs, temperature, learning_rate, student=student) if distill else None
+        teacher = Distill(train_data, epochs, temperature, learning_rate, batch_size, student) if distill else None
         return cls(Prune.parse(prune) if prune else None, importance, tuple(keep_layers), low_rank, teacher,
                    calibration, seed)

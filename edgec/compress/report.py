@@ -71,8 +71,11 @@ class Report:
 
 
 def measure(path: Path) -> Measures:
-    """Size and cost of one ONNX file (with its external data, if any)."""
-    model = ir.load(path)
+    """Size of one ONNX file (with its external data, if any); parameters and MACs of the graph a build
+    lowers, after BatchNorm folding, since the exporters differ in whether they fold it already."""
+    from edgec import passes
+
+    model, _ = passes.optimize(ir.load(path))
     files = [path] + ([Path(f"{path}.data")] if Path(f"{path}.data").exists() else [])
     macs, _ = stats.macs_per_sample(model)
     return Measures(stats.parameter_count(model), macs, sum(f.stat().st_size for f in files), zip_size(files))

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from edgec.compress import training
 from edgec.compress.plan import Prune
 from edgec.errors import InputError, require
 
 SHOWN_NAMES = 8  # how many layer names an error lists
+TAYLOR_SAMPLES = 64  # gradients on this many samples rank the channels; more only costs time
 
 
 @dataclass
@@ -105,7 +108,7 @@ def _accumulate_gradients(module, example, data: training.Dataset | None) -> Non
     if data is None:
         raise InputError("--importance taylor needs data: pass --calibration or --train-data")
     module.zero_grad(set_to_none=True)
-    for _, x, labels in data.batches(32):
+    for _, x, labels in data.batches(32, np.arange(min(len(data), TAYLOR_SAMPLES))):
         logits = training.first_output(module(*x))
         flat = logits.reshape(-1, logits.shape[-1])
         target = labels.reshape(-1) if labels is not None else flat.argmax(-1).detach()
