@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, InputError
 
 PRECISION = click.Choice(["fp32", "fp16", "int8"])
 
@@ -85,7 +85,7 @@ def compression_options(command):
         click.option("--distill", is_flag=True, help="train the compressed model to match the original (the teacher)"),
         click.option("--train-data", metavar="DATA.npz", help="distillation inputs keyed by input name; 'labels' optional"),
         click.option("--epochs", type=int, default=10, show_default=True, help="distillation epochs"),
-        click.option("--temperature", type=float, default=4.0, show_default=True, help="distillation temperature"),
+        click.option("--temperature", type=float, default=1.0, show_default=True, help="distillation temperature"),
         click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="distillation learning rate"),
         click.option("--batch-size", type=int, default=32, show_default=True, help="distillation batch size"),
         click.option("--student", metavar="model.py:Class", help="distill into your own smaller architecture"),
@@ -160,7 +160,7 @@ def compress(ctx, source, output, calibration, eval_data, targets, device, preci
 
     plan = _plan(options, calibration)
     if plan is None:
-        raise click.UsageError("nothing to do: pass --prune, --low-rank or --distill")
+        raise InputError("nothing to do: pass --prune, --low-rank or --distill")
     console = _console()
 
     def log(message):

@@ -73,6 +73,7 @@ def test_channel_pruning_keeps_residual_concat_and_depthwise_consistent(digits_d
     assert record.kept_layers == ["classifier"] and record.channels_after < record.channels_before
 
 
+@pytest.mark.slow
 def test_mobilenet_pruning_shrinks_every_block_and_batchnorm_reestimation_recovers(photos):
     """MobileNetV2 from ONNX through onnx2torch: 30 % of each layer, residual blocks still add up;
     re-estimating BatchNorm on the calibration crops (no labels) brings predictions back toward the original."""
