@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[all,dev]'
+	$(PY) -m pip install -q --no-deps onnx2torch==1.5.15  # see the compress extra in pyproject.toml
 	touch $@
 
 models: install $(MOBILENET) $(MOBILENET_CALIB)

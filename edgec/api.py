@@ -57,6 +57,7 @@ def build(
     options: dict | None = None,
     host_verify: bool = True,
     device=None,
+    compression=None,
 ) -> Artifact:
     """Compile `source` for `target` into the artifact folder `output`.
 
@@ -65,6 +66,8 @@ def build(
     `host_verify=False` skips running the artifact's harness on the build host, for callers that
     run it themselves (the node suite); such an artifact stays in `output`, unverified.
     Target `auto` builds for the target that `device` (a --device value or DeviceSpec) suggests.
+    `compression` (an edgec.compress.plan.Plan) compresses the source first, as `edgec compress` does;
+    the manifest records what was done and its measured effect.
     """
     import onnx_ir
 
@@ -88,8 +91,12 @@ def build(
     check_options(precision, calibration, values)
 
     bindings = [ConstInput.parse(text) for text in const_inputs]
-    with stage("importing the model", "check that the file opens in its own framework"):
-        model = frontends.load(source, specs, weights)
+    compressed = None
+    if compression is not None:
+        model, compressed = _compressed_source(source, compression, specs, weights, calibration, values)
+    else:
+        with stage("importing the model", "check that the file opens in its own framework"):
+            model = frontends.load(source, specs, weights)
     notes = bind_inputs(model, bindings)
     source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
     notes += backend.static_shapes(model, values)
@@ -164,7 +171,7 @@ def build(
             source=_source_record(source, original, source_inputs, source_outputs), target=target,
             backend=lowered.config, runtime=_runtime(backend), precision=precision, quantization=quantization,
             model=files.model_files(folder, lowered.model_files), inputs=inputs, outputs=outputs,
-            samples=sample_files, verification=verification, build=build_record)
+            samples=sample_files, verification=verification, build=build_record, compression=compressed)
         files.write_manifest(folder, manifest)
         files.write_readme(folder, manifest)
         if host_verify:
@@ -201,6 +208,54 @@ def _min_opset(backend, target, precision: str) -> int:
 
     per_channel = precision == "int8" and target.quantization.get("per_channel", False)
     return max(backend.min_opset, PER_CHANNEL_OPSET if per_channel else 1)
+
+
+def _compressed_source(source, plan, specs, weights, calibration, values):
+    """The compressed source model as IR, and the record of what was done and what it changed.
+    BatchNorm re-estimation uses --calibration when it is an array file and no other data was named."""
+    import dataclasses
+    import tempfile
+
+    from edgec.compress import pipeline, report
+
+    if plan.calibration is None and calibration and Path(calibration).suffix in (".npz", ".npy"):
+        plan = dataclasses.replace(plan, calibration=calibration)
+    outcome = pipeline.run(source, plan, specs, weights, logger.info)
+    with tempfile.TemporaryDirectory(prefix="edgec-compress-") as tmp:
+        _, measured = report.evaluate(outcome, source, plan.to_dict(), Path(tmp), values.eval_data, log=logger.info)
+    return outcome.compressed, measured.to_dict()
+
+
+def compress(source: str, output: str | Path, plan, *, input_shapes: tuple[str, ...] = (), weights: str | None = None,
+             eval_data: str | None = None, latency=None, force: bool = False, progress=None) -> dict:
+    """Compress `source` into the ONNX model `output` as `plan` says, and measure the effect; the report
+    is returned and stored beside the output as OUTPUT.compress.json. Nothing is written on failure."""
+    import json
+    import os
+    import tempfile
+
+    from edgec.compress import pipeline, report
+
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise InputError(f"-o {output}: the compressed model is an ONNX file; name it NAME.onnx")
+    report_path = output.with_suffix(".compress.json")
+    if not force and (output.exists() or report_path.exists()):
+        raise InputError(f"{output if output.exists() else report_path} already exists: choose another -o or pass --force")
+    specs = [eir.InputSpec.parse(s) for s in input_shapes]
+    outcome = pipeline.run(source, plan, specs, weights, logger.info, progress)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".edgec-compress-", dir=output.parent) as tmp:
+        staged, measured = report.evaluate(outcome, source, plan.to_dict(), Path(tmp), eval_data, latency,
+                                           logger.info, name=output.name)
+        measured.output = str(output)
+        result = measured.to_dict()
+        (staged.parent / report_path.name).write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
+        for extra in staged.parent.glob(staged.name + ".data"):
+            os.replace(extra, output.parent / (output.name + ".data"))
+        os.replace(staged, output)
+        os.replace(staged.parent / report_path.name, report_path)
+    return result
 
 
 def _control_flow_hint(model, unsupported) -> str:

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from edgec.errors import EdgecError
+from edgec.errors import EdgecError, InputError
 from edgec.package.harness.errors import ExitCode
 from edgec.options import every_option
 
@@ -163,6 +163,104 @@ def device_options(command):
     return wrapper
 
 
+def compression_options(command):
+    """The options that describe a compression, shared by `compress` and `build`."""
+    options = [
+        click.option("--prune", metavar="KIND:AMOUNT[:global]",
+                     help="channels:RATIO removes that fraction of each layer's output channels; weights:SPARSITY "
+                          "zeroes that fraction of the weights; ':global' ranks all layers together"),
+        click.option("--importance", type=click.Choice(["l1", "bn", "taylor"]), default="l1", show_default=True,
+                     help="how channels are ranked for --prune channels"),
+        click.option("--keep-layer", "keep_layers", multiple=True, metavar="LAYER",
+                     help="a layer to leave whole (repeatable)"),
+        click.option("--low-rank", type=float, metavar="ENERGY",
+                     help="factorize layers by truncated SVD keeping this fraction of singular-value energy, e.g. 0.9"),
+        click.option("--distill", is_flag=True, help="train the compressed model to match the original (the teacher)"),
+        click.option("--train-data", metavar="DATA.npz", help="distillation inputs keyed by input name; 'labels' optional"),
+        click.option("--epochs", type=int, default=10, show_default=True, help="distillation epochs"),
+        click.option("--temperature", type=float, default=1.0, show_default=True, help="distillation temperature"),
+        click.option("--lr", "learning_rate", type=float, default=1e-3, show_default=True, help="distillation learning rate"),
+        click.option("--batch-size", type=int, default=32, show_default=True, help="distillation batch size"),
+        click.option("--student", metavar="model.py:Class", help="distill into your own smaller architecture"),
+        click.option("--seed", type=int, default=0, show_default=True, help="seed of pruning and training"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+COMPRESSION_KEYS = ("prune", "importance", "keep_layers", "low_rank", "distill", "train_data", "epochs", "temperature",
+                    "learning_rate", "batch_size", "student", "seed")
+
+
+def _plan(options: dict, calibration: str | None = None):
+    """The compression plan from the shared options (removed from `options`); None when none asks for one."""
+    from edgec.compress.plan import Plan
+
+    return Plan.from_options(**{key: options.pop(key) for key in COMPRESSION_KEYS}, calibration=calibration)
+
+
+def _progress(console):
+    """A progress bar over distillation epochs showing the loss and the agreement with the teacher."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("distilling epoch {task.completed}/{task.total}"), BarColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}  teacher agreement {task.fields[agreement]:.1%}"),
+                   console=console, transient=True)
+    state = {}
+
+    def update(epoch, epochs, loss, agreement):
+        if "task" not in state:
+            bar.start()
+            state["task"] = bar.add_task("distill", total=epochs, loss=0.0, agreement=0.0)
+        bar.update(state["task"], completed=epoch, loss=loss, agreement=agreement)
+        if epoch == epochs:
+            bar.stop()
+
+    return update
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("source")
+@click.option("-o", "--output", required=True, metavar="OUT.onnx",
+              help="the compressed ONNX model to write; its report goes beside it as OUT.compress.json")
+@compression_options
+@click.option("--calibration", metavar="DATA.npz",
+              help="data to re-estimate BatchNorm statistics on after pruning (default: --train-data)")
+@click.option("--eval", "eval_data", metavar="DATA.npz",
+              help="inputs and optional 'labels': accuracy, or top-1 agreement with the original")
+@click.option("-t", "--target", "targets", multiple=True,
+              help="build both models for this target and compare their latency (repeatable)")
+@click.option("-d", "--device", default=None, help="where to time them (default: each target's device)")
+@click.option("--precision", type=PRECISION, default="fp32", show_default=True, help="precision of those builds")
+@click.option("--bench-calibration", metavar="PATH", help="int8 calibration data for those builds")
+@click.option("--iters", default=50, show_default=True, help="benchmark iterations per round")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
+@click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source")
+@click.option("--force", is_flag=True, help="replace the output if it exists")
+@JSON_OPTION
+@common_flags
+@click.pass_context
+def compress(ctx, source, output, calibration, eval_data, targets, device, precision, bench_calibration, iters,
+             input_shapes, weights, force, json_path, **options):
+    """Prune, factorize and distill SOURCE into a smaller ONNX model, and measure what it gained.
+
+    \b
+      edgec compress model.onnx -o small.onnx --prune channels:0.5 --distill --train-data train.npz --eval test.npz
+      edgec compress model.onnx -o small.onnx --low-rank 0.9 -t onnxruntime -t tflite-arm
+    """
+    from edgec import api
+    from edgec.compress.report import Latency
+
+    plan = _plan(options, calibration)
+    if plan is None:
+        raise InputError("nothing to do: pass --prune, --low-rank or --distill")
+    report = api.compress(source, output, plan, input_shapes=input_shapes, weights=weights, eval_data=eval_data,
+                          latency=Latency(targets, device, precision, bench_calibration, iters), force=force,
+                          progress=_progress(_terminal(ctx).console))
+    _emit(ctx, report, "compress", json_path)
+
+
 @main.command(cls=EdgecCommand)
 @click.argument("source")
 @click.option("-t", "--target", default="onnxruntime", show_default=True,
@@ -183,6 +281,7 @@ def device_options(command):
 @declared_options
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
 @device_options
+@compression_options
 @JSON_OPTION
 @common_flags
 @click.pass_context
@@ -195,11 +294,13 @@ def build(ctx, source, target, output, precision, calibration, samples, input_sh
     from edgec import api
     from edgec.package.harness.manifest import to_json
 
+    compression = _plan(options)
     options = {k: v for k, v in options.items() if v is not None}
     with _terminal(ctx).status("building..."):
         artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
                              const_inputs=const_inputs, weights=weights, calibration=calibration, samples=samples,
-                             force=force, options=options, device=api.one_device(devices))
+                             force=force, options=options, device=api.one_device(devices),
+                             compression=compression)
     _emit(ctx, to_json(artifact.manifest), "build_summary", json_path)
     if not artifact.verified:
         _terminal(ctx).print(f"edgec: the artifact does not match the source model: it is in {artifact.path}")

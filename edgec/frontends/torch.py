@@ -27,10 +27,8 @@ def load(source: str, specs: list[InputSpec], weights: str | None = None) -> ir.
         if weights:
             raise InputError("--weights is for model.py:Class sources; a .pt2 program already holds its weights")
         return _from_program(torch, Path(source), specs)
-    path, class_name = _split(source)
-    module = _instantiate(torch, path, class_name)
-    if weights:
-        _load_weights(torch, module, class_name, Path(weights))
+    module = instantiate(source, weights)
+    class_name = type(module).__name__
     names, required = _forward_parameters(module)
     given = {s.name for s in specs}
     unknown = sorted(given - set(names))
@@ -43,6 +41,23 @@ def load(source: str, specs: list[InputSpec], weights: str | None = None) -> ir.
         raise InputError(f"{class_name} needs the shape of each forward() input: pass {example}")
     kwargs = {s.name: torch.zeros(s.shape) for s in specs}
     return _export(torch, module.eval(), kwargs, class_name)
+
+
+def instantiate(source: str, weights: str | None = None):
+    """The user's nn.Module for `model.py:Class`, with its state_dict loaded when `weights` is given."""
+    torch = require("torch", "torch")
+    path, class_name = _split(source)
+    module = _instantiate(torch, path, class_name)
+    if weights:
+        _load_weights(torch, module, class_name, Path(weights))
+    return module
+
+
+def export(module, args: tuple, label: str, dynamic_batch: bool = False) -> ir.Model:
+    """Export a module called with positional `args`; `dynamic_batch` keeps dimension 0 of every input free."""
+    torch = require("torch", "torch")
+    dynamic = tuple({0: torch.export.Dim("batch")} for _ in args) if dynamic_batch else None
+    return _export(torch, module, None, label, args, dynamic)
 
 
 def _split(source: str) -> tuple[Path, str]:
@@ -140,10 +155,11 @@ def _from_program(torch, path: Path, specs: list[InputSpec]) -> ir.Model:
     return model
 
 
-def _export(torch, model, kwargs: dict | None, label: str) -> ir.Model:
+def _export(torch, model, kwargs: dict | None, label: str, args: tuple = (), dynamic_shapes=None) -> ir.Model:
     """torch.onnx.export (dynamo); the ONNX inputs keep forward()'s parameter names."""
     try:
-        program = torch.onnx.export(model, (), kwargs=kwargs, dynamo=True, verbose=False)
+        program = torch.onnx.export(model, args, kwargs=kwargs, dynamo=True, verbose=False,
+                                    dynamic_shapes=dynamic_shapes)
     except Exception as exc:
         raise UnsupportedError(
             f"torch.onnx.export could not export {label}: {type(exc).__name__}: {first_line(exc)}"

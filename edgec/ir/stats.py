@@ -54,3 +54,21 @@ def macs_by_op(model: ir.Model) -> tuple[dict[str, int], bool]:
         if macs:
             totals[node.op_type] = totals.get(node.op_type, 0) + macs
     return dict(sorted(totals.items(), key=lambda kv: -kv[1])), complete
+
+
+def macs_per_sample(model: ir.Model) -> tuple[int, bool]:
+    """Total MACs for one sample (a symbolic batch counts as 1) on a copy with shapes inferred, and
+    whether every node's count was known."""
+    import onnx_ir.passes.common as common
+
+    from edgec import ir as eir
+    from edgec.errors import UnsupportedError
+
+    per_sample = eir.clone(model)
+    try:
+        eir.resolve_static_shapes(per_sample)
+    except UnsupportedError:
+        pass
+    common.ShapeInferencePass()(per_sample)
+    by_op, complete = macs_by_op(per_sample)
+    return sum(by_op.values()), complete

@@ -176,3 +176,22 @@ def probe(console: Console, p: dict) -> None:
     for key, value in rows.items():
         table.add_row(key, str(value))
     console.print(table)
+
+
+def compress(console: Console, r: dict) -> None:
+    """Original against compressed: sizes, cost, accuracy and latency per target, with ratios."""
+    original, compressed, ratios = r["original"], r["compressed"], r["ratios"]
+    table = _table(f"compressed {r['source']} -> {r['output']}", "", "original", "compressed", "ratio")
+    rows = [("parameters", "parameters", lambda n: f"{n:,}"), ("MACs", "macs", lambda n: f"{n:,}"),
+            ("file size", "bytes", _mb), ("zip size", "zip_bytes", _mb)]
+    for label, key, show in rows:
+        table.add_row(label, show(original[key]), show(compressed[key]), f"{ratios[key]:.2f}x smaller")
+    if original["accuracy"] is not None:
+        table.add_row(r["accuracy_measure"], f"{original['accuracy']:.2f}", f"{compressed['accuracy']:.2f}",
+                      f"{ratios['accuracy_change_points']:+.2f} points")
+    for target, ms in original["latency_ms"].items():
+        table.add_row(f"p50 latency, {target} {r['precision']}", f"{ms:.3f} ms",
+                      f"{compressed['latency_ms'][target]:.3f} ms", f"{ratios['speedup'][target]:.2f}x faster")
+    console.print(table)
+    for note in r["notes"]:
+        console.print(f"[yellow]{note}[/]", highlight=False)

@@ -395,6 +395,7 @@ class Manifest:
     samples: Samples
     verification: Verification
     build: BuildRecord
+    compression: Optional[Dict[str, Any]] = None  # edgec build --prune/--low-rank/--distill: the compress report
 
 
 # --------------------------------------------------------------------------- JSON in and out
