@@ -24,6 +24,7 @@ class Scheme:
     activation_symmetric: bool = False
     weights: str = "int8"
     weight_symmetric: bool = True
+    weight_bits: int = 8  # 7 keeps u8 x s8 products of pairs within int16 (kernels that saturate there)
     per_channel: bool = True
     bias: str = "int32"
     ops: tuple[str, ...] = ()
@@ -33,12 +34,14 @@ class Scheme:
     def from_target(cls, table: dict) -> "Scheme":
         known = {k: v for k, v in table.items() if k in cls.__dataclass_fields__ and k != "extra"}
         known["ops"] = tuple(known.get("ops", ()))
+        if known.get("weight_bits", 8) not in (7, 8):
+            raise ValueError(f"weight_bits must be 7 or 8, not {known['weight_bits']}")
         return cls(**known, extra={k: v for k, v in table.items() if k not in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
                 "weights": self.weights, "weight_symmetric": self.weight_symmetric,
-                "per_channel": self.per_channel, "bias": self.bias, "ops": list(self.ops)}
+                "weight_bits": self.weight_bits, "per_channel": self.per_channel, "bias": self.bias, "ops": list(self.ops)}
 
 
 class _Reader:
@@ -85,6 +88,7 @@ class Quantizer:
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(self.scheme.ops) or None,
             per_channel=self.scheme.per_channel,
+            reduce_range=self.scheme.weight_bits == 7,
             activation_type=types[self.scheme.activations],
             weight_type=types[self.scheme.weights],
             nodes_to_exclude=list(exclude),
