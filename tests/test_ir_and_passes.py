@@ -125,6 +125,14 @@ def test_canonicalize_removes_flavours_numerically():
     assert conv.metadata_props[MARK] == "Relu"
 
 
+def test_a_model_already_at_the_minimum_opset_runs_every_step():
+    """The opset upgrade is a step only where it has work (it used to fail, with a warning, on every
+    int8 build of an opset-13+ model)."""
+    model, report = passes.optimize(_flavoured_model(), min_opset=13)
+    assert not report.guard.failures and not report.guard.skipped
+    assert model.opset_imports[""] == 18
+
+
 def test_per_channel_affine_after_conv_folds_into_conv():
     """BatchNorm as tf2onnx sometimes leaves it: Conv -> Mul[C,1,1] -> Add[C,1,1]."""
     rng = np.random.default_rng(2)

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import accuracy, edgec, infer, manifest
+from conftest import ROOT, accuracy, edgec, infer, manifest
 from test_cli import assert_one_line_error
+
+sys.path.insert(0, str(ROOT))  # models.corpus
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,8 @@ def test_per_layer_report_in_manifest_and_inspect(digits_builds):
     layers = q["layers"]
     assert {l["op"] for l in layers} >= {"Conv", "Gemm"}
     assert all(l["sqnr_db"] > 20 and 0.99 < l["cosine"] <= 1.0 + 1e-9 for l in layers)
-    assert [l["added_db"] for l in layers] == sorted((l["added_db"] for l in layers), reverse=True)
+    assert [l["harm_db"] for l in layers] == sorted((l["harm_db"] for l in layers), reverse=True)
+    assert all(l["worst_slice_db"] > 10 and l["harm_db"] >= l["sqnr_db"] - l["worst_slice_db"] - 1e-9 for l in layers)
     shown = edgec("inspect", digits_builds / "int8", check=True).stdout
     assert "per-layer quantization error" in shown and shown.count("int8") >= len(layers)
     listed = json.loads(edgec("inspect", digits_builds / "int8", "--json", "-", check=True).stdout)
@@ -143,3 +147,116 @@ def test_fallback_keeps_named_layers_float_and_holds_the_budget(tmp_path, mobile
     # the measured drop holds on the artifact itself, run through its own harness
     logits = infer(out, {"input": photos["x"]}, tmp_path)["logits"]
     assert np.array_equal(logits.argmax(1), photos["logits"].argmax(1))
+
+
+@pytest.fixture(scope="module")
+def fer_float():
+    """The FER2013 emotion CNN of the corpus (Keras, real weights), optimized as a build does, with its real faces."""
+    from models.corpus.registry import MODELS
+    from edgec import frontends, passes
+
+    corpus = next(m for m in MODELS if m.name == "fer_emotion")
+    assert corpus.onnx_path.exists(), "run `make corpus`"
+    model, _ = passes.optimize(frontends.load(str(corpus.onnx_path)))
+    with np.load(corpus.inputs_path) as data:
+        faces = data["input"]
+    return model, faces
+
+
+def _sqnr(got: np.ndarray, ref: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((got - ref).astype(np.float64) ** 2)))
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", pytest.param("openvino-cpu", marks=pytest.mark.xfail(
+    strict=True, reason="7-bit first-layer weights leave this CNN's deeper layers saturating: 13.2 dB against "
+    "25.7; 7-bit weights everywhere hold it (25.3 dB) but cost MobileNetV2 a photo's top-1"))])
+def test_int8_kernels_compute_what_their_qdq_graph_says(target, fer_float, tmp_path):
+    """A target's int8 scheme runs in its runtime's integer kernels with the QDQ graph's own fidelity.
+
+    U8S8 kernels on AVX2 without VNNI sum products in saturating int16 pairs; a scheme that let them
+    saturate lost 4-6 dB of MobileNetV2's logits against the same graph computed in float, and on these
+    faces 16 dB (onnxruntime U8S8: 9.6 dB against 25.9) and 13 dB (OpenVINO, no overflow fix: 12.7 dB)."""
+    from edgec import ir as eir
+    from edgec.backends import get_backend
+    from edgec.ir import runtime
+    from edgec.options import resolve
+    from edgec.package.samples import model_interface, split
+    from edgec.quantize import quantize_for_target
+    from edgec.quantize.data import CalibrationData
+    from edgec.targets import load_target
+
+    model, faces = fer_float
+    specs, _ = model_interface(model)
+    target = load_target(target)
+    data = CalibrationData(split(specs, {specs[0].name: faces}, "faces", dynamic_batch=1), specs, "faces")
+    qdq, _ = quantize_for_target(model, target, "int8", data, get_backend(target.backend), resolve(target, {}))
+    feed = {specs[0].name: faces}
+    reference = runtime.session(model).run(None, feed)[0]
+    computed_in_float = runtime.session(qdq).run(None, feed)[0]
+    if target.backend == "openvino":
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(eir.save(qdq, tmp_path / "qdq.onnx")), "CPU")
+        info = [op.get_rt_info() for op in compiled.get_runtime_model().get_ordered_ops()]
+        precisions = {i["runtimePrecision"].astype(str) for i in info if i["layerType"].astype(str) == "Convolution"}
+        assert precisions == {"u8"}, f"OpenVINO ran the convolutions in {precisions}, not int8"
+        kernels = np.concatenate([compiled(faces[i : i + 1])[0] for i in range(len(faces))])
+    else:
+        kernels = runtime.session(qdq, optimize=True).run(None, feed)[0]
+    assert _sqnr(kernels, reference) >= _sqnr(computed_in_float, reference) - 1.0
+
+
+@pytest.fixture(scope="module")
+def yolox():
+    """The corpus YOLOX detector (ddddocr_det, real weights) with its decode head: box centres and sizes in
+    pixels (0-416) concatenated with sigmoid objectness and class scores (0-1); optimized as a build does."""
+    from models.corpus.registry import MODELS
+    from edgec import frontends, passes
+    from edgec.package.samples import model_interface, split
+    from edgec.quantize.data import CalibrationData
+
+    corpus = next(m for m in MODELS if m.name == "ddddocr_det")
+    assert corpus.onnx_path.exists(), "run `make corpus`"
+    model, _ = passes.optimize(frontends.load(str(corpus.onnx_path), [], None), min_opset=13)
+    images = corpus.load_inputs()
+    specs, _ = model_interface(model)
+    data = CalibrationData(split(specs, images, "images", dynamic_batch=1), specs, "images")
+    return corpus, model, data, images
+
+
+def _box_f1(corpus, model, images, reference: dict) -> float:
+    """Box F1 at IoU 0.5 of `model` (onnxruntime's int8 kernels) against the float model's detections."""
+    from edgec.ir import runtime
+
+    session = runtime.session(model, optimize=True)
+    names = [o.name for o in session.get_outputs()]
+    outputs = corpus.stack([dict(zip(names, session.run(None, feed))) for feed in corpus.samples(images)])
+    return corpus.fidelity.score(reference, outputs)
+
+
+@pytest.mark.slow
+def test_detector_head_keeps_its_scores(yolox, tmp_path):
+    """Plain single-scale int8 collapses the detector's scores; the default build finds the mixed-range
+    Concat, ranks it the worst layer, keeps the head float and holds box F1."""
+    from edgec.backends import get_backend
+    from edgec.ir import runtime
+    from edgec.options import resolve
+    from edgec.quantize import quantize_for_target, report
+    from edgec.quantize.qdq import Quantizer, Scheme
+    from edgec.targets import load_target
+
+    corpus, model, data, images = yolox
+    target = load_target("onnxruntime")
+    session = runtime.session(model)
+    names = [o.name for o in session.get_outputs()]
+    reference = corpus.stack([dict(zip(names, session.run(None, feed))) for feed in corpus.samples(images)])
+
+    plain = Quantizer(model, Scheme.from_target(target.quantization), data, "minmax", tmp_path).run()
+    assert _box_f1(corpus, plain, images, reference) < 0.8
+    worst = report.layer_errors(model, plain, data)[0]
+    assert worst.op == "Concat" and worst.worst_slice_db < worst.sqnr_db - 20
+
+    qdq, record = quantize_for_target(model, target, "int8", data, get_backend("onnxruntime"), resolve(target, {}))
+    head = next(h for h in record.mixed_range_heads if h.float_nodes)
+    assert head.ratio > 100 and worst.name in head.float_nodes
+    assert _box_f1(corpus, qdq, images, reference) >= 0.9

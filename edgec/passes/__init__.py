@@ -15,6 +15,7 @@ import onnx_ir.passes.common as common
 from onnxscript import rewriter
 from onnxscript.rewriter import RewritePass, pattern
 
+from edgec.ir import opset
 from edgec.passes import canonicalize, fold, layout
 from edgec.passes.canonicalize import PositiveAxesPass
 from edgec.passes.constants import FoldConstantSubgraphsPass, LiftConstantsPass
@@ -84,10 +85,6 @@ class UpgradeOpsetPass(ir.passes.FunctionalPass):
         self.minimum = minimum
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        from edgec.ir import opset
-
-        if opset.default_opset(model) >= self.minimum:
-            return ir.passes.PassResult(model, False)
         upgraded = opset.upgrade(model, self.minimum)
         if upgraded is None:
             raise RuntimeError(f"onnx's version converter cannot bring this model to opset {self.minimum}")
@@ -171,7 +168,9 @@ def optimize(model: ir.Model, checker: Checker | None = None, min_opset: int = 1
     """
     before = op_histogram(model)
     origins = _origins(model)
-    upgrade = [Step(f"upgrade-to-opset-{min_opset}", lambda: UpgradeOpsetPass(min_opset))] if min_opset > 1 else []
+    # Scheduled only when it has work: a functional pass may not hand back its input model (PassError).
+    older = opset.default_opset(model) < min_opset
+    upgrade = [Step(f"upgrade-to-opset-{min_opset}", lambda: UpgradeOpsetPass(min_opset))] if older else []
     optimized, guard = run_guarded(upgrade + PIPELINE, model, checker)
     _restore_names(optimized, origins)
     after = op_histogram(optimized)

@@ -74,12 +74,20 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     method = options.calibration_method
     record.scheme, record.method, record.opset = scheme.to_dict(), method, model.opset_imports.get("")
     record.engine = "edgec (onnxruntime quantize_static, QDQ)"
-    from edgec.quantize import fallback, report
+    from edgec.quantize import fallback, ranges, report
 
     with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
         quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
         qdq = quantizer.run()
+        record.mixed_range_heads = ranges.mixed_range_heads(model, ranges.calibrated_spans(quantizer.cache))
+        quantizer.always_float = tuple(name for head in record.mixed_range_heads for name in head.float_nodes)
+        for head in record.mixed_range_heads:
+            logger.info(f"{head.node} concatenates ranges {head.ratio:g}x apart: " + (
+                f"kept it and the {len(head.float_nodes) - 1} nodes after it float, each input on its own scale"
+                if head.float_nodes else "left int8, since multiply-accumulate layers follow it"))
+        if quantizer.always_float:
+            qdq = quantizer.run()
         record.layers = report.layer_errors(model, qdq, calibration)
         budget = options.max_accuracy_drop
         if budget is not None:

@@ -14,6 +14,8 @@ from edgec import ir as eir
 from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+OVERFLOW_FIXES = ("disable", "first_layer", "enable")
+MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class Scheme:
     activation_symmetric: bool = False
     weights: str = "int8"
     weight_symmetric: bool = True
+    # 7-bit weights keep pairs of u8 x s8 products within int16, where kernels saturate (AVX2 without
+    # VNNI): on the first MAC layers (those that see the model's inputs), on all, or none; NNCF's names.
+    overflow_fix: str = "disable"
     per_channel: bool = True
     bias: str = "int32"
     ops: tuple[str, ...] = ()
@@ -36,13 +41,15 @@ class Scheme:
         known = {k: v for k, v in table.items() if k in cls.__dataclass_fields__ and k != "extra"}
         known["ops"] = tuple(known.get("ops", ()))
         known["computed_inputs_only"] = tuple(known.get("computed_inputs_only", ()))
+        if known.get("overflow_fix", "disable") not in OVERFLOW_FIXES:
+            raise ValueError(f"overflow_fix must be one of {', '.join(OVERFLOW_FIXES)}, not {known['overflow_fix']}")
         return cls(**known, extra={k: v for k, v in table.items() if k not in cls.__dataclass_fields__})
 
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
                 "weights": self.weights, "weight_symmetric": self.weight_symmetric,
-                "per_channel": self.per_channel, "bias": self.bias, "ops": list(self.ops),
-                "computed_inputs_only": list(self.computed_inputs_only)}
+                "overflow_fix": self.overflow_fix, "per_channel": self.per_channel, "bias": self.bias,
+                "ops": list(self.ops), "computed_inputs_only": list(self.computed_inputs_only)}
 
 
 class _Reader:
@@ -75,8 +82,10 @@ class Quantizer:
             raise ValueError(f"unknown calibration method {method}")
         self.scheme, self.data, self.method, self.workdir = scheme, data, method, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
+        self.first_weights = _first_layer_weights(model) if scheme.overflow_fix == "first_layer" else []
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.cache = workdir / "calibration.json"
+        self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -90,14 +99,16 @@ class Quantizer:
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(self.scheme.ops) or None,
             per_channel=self.scheme.per_channel,
+            reduce_range=self.scheme.overflow_fix == "enable",
             activation_type=types[self.scheme.activations],
             weight_type=types[self.scheme.weights],
-            nodes_to_exclude=[*self.kept_float, *exclude],
+            nodes_to_exclude=[*self.always_float, *self.kept_float, *exclude],
             calibrate_method=getattr(CalibrationMethod, METHODS[self.method]),
             calibration_cache_path=str(self.cache),
             extra_options={
                 "ActivationSymmetric": self.scheme.activation_symmetric,
                 "WeightSymmetric": self.scheme.weight_symmetric,
+                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in self.first_weights},
                 **self.scheme.extra,
             },
         )
@@ -113,3 +124,16 @@ def _with_constant_input(model: ir.Model, op_types: tuple[str, ...]) -> list[str
             node.name = node.name or f"{node.op_type}_{index}"
             found.append(node.name)
     return found
+
+
+def _first_layer_weights(model: ir.Model) -> list[str]:
+    """Weights of the MAC layers that no other MAC layer precedes: they see the inputs' full range."""
+    after_mac: set[int] = set()
+    weights = []
+    for node in model.graph:  # topological order
+        fed = any(v is not None and id(v.producer()) in after_mac for v in node.inputs if v.producer() is not None)
+        if node.op_type in MAC_OPS and not fed:
+            weights += [v.name for v in node.inputs[1:2] if v is not None and v.is_initializer()]
+        if node.op_type in MAC_OPS or fed:
+            after_mac.add(id(node))
+    return weights

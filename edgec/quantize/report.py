@@ -2,14 +2,19 @@
 
 For every quantized activation we compare the float model's tensor with the same tensor
 after quantization (the DequantizeLinear that follows it in the QDQ graph) on calibration
-samples, as SQNR in dB and cosine similarity; a layer whose output the scheme leaves float
-(TensorRT's placement quantizes layer inputs only) is judged on that float output. Errors
-accumulate through the network, so each layer also gets `added_db`: how much SQNR it loses
-relative to its quantized inputs. That is the measure of harm the fallback uses.
+samples, as SQNR in dB and cosine similarity, for the whole tensor and for its worst slice
+(a layer whose output the scheme leaves float, as TensorRT's placement does, is judged on that
+float output):
+its worst live channel, or a Concat's worst input. The whole-tensor figure hides a slice whose
+values are small beside the others: a detector's scores concatenated with pixel coordinates
+rated 49.9 dB while every score was crushed. Errors accumulate through the network, so a
+layer's harm is the larger of the SQNR it loses relative to its quantized inputs and the gap
+between its whole tensor and its worst slice; the fallback keeps the most harmful layers float first.
 """
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
@@ -21,6 +26,8 @@ from edgec.quantize.data import CalibrationData
 
 REPORT_SAMPLES = 4  # enough to rank layers; each sample runs both models with every tensor exposed
 SQNR_CAP = 200.0
+EXACT_DB = 50.0  # an input reproduced better than this counts as exact (a first layer's integer pixels)
+DEAD_CHANNEL = 1e-6  # a channel with less energy than this share of the strongest one carries nothing
 
 
 def _dequantized(qdq: ir.Model) -> dict[str, str]:
@@ -79,10 +86,57 @@ def _float_name(name: str, dq_name: str, known: set[str]) -> str | None:
     return name if name in known else dq_name if dq_name in known else None
 
 
+@dataclass(frozen=True)
+class TensorError:
+    sqnr_db: float
+    cosine: float
+    worst_slice_db: float
+
+
+def _db(signal, noise):
+    """SQNR in dB, capped; a slice without signal or without noise is perfect."""
+    with np.errstate(all="ignore"):
+        db = np.where((noise > 0) & (signal > 0), 10 * np.log10(signal / np.maximum(noise, 1e-300)), SQNR_CAP)
+    return np.minimum(db, SQNR_CAP)
+
+
+class _Slices:
+    """Sums of signal², noise², dot and quantized² per index along one axis of a tensor."""
+
+    def __init__(self, axis: int | None):
+        self.axis, self.sums, self.sizes = axis, None, None
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        axis = self.axis if self.axis is not None and a.ndim > self.axis else None
+        a2 = np.moveaxis(a, axis, 0).reshape(a.shape[axis], -1) if axis is not None else a.reshape(1, -1)
+        b2 = np.moveaxis(b, axis, 0).reshape(a2.shape) if axis is not None else b.reshape(1, -1)
+        d = a2 - b2
+        rows = np.stack([np.einsum("ij,ij->i", a2, a2), np.einsum("ij,ij->i", d, d),
+                         np.einsum("ij,ij->i", a2, b2), np.einsum("ij,ij->i", b2, b2)], 1).astype(np.float64)
+        self.sums = rows if self.sums is None else self.sums + rows
+
+    def result(self, groups: list[int] | None) -> TensorError:
+        signal, noise, dot, quant = self.sums.sum(0)
+        cosine = dot / np.sqrt(signal * quant) if signal > 0 and quant > 0 else 1.0
+        if groups:  # a Concat's inputs: each is read apart downstream, however small beside the others
+            per_slice = np.add.reduceat(self.sums, np.cumsum([0, *groups[:-1]]), 0)
+        else:
+            per_slice = self.sums[self.sums[:, 0] >= DEAD_CHANNEL * self.sums[:, 0].max()]
+        worst = float(_db(per_slice[:, 0], per_slice[:, 1]).min())
+        return TensorError(float(_db(signal, noise)), float(cosine), worst)
+
+
+def _concat_parts(float_model: ir.Model, qdq: ir.Model) -> dict[str, tuple[int, list[str]]]:
+    """Concat output (float model's name) -> (axis, its inputs' names), for slicing by input."""
+    names = {node.name for node in qdq.graph if node.op_type == "Concat"}
+    return {node.outputs[0].name: (node.attributes["axis"].as_int(), [v.name for v in node.inputs])
+            for node in float_model.graph if node.op_type == "Concat" and node.name in names}
+
+
 def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData,
-                  unquantized: list[str]) -> dict[str, tuple[float, float]]:
-    """QDQ-graph tensor name -> (SQNR dB, cosine) of its quantized version, over calibration samples;
-    the `unquantized` tensors (layer outputs left float) are compared as the QDQ graph computes them."""
+                  unquantized: list[str] = ()) -> dict[str, TensorError]:
+    """QDQ-graph tensor name -> the error of its quantized version, over calibration samples; the
+    `unquantized` tensors (layer outputs left float) are compared as the QDQ graph computes them."""
     known = {v.name for node in float_model.graph for v in node.outputs} | {v.name for v in float_model.graph.inputs}
     dequantized = {}
     aliases = {}
@@ -94,27 +148,27 @@ def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData,
     for name in unquantized:
         if name in known and name not in dequantized:
             dequantized[name] = aliases[name] = name
-    float_names = sorted(dequantized)
+    concats = {name: part for name, part in _concat_parts(float_model, qdq).items() if name in dequantized}
+    parts = sorted({i for _, inputs in concats.values() for i in inputs} - set(dequantized))
+    float_names = sorted(dequantized) + parts
     quant_names = sorted(set(dequantized.values()))
-    sums = {name: np.zeros(4) for name in float_names}  # signal², noise², dot, quantized²
+    slices = {name: _Slices(concats[name][0] if name in concats else 1) for name in dequantized}
+    groups: dict[str, list[int]] = {}
     fsess, qsess = _session(float_model, float_names), _session(qdq, quant_names)
     for feed in itertools.islice(data.feeds(), REPORT_SAMPLES):
         f = _fetch(fsess, float_names, feed)
         q = _fetch(qsess, quant_names, feed)
-        for name in float_names:
-            a, b = f[name].ravel(), q[dequantized[name]].ravel()
-            d = a - b
-            sums[name] += [np.dot(a, a), np.dot(d, d), np.dot(a, b), np.dot(b, b)]  # float32 BLAS
-    errors = {}
-    for name, (signal, noise, dot, quant) in sums.items():
-        sqnr = 10 * np.log10(signal / noise) if noise > 0 and signal > 0 else SQNR_CAP
-        cosine = dot / np.sqrt(signal * quant) if signal > 0 and quant > 0 else 1.0
-        errors[aliases[name]] = (float(min(sqnr, SQNR_CAP)), float(cosine))
-    return errors
+        for name in dequantized:
+            a, b = np.asarray(f[name], np.float32), np.asarray(q[dequantized[name]], np.float32)
+            slices[name].add(a, b)
+            if name in concats:
+                axis, inputs = concats[name]
+                groups[name] = [f[i].shape[axis % a.ndim] for i in inputs]
+    return {aliases[name]: s.result(groups.get(name)) for name, s in slices.items() if s.sums is not None}
 
 
 def layer_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) -> list[LayerError]:
-    """One row per quantized layer, the most harmful (largest SQNR loss) first."""
+    """One row per quantized layer, the most harmful first."""
     layers = quantized_layers(qdq)
     if not layers:
         return []
@@ -123,7 +177,11 @@ def layer_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData) ->
     for name, layer in layers.items():
         if layer["output"] not in errors:
             continue
-        sqnr, cosine = errors[layer["output"]]
-        sqnr_in = min(errors[i][0] for i in layer["inputs"] if i in errors) if layer["inputs"] else SQNR_CAP
-        rows.append(LayerError(name, layer["op"], layer["output"], sqnr, cosine, max(0.0, sqnr_in - sqnr)))
-    return sorted(rows, key=lambda r: (-r.added_db, r.sqnr_db))
+        error = errors[layer["output"]]
+        sqnr_in = min((errors[i].sqnr_db for i in layer["inputs"] if i in errors), default=SQNR_CAP)
+        added = max(0.0, sqnr_in - error.sqnr_db)
+        # what the layer loses, or what its average hides: a slice far below the whole tensor
+        harm = max(min(sqnr_in, EXACT_DB) - error.sqnr_db, error.sqnr_db - error.worst_slice_db, 0.0)
+        rows.append(LayerError(name, layer["op"], layer["output"], error.sqnr_db, error.cosine, added,
+                               worst_slice_db=error.worst_slice_db, harm_db=harm))
+    return sorted(rows, key=lambda r: (-r.harm_db, r.worst_slice_db))

@@ -41,10 +41,12 @@ def build_summary(console: Console, m: dict) -> None:
 
 
 def layer_table(console: Console, layers: list[dict], title: str) -> None:
-    table = _table(title, "layer", "op", "SQNR dB", "SQNR lost here", "cosine", "precision")
+    table = _table(title, "layer", "op", "SQNR dB", "worst slice dB", "lost here", "cosine", "precision")
     for layer in layers:
-        table.add_row(layer["name"], layer["op"], f"{layer['sqnr_db']:.1f}", f"{layer['added_db']:.1f}",
-                      f"{layer['cosine']:.5f}", layer.get("precision", "int8"))
+        worst = layer.get("worst_slice_db")
+        table.add_row(layer["name"], layer["op"], f"{layer['sqnr_db']:.1f}", "" if worst is None else f"{worst:.1f}",
+                      f"{layer.get('harm_db') or layer['added_db']:.1f}", f"{layer['cosine']:.5f}",
+                      layer.get("precision", "int8"))
     console.print(table)
 
 

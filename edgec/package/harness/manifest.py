@@ -334,8 +334,20 @@ class LayerError:
     tensor: str
     sqnr_db: float
     cosine: float
-    added_db: float  # SQNR this layer loses relative to its quantized inputs: the measure of harm
+    added_db: float  # SQNR this layer loses relative to its quantized inputs
     precision: str = "int8"
+    worst_slice_db: Optional[float] = None  # SQNR of its worst channel, or of a Concat's worst input
+    harm_db: Optional[float] = None  # the rank: the larger of added_db and the whole-to-worst-slice gap
+
+
+@dataclass
+class MixedRangeHead:
+    """A Concat whose inputs' calibrated ranges differ by more than a factor (quantize/ranges.py)."""
+
+    node: str
+    spans: List[float]  # each input's calibrated max - min
+    ratio: float  # the widest span over the narrowest
+    float_nodes: List[str]  # kept float: the Concat and all after it; empty where MAC layers follow
 
 
 @dataclass
@@ -352,6 +364,7 @@ class QuantizationRecord:
     fallback: Optional[Dict[str, Any]] = None
     warning: Optional[str] = None
     opset: Optional[int] = None  # the default-domain opset the model was quantized at
+    mixed_range_heads: List[MixedRangeHead] = field(default_factory=list)
 
 
 @dataclass
