@@ -263,3 +263,45 @@ def device_setup(ctx, name, json_path):
     with _terminal(ctx).status(f"setting up {name}..."):
         info = setup_device(name)
     _emit(ctx, info, "key_values", json_path)
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("source")
+@click.option("--targets", "target_list", required=True, metavar="A,B,...", help="targets to build for")
+@click.option("--precisions", "precision_list", default="fp32,int8", show_default=True, metavar="P,Q,...",
+              help="precisions to build (each where the target builds it)")
+@click.option("-o", "--output", required=True, help="folder for the artifacts (one per row, kept for reuse)")
+@DEVICE_OPTION
+@click.option("--eval", "eval_data", metavar="DATA.npz",
+              help="inputs keyed by input name and optional 'labels': accuracy, else agreement with the source")
+@click.option("--calibration", metavar="PATH", help="calibration data for the int8 rows")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0),
+              help="points below the source model the recommended row may lose (default 1.0)")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
+@click.option("--weights", metavar="FILE")
+@click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="benchmark runs per row")
+@click.option("--html", "html_path", metavar="FILE", help="also write the HTML report with Pareto plots")
+@click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@JSON_OPTION
+@common_flags
+@click.pass_context
+def compare(ctx, source, target_list, precision_list, output, device, eval_data, calibration, max_accuracy_drop,
+            input_shapes, weights, iters, html_path, force, json_path):
+    """Build SOURCE for several targets and precisions, measure each on the device, mark the Pareto front."""
+    from edgec.choice.compare import compare as run_compare
+    from edgec.package.harness.manifest import to_json
+
+    with _terminal(ctx).status("comparing..."):
+        result = run_compare(source, _names(target_list), _names(precision_list), output, device=device,
+                             eval_data=eval_data, calibration=calibration, max_accuracy_drop=max_accuracy_drop,
+                             input_shapes=input_shapes, weights=weights, iters=iters, force=force)
+    data = to_json(result)
+    if html_path:
+        from edgec.report import html
+
+        html.write(data, html_path)
+    _emit(ctx, data, "comparison", json_path)

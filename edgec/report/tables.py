@@ -138,3 +138,26 @@ def key_values(console: Console, data: dict) -> None:
     for key, value in data.items():
         table.add_row(str(key), str(value))
     console.print(table)
+
+
+def comparison(console: Console, r: dict) -> None:
+    emulated = " (emulated: timings prove only that it runs)" if r["emulated"] else ""
+    measure = r.get("measure") or "accuracy"
+    table = _table(f"{r['source']} on {r['device']}{emulated}", "", "target", "precision", "size", "p50 ms", "p90 ms",
+                   "throughput /s", "peak MB", "accuracy %" if measure.startswith("accuracy") else "agreement %", "build s")
+    chosen = r["choice"]["index"]
+    for i, c in enumerate(r["candidates"]):
+        mark = ("*" if c["pareto"] else "") + ("<" if i == chosen else "")
+        f = c.get("figures")
+        if f is None:
+            table.add_row(mark, c["target"], c["precision"], f"[yellow]{c['status']}[/]: {c['reason']}",
+                          *[""] * 6)
+            continue
+        accuracy = "" if f["accuracy"] is None else f"{f['accuracy']:.2f}"
+        table.add_row(mark, c["target"], c["precision"] + "".join(f" {k}={v}" for k, v in c["flags"].items()),
+                      _mb(f["size_bytes"]), f"{f['p50_ms']:.3f}", f"{f['p90_ms']:.3f}", f"{f['throughput_per_s']:.0f}",
+                      "?" if f["peak_rss_mb"] is None else f"{f['peak_rss_mb']:.0f}", accuracy, f"{f['build_s']:.1f}")
+    console.print(table)
+    if r.get("baseline_accuracy") is not None:
+        console.print(f"source model: {r['baseline_accuracy']:.2f} % ({measure} on {r['eval_data']})")
+    console.print("* Pareto-optimal on latency, size and accuracy   < recommended: " + r["choice"]["why"])
