@@ -305,3 +305,16 @@ def compare(ctx, source, target_list, precision_list, output, device, eval_data,
 
         html.write(data, html_path)
     _emit(ctx, data, "comparison", json_path)
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("results")
+@click.option("-o", "--output", required=True, metavar="FILE.html", help="the report to write")
+@common_flags
+@click.pass_context
+def report(ctx, results, output):
+    """Write the HTML report (Pareto plots, per-layer charts, table) of a compare or tune RESULTS.json."""
+    from edgec.report import html
+
+    html.write(html.load(results), output)
+    _terminal(ctx).print(f"wrote {output}", err=False)

@@ -6,13 +6,14 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from edgec.choice.measure import Evaluation, Figures, measure
 from edgec.choice.pareto import Objective, front
 from edgec.errors import EdgecError, InputError
 from edgec.package.harness.errors import ExitCode
-from edgec.package.harness.manifest import LayerError
+from edgec.package.harness.manifest import LayerError, from_json
+from edgec.package.harness.session import LayerTime
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class Candidate:
     flags: dict[str, Any] = field(default_factory=dict)  # the other build options, by option name
     status: str = "measured"  # measured | refused | not faithful
     reason: str = ""
-    artifact: str | None = None
-    figures: Figures | None = None
+    artifact: Optional[str] = None
+    figures: Optional[Figures] = None
     pareto: bool = False
 
     @property
@@ -50,7 +51,7 @@ class Candidate:
 class Choice:
     """Which candidate won and why."""
 
-    index: int | None
+    index: Optional[int]
     why: str
 
 
@@ -61,16 +62,16 @@ class Comparison:
     source: str
     device: str
     emulated: bool
-    eval_data: str | None
-    measure: str | None
-    baseline_accuracy: float | None  # the source model's own figure on the evaluation data
+    eval_data: Optional[str]
+    measure: Optional[str]
+    baseline_accuracy: Optional[float]  # the source model's own figure on the evaluation data
     max_accuracy_drop: float
     candidates: list[Candidate]
     choice: Choice
     layers: list[LayerError] = field(default_factory=list)  # per-layer int8 error of `layers_of`
-    layers_of: str | None = None
-    profile: list[dict] = field(default_factory=list)  # per-layer times of the chosen artifact
-    profile_of: str | None = None
+    layers_of: Optional[str] = None
+    profile: list[LayerTime] = field(default_factory=list)  # per-layer times of the chosen artifact
+    profile_of: Optional[str] = None
 
 
 def build_candidate(source: str, candidate: Candidate, folder: Path, calibration: str | None,
@@ -167,7 +168,7 @@ def attach_details(result, chosen: Candidate, device: str | None) -> None:
     from edgec import api
     from edgec.package import artifact as files
 
-    result.profile = api.profile(chosen.artifact, device)["layers"]
+    result.profile = [from_json(LayerTime, layer, "profile") for layer in api.profile(chosen.artifact, device)["layers"]]
     result.profile_of = chosen.label
     int8 = next((c for c in [chosen] + result.candidates
                  if c.precision == "int8" and c.artifact and c.target == chosen.target), None)

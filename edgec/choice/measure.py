@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ class Figures:
     p50_ms: float
     p90_ms: float
     throughput_per_s: float
-    peak_rss_mb: float | None
-    accuracy: float | None  # percent: top-1 vs labels, or top-1 agreement with the source model
+    peak_rss_mb: Optional[float]
+    accuracy: Optional[float]  # percent: top-1 vs labels, or top-1 agreement with the source model
     build_s: float
     emulated: bool = False
 
