@@ -124,12 +124,29 @@ def declared_options(command):
     return command
 
 
+def _read_config(ctx, param, value):
+    """--config FILE: its values become the defaults of the other flags (given flags win)."""
+    if value:
+        from edgec import config
+
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **config.load(value)}
+        except EdgecError as exc:
+            ctx.find_root().ensure_object(dict)["config_error"] = exc
+    return value
+
+
 @main.command(cls=EdgecCommand)
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option("--config", "config_file", metavar="FILE.toml", is_eager=True, callback=_read_config,
+              help="build flags from a TOML file whose keys are the flags' names (written by --precision auto "
+                   "and edgec tune); flags given here win")
 @click.option("-t", "--target", default="onnxruntime", show_default=True,
               help="target name (see `edgec targets`) or path of a target .toml")
-@click.option("-o", "--output", required=True, help="artifact folder to write (OUT.unverified if it does not verify)")
-@click.option("--precision", type=PRECISION, help="numeric precision (default: the target's)")
+@click.option("-o", "--output", help="artifact folder to write (OUT.unverified if it does not verify)")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "auto"]),
+              help="numeric precision (default: the target's); auto: build each, measure on the device, keep "
+                   "the fastest within --max-accuracy-drop on --eval")
 @click.option("--calibration", metavar="PATH",
               help="calibration data for int8: .npz keyed by input name, .npy, an image folder, or 'random'")
 @click.option("--samples", metavar="FILE.npz",
@@ -142,24 +159,36 @@ def declared_options(command):
                    "(repeatable), e.g. sr=16000")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
 @declared_options
+@click.option("-d", "--device", default=None, help="where --precision auto measures (default: the target's device)")
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def build(ctx, source, target, output, precision, calibration, samples, input_shapes, const_inputs, weights, force,
-          json_path, **options):
+def build(ctx, source, config_file, target, output, precision, calibration, samples, input_shapes, const_inputs,
+          weights, device, force, json_path, **options):
     """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
 
     A PyTorch model.py is imported and run as Python code: build only sources you trust.
     """
     from edgec import api
+    from edgec.errors import InputError
     from edgec.package.harness.manifest import to_json
 
+    if ctx.find_root().obj.get("config_error"):
+        raise ctx.find_root().obj["config_error"]
+    if not source or not output:
+        raise InputError(f"edgec build needs {'SOURCE' if not source else '-o OUT'} (or a --config file that sets it)")
     options = {k: v for k, v in options.items() if v is not None}
     with _terminal(ctx).status("building..."):
-        artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
-                             const_inputs=const_inputs, weights=weights, calibration=calibration, samples=samples,
-                             force=force, options=options)
+        if precision == "auto":
+            from edgec.choice import auto
+
+            artifact = auto.build(source, target, output, device=device, calibration=calibration, options=options,
+                                  input_shapes=input_shapes, weights=weights, force=force)
+        else:
+            artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
+                                 const_inputs=const_inputs, weights=weights, calibration=calibration,
+                                 samples=samples, force=force, options=options)
     _emit(ctx, to_json(artifact.manifest), "build_summary", json_path)
     if not artifact.verified:
         _terminal(ctx).print(f"edgec: the artifact does not match the source model: it is in {artifact.path}")

@@ -38,6 +38,22 @@ def build_summary(console: Console, m: dict) -> None:
     layers = q.get("layers") or []
     if layers:
         layer_table(console, layers[:5], "worst quantized layers")
+    if m.get("choice"):
+        precision_choice(console, m["choice"])
+
+
+def precision_choice(console: Console, c: dict) -> None:
+    emulated = " (emulated: chosen by rule, not by timings)" if c["emulated"] else ""
+    table = _table(f"--precision auto on {c['device']}{emulated}", "precision", "status", "size", "p50 ms", "p90 ms",
+                   f"{c['measure']} %")
+    for r in c["candidates"]:
+        figures = [_mb(r["size_bytes"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
+                   "" if r["accuracy"] is None else f"{r['accuracy']:.2f}"] if r["p50_ms"] is not None else [""] * 4
+        mark = " <" if r["precision"] == c["winner"] else ""
+        table.add_row(r["precision"] + mark, r["status"] + (f": {r['reason']}" if r["reason"] else ""), *figures)
+    console.print(table)
+    console.print(f"source model {c['baseline_accuracy']:.2f} %, budget {c['max_accuracy_drop']} points; "
+                  f"chose {c['winner']}: {c['why']}")
 
 
 def layer_table(console: Console, layers: list[dict], title: str) -> None:
