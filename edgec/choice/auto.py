@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 
 from edgec import config, system
-from edgec.choice.compare import DEFAULT_ACCURACY_DROP, Candidate, build_candidate, choose
-from edgec.choice.measure import Evaluation, measure
+from edgec.choice.compare import DEFAULT_ACCURACY_DROP, Candidate, build_candidate, choose, measure_candidates
+from edgec.choice.measure import Evaluation
 from edgec.errors import InputError
 from edgec.package.harness.manifest import CandidateRecord, PrecisionChoice
 
@@ -48,19 +48,19 @@ def build(source: str, target: str, output: str | Path, *, device: str | None = 
     with system.temporary_folder(output) as scratch:
         artifacts = {}
         for candidate in candidates:
-            logger.info(f"building and measuring {candidate.precision}")
+            logger.info(f"building {candidate.precision}")
             artifact = build_candidate(source, candidate, scratch / candidate.precision,
                                        calibration, input_shapes, weights)
             if artifact is not None:
-                candidate.figures = measure(artifact, device, evaluation, iters)
-                artifacts[candidate.precision] = artifact
+                artifacts[candidate.label] = artifact
+        measure_candidates(candidates, artifacts, device, evaluation, iters)
         choice = choose(candidates, evaluation.baseline, budget)
         if choice.index is None:
             raise InputError(f"--precision auto found no precision for {spec.name}: {choice.why}; "
                              + "; ".join(f"{c.precision}: {c.reason or c.status}" for c in candidates))
         winner = candidates[choice.index]
         logger.info(f"--precision auto chose {winner.precision}: {choice.why}")
-        built = artifacts[winner.precision]
+        built = artifacts[winner.label]
         built.manifest.choice = PrecisionChoice(
             device or spec.device or "local", winner.figures.emulated, evaluation.measure, evaluation.baseline,
             budget, [_record(c) for c in candidates], winner.precision, choice.why)

@@ -118,6 +118,17 @@ def choose(candidates: list[Candidate], baseline: float | None, budget: float) -
                   + (f" (others: {others})" if others else ""))
 
 
+def measure_candidates(candidates: list[Candidate], built: dict, device: str | None, evaluation, iters: int) -> None:
+    """Set the figures of every candidate that was built (`built`: label -> artifact)."""
+    measured = [c for c in candidates if c.label in built]
+    where = device or "each target's device"
+    logger.info(f"measuring {len(measured)} artifact(s) on {where} in interleaved rounds")
+    for candidate, figures in zip(measured, measure([built[c.label] for c in measured], device, evaluation, iters)):
+        candidate.figures = figures
+        logger.info(f"{candidate.label}: p50 {figures.p50_ms:.3f} ms, {figures.size_bytes} B"
+                    + (f", {figures.accuracy:.2f} %" if figures.accuracy is not None else ""))
+
+
 def mark_pareto(candidates: list[Candidate]) -> None:
     objectives = [o for o in OBJECTIVES if o.name != "accuracy" or any(
         c.figures and c.figures.accuracy is not None for c in candidates)]
@@ -144,14 +155,14 @@ def compare(source: str, targets: list[str], precisions: list[str], output: str 
     evaluation = Evaluation.load(eval_data, source, input_shapes, weights) if eval_data else None
     budget = DEFAULT_ACCURACY_DROP if max_accuracy_drop is None else max_accuracy_drop
     candidates = [Candidate(t, p) for t in targets for p in precisions]
+    built = {}
     for candidate in candidates:
         logger.info(f"building {candidate.label}")
         artifact = build_candidate(source, candidate, output / f"{Path(candidate.target).stem}-{candidate.precision}",
                                    calibration, input_shapes, weights)
         if artifact is not None:
-            candidate.figures = measure(artifact, device, evaluation, iters)
-            logger.info(f"{candidate.label}: p50 {candidate.figures.p50_ms:.3f} ms, {candidate.figures.size_bytes} B"
-                        + (f", {candidate.figures.accuracy:.2f} %" if candidate.figures.accuracy is not None else ""))
+            built[candidate.label] = artifact
+    measure_candidates(candidates, built, device, evaluation, iters)
     mark_pareto(candidates)
     baseline = evaluation.baseline if evaluation else None
     choice = choose(candidates, baseline, budget)
