@@ -347,3 +347,50 @@ def report(ctx, results, output):
 
     html.write(html.load(results), output)
     _terminal(ctx).print(f"wrote {output}", err=False)
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("source")
+@click.option("-t", "--target", default="onnxruntime", show_default=True, help="target to tune the build for")
+@click.option("-o", "--output", required=True, help="folder for the study (study.db), the trials, best.toml, "
+              "results.json and report.html; rerun with the same folder to resume")
+@DEVICE_OPTION
+@click.option("--eval", "eval_data", required=True, metavar="DATA.npz",
+              help="inputs keyed by input name and optional 'labels'")
+@click.option("--calibration", metavar="PATH", help="calibration data (without it, int8 is not tried)")
+@click.option("--trials", type=int, default=12, show_default=True, help="trials this run adds to the study")
+@click.option("--objective", default="latency", show_default=True, metavar="latency[,size]",
+              help="what to minimize; both: a multi-objective study")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="the constraint: points below the source model a trial may lose")
+@click.option("--storage", metavar="URL", help="Optuna RDB storage shared by several workers, e.g. "
+              "postgresql://user:pw@host/db (default: sqlite in the output folder)")
+@click.option("--study", "study_name", help="study name (default: MODEL-TARGET)")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
+@click.option("--weights", metavar="FILE")
+@click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1), help="benchmark runs per trial")
+@JSON_OPTION
+@common_flags
+@click.pass_context
+def tune(ctx, source, target, output, device, eval_data, calibration, trials, objective, max_accuracy_drop, storage,
+         study_name, input_shapes, weights, iters, json_path):
+    """Search the build flags with Optuna for the fastest (and smallest) build within an accuracy budget."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from edgec.choice.tune import tune as run_tune
+    from edgec.package.harness.manifest import to_json
+    from edgec.report.tables import trial_line
+
+    with Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  console=_terminal(ctx).console) as progress:
+        task = progress.add_task("", total=max(trials, 0))
+
+        def on_trial(number, candidate):
+            progress.console.print(trial_line(number, to_json(candidate)), highlight=False)
+            progress.advance(task)
+
+        result = run_tune(source, target, output, evaluation_data=eval_data, trials=trials,
+                          objectives=tuple(_names(objective)), max_accuracy_drop=max_accuracy_drop, device=device,
+                          calibration=calibration, storage=storage, study_name=study_name, input_shapes=input_shapes,
+                          weights=weights, iters=iters, on_trial=on_trial)
+    _emit(ctx, to_json(result), "tuning", json_path)

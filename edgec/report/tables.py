@@ -177,3 +177,27 @@ def comparison(console: Console, r: dict) -> None:
     if r.get("baseline_accuracy") is not None:
         console.print(f"source model: {r['baseline_accuracy']:.2f} % ({measure} on {r['eval_data']})")
     console.print("* Pareto-optimal on latency, size and accuracy   < recommended: " + r["choice"]["why"])
+
+
+def trial_line(number: int, c: dict) -> str:
+    """One finished trial, as the tune progress bar shows it."""
+    flags = " ".join(f"{k}={v}" for k, v in sorted(c["flags"].items()))
+    f = c.get("figures")
+    if f is None:
+        return f"trial {number}: {c['precision']} {flags}: {c['status']}: {c['reason']}"
+    accuracy = "" if f["accuracy"] is None else f", {f['accuracy']:.2f} %"
+    return f"trial {number}: {c['precision']} {flags}: p50 {f['p50_ms']:.3f} ms, {_mb(f['size_bytes'])}{accuracy}"
+
+
+def tuning(console: Console, r: dict) -> None:
+    table = _table(f"study {r['study']} ({r['storage']})", "", "")
+    table.add_row("trials", f"{r['trials']} in the study ({r['added']} added by this run)")
+    if r["best"]:
+        table.add_row("best", trial_line(-1, r["best"]).split(": ", 1)[1])
+        table.add_row("build it", r["command"])
+        table.add_row("config", r["config_file"])
+    else:
+        table.add_row("best", "no trial held the accuracy budget")
+    table.add_row("results", r["results_file"])
+    table.add_row("report", r["report_file"])
+    console.print(table)
