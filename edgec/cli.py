@@ -377,20 +377,22 @@ def tune(ctx, source, target, output, device, eval_data, calibration, trials, ob
     """Search the build flags with Optuna for the fastest (and smallest) build within an accuracy budget."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from edgec.choice.tune import tune as run_tune
+    from edgec.choice.tune import Tuner
     from edgec.package.harness.manifest import to_json
     from edgec.report.tables import trial_line
 
+    with _terminal(ctx).status("opening the study..."):
+        tuner = Tuner(source, target, output, evaluation_data=eval_data, trials=trials,
+                      objectives=tuple(_names(objective)), max_accuracy_drop=max_accuracy_drop, device=device,
+                      calibration=calibration, storage=storage, study_name=study_name, input_shapes=input_shapes,
+                      weights=weights, iters=iters)
     with Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   console=_terminal(ctx).console) as progress:
-        task = progress.add_task("", total=max(trials, 0))
+        task = progress.add_task("", total=trials)
 
         def on_trial(number, candidate):
             progress.console.print(trial_line(number, to_json(candidate)), highlight=False)
             progress.advance(task)
 
-        result = run_tune(source, target, output, evaluation_data=eval_data, trials=trials,
-                          objectives=tuple(_names(objective)), max_accuracy_drop=max_accuracy_drop, device=device,
-                          calibration=calibration, storage=storage, study_name=study_name, input_shapes=input_shapes,
-                          weights=weights, iters=iters, on_trial=on_trial)
+        result = tuner.run(on_trial)
     _emit(ctx, to_json(result), "tuning", json_path)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -61,19 +64,28 @@ def space(trial, target, calibration: str | None) -> tuple[str, dict]:
     return precision, options
 
 
-def open_study(storage: str, name: str, objectives: list[str]):
-    """Create or resume the study; a storage that cannot be reached is one line (exit 2)."""
-    optuna = require("optuna", "tune")
-    from sqlalchemy.exc import SQLAlchemyError
+def open_study(storage: str, name: str, objectives: list[str], attempts: int = 5):
+    """Create or resume the study; a storage that cannot be reached is one line (exit 2).
 
-    try:
-        rdb = optuna.storages.RDBStorage(storage, engine_kwargs=_engine_options(storage))
-        sampler = optuna.samplers.TPESampler(constraints_func=_constraints, n_startup_trials=4)
-        return optuna.create_study(storage=rdb, study_name=name, directions=["minimize"] * len(objectives),
-                                   sampler=sampler, load_if_exists=True)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"cannot open the study storage {_redacted(storage)}: {why}") from None
+    Workers that start together race to create Optuna's tables in a new database: the loser's
+    IntegrityError means the tables now exist, so it opens the storage again.
+    """
+    optuna = require("optuna", "tune")
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+    for attempt in range(attempts):
+        try:
+            rdb = optuna.storages.RDBStorage(storage, engine_kwargs=_engine_options(storage))
+            sampler = optuna.samplers.TPESampler(constraints_func=_constraints, n_startup_trials=4)
+            return optuna.create_study(storage=rdb, study_name=name, directions=["minimize"] * len(objectives),
+                                       sampler=sampler, load_if_exists=True)
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"cannot open the study storage {_redacted(storage)}: {why}") from None
 
 
 def _engine_options(storage: str) -> dict:
@@ -95,64 +107,78 @@ def _constraints(trial) -> list[float]:
     return [trial.user_attrs.get("excess_drop", 0.0)]
 
 
-def tune(source: str, target: str, output: str | Path, *, evaluation_data: str, trials: int,
-         objectives: tuple[str, ...] = ("latency",), max_accuracy_drop: float = 1.0, device: str | None = None,
-         calibration: str | None = None, storage: str | None = None, study_name: str | None = None,
-         input_shapes: tuple[str, ...] = (), weights: str | None = None, iters: int = 50,
-         on_trial: Callable[[int, Candidate], None] | None = None) -> Tuning:
-    """Run `trials` more trials of the study, then write the best configuration, the results and the report."""
-    from edgec.package.harness.manifest import to_json
-    from edgec.report import html
-    from edgec.targets import load_target
+class Tuner:
+    """One worker of a study: opened (every input checked, the storage reached) before any trial runs."""
 
-    if trials < 1:
-        raise InputError(f"--trials must be at least 1, got {trials}")
-    unknown = [o for o in objectives if o not in OBJECTIVES]
-    if unknown or not objectives:
-        raise InputError(f"unknown objective '{unknown[0] if unknown else ''}': choose latency, size or latency,size")
-    spec = load_target(target)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    storage = storage or f"sqlite:///{(output / 'study.db').resolve()}"
-    name = study_name or f"{Path(source).stem}-{spec.name}"
-    evaluation = Evaluation.load(evaluation_data, source, input_shapes, weights)
-    study = open_study(storage, name, list(objectives))
-    fields = [OBJECTIVES[o] for o in objectives]
+    def __init__(self, source: str, target: str, output: str | Path, *, evaluation_data: str, trials: int,
+                 objectives: tuple[str, ...] = ("latency",), max_accuracy_drop: float = 1.0,
+                 device: str | None = None, calibration: str | None = None, storage: str | None = None,
+                 study_name: str | None = None, input_shapes: tuple[str, ...] = (), weights: str | None = None,
+                 iters: int = 50):
+        from edgec.targets import load_target
 
-    def objective(trial):
-        precision, options = space(trial, spec, calibration)
-        candidate = Candidate(spec.name, precision, options)
-        folder = output / "trials" / f"{trial.number:04d}"
-        artifact = build_candidate(source, candidate, folder, calibration, input_shapes, weights)
+        if trials < 1:
+            raise InputError(f"--trials must be at least 1, got {trials}")
+        unknown = [o for o in objectives if o not in OBJECTIVES]
+        if unknown or not objectives:
+            raise InputError(f"unknown objective '{unknown[0] if unknown else ''}': choose latency, size or "
+                             "latency,size")
+        self.source, self.target, self.spec = source, target, load_target(target)
+        self.trials, self.budget, self.device, self.calibration = trials, max_accuracy_drop, device, calibration
+        self.input_shapes, self.weights, self.iters = input_shapes, weights, iters
+        self.fields = [OBJECTIVES[o] for o in objectives]
+        self.output = Path(output)
+        if storage is None:  # the default study lives in the output folder
+            self.output.mkdir(parents=True, exist_ok=True)
+        self.storage = storage or f"sqlite:///{(self.output / 'study.db').resolve()}"
+        self.name = study_name or f"{Path(source).stem}-{self.spec.name}"
+        self.study = open_study(self.storage, self.name, list(objectives))
+        self.output.mkdir(parents=True, exist_ok=True)
+        self.evaluation = Evaluation.load(evaluation_data, source, input_shapes, weights)
+
+    def objective(self, trial, on_trial: Callable[[int, Candidate], None] | None = None):
+        """Build and measure one sampled configuration; a refused one is pruned with its reason."""
+        from edgec.package.harness.manifest import to_json
+
+        precision, options = space(trial, self.spec, self.calibration)
+        candidate = Candidate(self.spec.name, precision, options)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        folder = self.output / "trials" / f"{trial.number:04d}"
+        artifact = build_candidate(self.source, candidate, folder, self.calibration, self.input_shapes, self.weights)
         if artifact is not None:
-            candidate.figures = measure([artifact], device, evaluation, iters, rounds=1)[0]
-            excess = evaluation.baseline - (candidate.figures.accuracy or 0.0) - max_accuracy_drop
-            trial.set_user_attr("excess_drop", excess)
+            candidate.figures = measure([artifact], self.device, self.evaluation, self.iters, rounds=1)[0]
+            trial.set_user_attr("excess_drop",
+                                self.evaluation.baseline - (candidate.figures.accuracy or 0.0) - self.budget)
         trial.set_user_attr("candidate", to_json(candidate))
         if on_trial:
             on_trial(trial.number, candidate)
         if artifact is None:
-            optuna = require("optuna", "tune")
-            raise optuna.TrialPruned(candidate.reason)
-        return [getattr(candidate.figures, f) for f in fields]
+            raise require("optuna", "tune").TrialPruned(candidate.reason)
+        return [getattr(candidate.figures, f) for f in self.fields]
 
-    before = len(study.trials)
-    study.optimize(objective, n_trials=trials, catch=())
-    comparison = _comparison(study, source, device, evaluation, max_accuracy_drop, fields)
-    best = comparison.candidates[comparison.choice.index] if comparison.choice.index is not None else None
-    command = config_file = None
-    if best is not None:
-        attach_details(comparison, best, device)
-        values = dict(source=source, target=target, precision=best.precision, input_shapes=list(input_shapes),
-                      weights=weights, calibration=calibration if best.precision == "int8" else None, **best.flags)
-        command = config.command(values)
-        config_file = str(config.write(output / BEST_CONFIG, values,
-                                       f"edgec tune, study {name}: {comparison.choice.why}\n{command}"))
-    results = output / RESULTS
-    results.write_text(json.dumps(to_json(comparison), indent=2, sort_keys=True))
-    html.write(comparison, output / REPORT)
-    return Tuning(name, _redacted(storage), len(study.trials), len(study.trials) - before, best, command,
-                  config_file, str(results), str(output / REPORT))
+    def run(self, on_trial: Callable[[int, Candidate], None] | None = None) -> Tuning:
+        """Add the trials, then write the best configuration, the results and the report."""
+        from edgec.package.harness.manifest import to_json
+        from edgec.report import html
+
+        before = len(self.study.trials)
+        self.study.optimize(lambda trial: self.objective(trial, on_trial), n_trials=self.trials, catch=())
+        comparison = _comparison(self.study, self.source, self.device, self.evaluation, self.budget, self.fields)
+        best = comparison.candidates[comparison.choice.index] if comparison.choice.index is not None else None
+        command = config_file = None
+        if best is not None:
+            attach_details(comparison, best, self.device)
+            values = dict(source=self.source, target=self.target, precision=best.precision,
+                          input_shapes=list(self.input_shapes), weights=self.weights,
+                          calibration=self.calibration if best.precision == "int8" else None, **best.flags)
+            command = config.command(values)
+            config_file = str(config.write(self.output / BEST_CONFIG, values,
+                                           f"edgec tune, study {self.name}: {comparison.choice.why}\n{command}"))
+        results = self.output / RESULTS
+        results.write_text(json.dumps(to_json(comparison), indent=2, sort_keys=True))
+        html.write(comparison, self.output / REPORT)
+        return Tuning(self.name, _redacted(self.storage), len(self.study.trials), len(self.study.trials) - before,
+                      best, command, config_file, str(results), str(self.output / REPORT))
 
 
 def _comparison(study, source, device, evaluation, budget, fields) -> Comparison:
