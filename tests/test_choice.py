@@ -163,3 +163,21 @@ def test_precision_auto_keeps_fp32_where_int8_is_measured_slower(tmp_path):
     measured = {c["precision"]: c for c in choice["candidates"]}
     assert measured["int8"]["p50_ms"] > 1.3 * measured["fp32"]["p50_ms"], measured  # int8 slower by a wide margin
     assert choice["winner"] != "int8" and manifest(out)["precision"] == choice["winner"]
+
+
+def test_build_config_file_round_trips_and_names_only_build_flags(tmp_path, digits_model):
+    from edgec import config
+    from edgec.cli import build
+
+    flags = {opt.lstrip("-") for param in build.params for opt in param.opts if opt.startswith("--")}
+    assert set(config.flags().values()) - {"source"} <= flags  # every key is a real build flag
+    values = {"source": str(digits_model), "target": "tflite-arm", "precision": "int8", "input_shapes": ["input:1,1,8,8"],
+              "calibration_method": "entropy", "calibration_samples": 16, "eval_data": "e.npz", "weights": None}
+    path = config.write(tmp_path / "b.toml", values, "a comment")
+    assert 'calibration-method = "entropy"' in path.read_text() and "eval = " in path.read_text()
+    assert config.load(path) == {k: v for k, v in values.items() if v is not None}
+    assert config.command(values).endswith("--calibration-samples 16 --eval e.npz")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('target = "onnxruntime"\nspeed = "max"\n')
+    assert_one_line_error(edgec("build", digits_model, "--config", bad, "-o", tmp_path / "o"), "'speed'", "build flag")
+    assert not (tmp_path / "o").exists()

@@ -81,7 +81,7 @@ def _summary(result) -> str:
 def _svg(plt, figure, name: str, caption: str) -> str:
     plt.rcParams["svg.hashsalt"] = name  # distinct, deterministic element ids per figure
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})  # same input, same file
     plt.close(figure)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
