@@ -184,7 +184,8 @@ def build(ctx, source, config_file, target, output, precision, calibration, samp
             from edgec.choice import auto
 
             artifact = auto.build(source, target, output, device=device, calibration=calibration, options=options,
-                                  input_shapes=input_shapes, weights=weights, force=force)
+                                  input_shapes=input_shapes, weights=weights, const_inputs=const_inputs,
+                                  samples=samples, force=force)
         else:
             artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
                                  const_inputs=const_inputs, weights=weights, calibration=calibration,

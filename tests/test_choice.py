@@ -171,7 +171,8 @@ def test_build_config_file_round_trips_and_names_only_build_flags(tmp_path, digi
 
     flags = {opt.lstrip("-") for param in build.params for opt in param.opts if opt.startswith("--")}
     assert set(config.flags().values()) - {"source"} <= flags  # every key is a real build flag
-    values = {"source": str(digits_model), "target": "tflite-arm", "precision": "int8", "input_shapes": ["input:1,1,8,8"],
+    values = {"source": str(digits_model), "target": "tflite-arm", "precision": "int8",
+              "input_shapes": ["input:1,1,8,8"],
               "calibration_method": "entropy", "calibration_samples": 16, "eval_data": "e.npz", "weights": None}
     path = config.write(tmp_path / "b.toml", values, "a comment")
     assert 'calibration-method = "entropy"' in path.read_text() and "eval = " in path.read_text()

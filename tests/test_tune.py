@@ -80,7 +80,8 @@ def postgresql():
     if os.geteuid() == 0:
         user = "edgec-pg"
         if subprocess.run(["id", user], capture_output=True).returncode != 0:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                           check=True)
         shutil.chown(folder, user)
         as_user = ["runuser", "-u", user, "--"]
     port, data = _free_port(), folder / "data"

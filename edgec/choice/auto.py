@@ -26,7 +26,7 @@ FALLBACK_OPTIONS = ("max_accuracy_drop", "eval_data")  # the int8 engine's layer
 
 def build(source: str, target: str, output: str | Path, *, device: str | None = None, calibration: str | None = None,
           options: dict | None = None, input_shapes: tuple[str, ...] = (), weights: str | None = None,
-          force: bool = False, iters: int = 100):
+          const_inputs: tuple[str, ...] = (), samples: str | None = None, force: bool = False, iters: int = 100):
     """Build `source` for `target` at the precision measured best on `device`; returns the winner's Artifact."""
     from edgec import api
     from edgec.package import artifact as files
@@ -49,8 +49,9 @@ def build(source: str, target: str, output: str | Path, *, device: str | None = 
         artifacts = {}
         for candidate in candidates:
             logger.info(f"building {candidate.precision}")
-            artifact = build_candidate(source, candidate, scratch / candidate.precision,
-                                       calibration, input_shapes, weights)
+            artifact = build_candidate(source, candidate, scratch / candidate.precision, calibration,
+                                       input_shapes=input_shapes, weights=weights, const_inputs=const_inputs,
+                                       samples=samples)
             if artifact is not None:
                 artifacts[candidate.label] = artifact
         measure_candidates(candidates, artifacts, device, evaluation, iters)
@@ -66,8 +67,8 @@ def build(source: str, target: str, output: str | Path, *, device: str | None = 
             budget, [_record(c) for c in candidates], winner.precision, choice.why)
         files.write_manifest(built.path, built.manifest)
         replay = dict(source=source, target=target, precision=winner.precision, input_shapes=list(input_shapes),
-                      weights=weights, calibration=calibration if winner.precision == "int8" else None,
-                      **winner.flags)
+                      const_inputs=list(const_inputs), weights=weights, samples=samples,
+                      calibration=calibration if winner.precision == "int8" else None, **winner.flags)
         config.write(built.path / REPLAY_FILE, replay,
                      f"--precision auto chose {winner.precision} ({choice.why}).\nedgec build --config {REPLAY_FILE} "
                      "-o OUT rebuilds it without measuring.")

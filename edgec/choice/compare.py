@@ -74,15 +74,14 @@ class Comparison:
     profile_of: Optional[str] = None
 
 
-def build_candidate(source: str, candidate: Candidate, folder: Path, calibration: str | None,
-                    input_shapes: tuple[str, ...] = (), weights: str | None = None):
-    """Build one candidate into `folder`; a refusal becomes the row's reason. Returns the artifact or None."""
+def build_candidate(source: str, candidate: Candidate, folder: Path, calibration: str | None, **build_args):
+    """Build one candidate into `folder` (`build_args`: api.build's input_shapes, weights, ...); a refusal
+    becomes the row's reason. Returns the artifact, or None when it was refused or is not faithful."""
     from edgec import api
 
-    options = dict(candidate.flags)
     try:
-        artifact = api.build(source, candidate.target, folder, precision=candidate.precision,
-                             input_shapes=input_shapes, weights=weights, force=True, options=options,
+        artifact = api.build(source, candidate.target, folder, precision=candidate.precision, force=True,
+                             options=dict(candidate.flags), **build_args,
                              calibration=calibration if candidate.precision == "int8" else None)
     except EdgecError as exc:
         if exc.exit_code != ExitCode.REFUSED:
@@ -141,7 +140,6 @@ def compare(source: str, targets: list[str], precisions: list[str], output: str 
             max_accuracy_drop: float | None = None, input_shapes: tuple[str, ...] = (),
             weights: str | None = None, iters: int = 100, force: bool = False) -> Comparison:
     """Build, verify, bench and evaluate every target x precision; artifacts stay in `output`/TARGET-PRECISION."""
-    from edgec import api
     from edgec.targets import PRECISIONS, load_target
 
     for target in targets:
@@ -158,16 +156,17 @@ def compare(source: str, targets: list[str], precisions: list[str], output: str 
     built = {}
     for candidate in candidates:
         logger.info(f"building {candidate.label}")
-        artifact = build_candidate(source, candidate, output / f"{Path(candidate.target).stem}-{candidate.precision}",
-                                   calibration, input_shapes, weights)
+        folder = output / f"{Path(candidate.target).stem}-{candidate.precision}"
+        artifact = build_candidate(source, candidate, folder, calibration, input_shapes=input_shapes, weights=weights)
         if artifact is not None:
             built[candidate.label] = artifact
     measure_candidates(candidates, built, device, evaluation, iters)
     mark_pareto(candidates)
     baseline = evaluation.baseline if evaluation else None
     choice = choose(candidates, baseline, budget)
-    comparison = Comparison(source, device or "each target's device", any(c.figures and c.figures.emulated for c in candidates),
-                            eval_data, evaluation.measure if evaluation else None, baseline, budget, candidates, choice)
+    emulated = any(c.figures and c.figures.emulated for c in candidates)
+    comparison = Comparison(source, device or "each target's device", emulated, eval_data,
+                            evaluation.measure if evaluation else None, baseline, budget, candidates, choice)
     if choice.index is not None:
         attach_details(comparison, candidates[choice.index], device)
     return comparison
@@ -179,7 +178,8 @@ def attach_details(result, chosen: Candidate, device: str | None) -> None:
     from edgec import api
     from edgec.package import artifact as files
 
-    result.profile = [from_json(LayerTime, layer, "profile") for layer in api.profile(chosen.artifact, device)["layers"]]
+    layers = api.profile(chosen.artifact, device)["layers"]
+    result.profile = [from_json(LayerTime, layer, "profile") for layer in layers]
     result.profile_of = chosen.label
     int8 = next((c for c in [chosen] + result.candidates
                  if c.precision == "int8" and c.artifact and c.target == chosen.target), None)

@@ -57,7 +57,8 @@ def space(trial, target, calibration: str | None) -> tuple[str, dict]:
     precision = trial.suggest_categorical("precision", precisions)
     options = {}
     for option in declared(target):
-        if option.name in TUNED_OPTIONS and option.choices and (precision == "int8" or option.name != "calibration_method"):
+        int8_only = option.name == "calibration_method"
+        if option.name in TUNED_OPTIONS and option.choices and (precision == "int8" or not int8_only):
             options[option.name] = trial.suggest_categorical(option.name, list(option.choices))
     if precision == "int8":
         options["calibration_samples"] = trial.suggest_categorical("calibration_samples", list(CALIBRATION_SAMPLES))
@@ -144,7 +145,8 @@ class Tuner:
         candidate = Candidate(self.spec.name, precision, options)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         folder = self.output / "trials" / f"{trial.number:04d}"
-        artifact = build_candidate(self.source, candidate, folder, self.calibration, self.input_shapes, self.weights)
+        artifact = build_candidate(self.source, candidate, folder, self.calibration, input_shapes=self.input_shapes,
+                                   weights=self.weights)
         if artifact is not None:
             candidate.figures = measure([artifact], self.device, self.evaluation, self.iters, rounds=1)[0]
             trial.set_user_attr("excess_drop",

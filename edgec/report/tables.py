@@ -159,8 +159,9 @@ def key_values(console: Console, data: dict) -> None:
 def comparison(console: Console, r: dict) -> None:
     emulated = " (emulated: timings prove only that it runs)" if r["emulated"] else ""
     measure = r.get("measure") or "accuracy"
+    accuracy_header = "accuracy %" if measure.startswith("accuracy") else "agreement %"
     table = _table(f"{r['source']} on {r['device']}{emulated}", "", "target", "precision", "size", "p50 ms", "p90 ms",
-                   "throughput /s", "peak MB", "accuracy %" if measure.startswith("accuracy") else "agreement %", "build s")
+                   "throughput /s", "peak MB", accuracy_header, "build s")
     chosen = r["choice"]["index"]
     for i, c in enumerate(r["candidates"]):
         mark = ("*" if c["pareto"] else "") + ("<" if i == chosen else "")
