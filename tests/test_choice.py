@@ -152,7 +152,8 @@ def test_precision_auto_measures_each_precision_and_config_replays_it(tmp_path, 
 
 @pytest.mark.slow
 def test_precision_auto_keeps_fp32_where_int8_is_measured_slower(tmp_path):
-    from choice_models import train_tanh_cnn
+    sys.path.insert(0, str(ROOT / "models" / "digits"))
+    from tanh_cnn import train_tanh_cnn
 
     model = train_tanh_cnn(tmp_path / "tanh")
     assert model["accuracy"] > 0.8

@@ -1,6 +1,7 @@
-"""A real, tiny model for the choice tests: a 12-layer, 8-channel CNN with tanh activations,
-trained on scikit-learn's digits in a few seconds (BatchNorm, folded
-into the convolutions by the build, makes it trainable this deep).
+"""A real, tiny model where int8 is slower than fp32: a 12-layer, 8-channel CNN with tanh activations,
+trained on scikit-learn's digits in a few seconds (BatchNorm, folded into the convolutions by the
+build, makes it trainable this deep). Used by tests/test_choice.py and benchmarks/choice_digits.py;
+trained when used (not committed).
 
 Its shape is the point: onnxruntime has no int8 Tanh, so every tanh is a float island between int8
 convolutions (QuantizeLinear, QLinearConv, DequantizeLinear, Tanh: four kernels where fp32 runs
