@@ -25,6 +25,7 @@ OBJECTIVES = (
 )
 # Under emulation timings mean nothing: the rule is the smallest artifact that holds the budget
 # (int8 before fp16 before fp32 when sizes tie), never the emulated latency.
+SHARED_FLAGS = ("eval_data", "max_accuracy_drop")
 EMULATED_RULE = "emulated device: timings mean nothing, so the smallest artifact that holds the accuracy budget wins"
 
 
@@ -43,7 +44,8 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in sorted(self.flags.items()))
+        """Target, precision and the flags that tell rows apart (not the accuracy budget they all share)."""
+        extra = " ".join(f"{k}={v}" for k, v in sorted(self.flags.items()) if k not in SHARED_FLAGS)
         return f"{self.target} {self.precision}" + (f" {extra}" if extra else "")
 
 
