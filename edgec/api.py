@@ -108,6 +108,7 @@ def build(
         from edgec.quantize.data import load_calibration
 
         calibration_data = load_calibration(calibration, model, source_inputs, values.preprocess)
+        calibration_data = calibration_data.first(getattr(values, "calibration_samples", None))
     given = _user_samples(samples, source_inputs) or (calibration_data.runs if calibration_data else None)
     original = eir.clone(model)
     samples_in = sampling.sample_inputs(original, source_inputs, given)

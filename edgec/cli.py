@@ -261,12 +261,34 @@ def compress(ctx, source, output, calibration, eval_data, targets, device, preci
     _emit(ctx, report, "compress", json_path)
 
 
+def _read_config(ctx, param, value):
+    """--config FILE: its values become the defaults of the other flags (given flags win)."""
+    if value:
+        from edgec import config
+
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **config.load(value)}
+        except EdgecError as exc:
+            ctx.find_root().ensure_object(dict)["config_error"] = exc
+    return value
+
+
+# compare and tune measure on one device (ssh options: edgec verify/bench --device)
+DEVICE_OPTION = click.option("-d", "--device", default=None,
+                             help="local, rpi4-emulated, rpi5-emulated or ssh://user@host (default: the target's device)")
+
+
 @main.command(cls=EdgecCommand)
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option("--config", "config_file", metavar="FILE.toml", is_eager=True, callback=_read_config,
+              help="build flags from a TOML file whose keys are the flags' names (written by --precision auto "
+                   "and edgec tune); flags given here win")
 @click.option("-t", "--target", default="onnxruntime", show_default=True,
               help="target name (see `edgec targets`), path of a target .toml, or auto (the one --device suggests)")
-@click.option("-o", "--output", required=True, help="artifact folder to write (OUT.unverified if it does not verify)")
-@click.option("--precision", type=PRECISION, help="numeric precision (default: the target's)")
+@click.option("-o", "--output", help="artifact folder to write (OUT.unverified if it does not verify)")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8", "auto"]),
+              help="numeric precision (default: the target's); auto: build each, measure on the device, keep "
+                   "the fastest within --max-accuracy-drop on --eval")
 @click.option("--calibration", metavar="PATH",
               help="calibration data for int8: .npz keyed by input name, .npy, an image folder, or 'random'")
 @click.option("--samples", metavar="FILE.npz",
@@ -285,22 +307,35 @@ def compress(ctx, source, output, calibration, eval_data, targets, device, preci
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def build(ctx, source, target, output, precision, calibration, samples, input_shapes, const_inputs, weights, force,
-          devices, json_path, **options):
+def build(ctx, source, config_file, target, output, precision, calibration, samples, input_shapes, const_inputs,
+          weights, force, devices, json_path, **options):
     """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
 
     A PyTorch model.py is imported and run as Python code: build only sources you trust.
     """
     from edgec import api
+    from edgec.errors import InputError
     from edgec.package.harness.manifest import to_json
 
+    if ctx.find_root().obj.get("config_error"):
+        raise ctx.find_root().obj["config_error"]
+    if not source or not output:
+        raise InputError(f"edgec build needs {'SOURCE' if not source else '-o OUT'} (or a --config file that sets it)")
     compression = _plan(options)
     options = {k: v for k, v in options.items() if v is not None}
+    device = api.one_device(devices)
     with _terminal(ctx).status("building..."):
-        artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
-                             const_inputs=const_inputs, weights=weights, calibration=calibration, samples=samples,
-                             force=force, options=options, device=api.one_device(devices),
-                             compression=compression)
+        if precision == "auto":
+            from edgec.choice import auto
+
+            artifact = auto.build(source, target, output, device=device, calibration=calibration, options=options,
+                                  input_shapes=input_shapes, weights=weights, const_inputs=const_inputs,
+                                  samples=samples, force=force)
+        else:
+            artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
+                                 const_inputs=const_inputs, weights=weights, calibration=calibration,
+                                 samples=samples, force=force, options=options, device=device,
+                                 compression=compression)
     _emit(ctx, to_json(artifact.manifest), "build_summary", json_path)
     if not artifact.verified:
         _terminal(ctx).print(f"edgec: the artifact does not match the source model: it is in {artifact.path}")
@@ -424,3 +459,107 @@ def device_probe(ctx, devices, json_path):
     from edgec import api
 
     _on_devices(ctx, "probe", devices, api.probe, "probe", json_path)
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("source")
+@click.option("--targets", "target_list", required=True, metavar="A,B,...", help="targets to build for")
+@click.option("--precisions", "precision_list", default="fp32,int8", show_default=True, metavar="P,Q,...",
+              help="precisions to build (each where the target builds it)")
+@click.option("-o", "--output", required=True, help="folder for the artifacts (one per row, kept for reuse)")
+@DEVICE_OPTION
+@click.option("--eval", "eval_data", metavar="DATA.npz",
+              help="inputs keyed by input name and optional 'labels': accuracy, else agreement with the source")
+@click.option("--calibration", metavar="PATH", help="calibration data for the int8 rows")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0),
+              help="points below the source model the recommended row may lose (default 1.0)")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
+@click.option("--weights", metavar="FILE")
+@click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="benchmark runs per row")
+@click.option("--html", "html_path", metavar="FILE", help="also write the HTML report with Pareto plots")
+@click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@JSON_OPTION
+@common_flags
+@click.pass_context
+def compare(ctx, source, target_list, precision_list, output, device, eval_data, calibration, max_accuracy_drop,
+            input_shapes, weights, iters, html_path, force, json_path):
+    """Build SOURCE for several targets and precisions, measure each on the device, mark the Pareto front."""
+    from edgec.choice.compare import compare as run_compare
+    from edgec.package.harness.manifest import to_json
+
+    with _terminal(ctx).status("comparing..."):
+        result = run_compare(source, _names(target_list), _names(precision_list), output, device=device,
+                             eval_data=eval_data, calibration=calibration, max_accuracy_drop=max_accuracy_drop,
+                             input_shapes=input_shapes, weights=weights, iters=iters, force=force)
+    data = to_json(result)
+    if html_path:
+        from edgec.report import html
+
+        html.write(data, html_path)
+    _emit(ctx, data, "comparison", json_path)
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("results")
+@click.option("-o", "--output", required=True, metavar="FILE.html", help="the report to write")
+@common_flags
+@click.pass_context
+def report(ctx, results, output):
+    """Write the HTML report (Pareto plots, per-layer charts, table) of a compare or tune RESULTS.json."""
+    from edgec.report import html
+
+    html.write(html.load(results), output)
+    _terminal(ctx).print(f"wrote {output}", err=False)
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("source")
+@click.option("-t", "--target", default="onnxruntime", show_default=True, help="target to tune the build for")
+@click.option("-o", "--output", required=True, help="folder for the study (study.db), the trials, best.toml, "
+              "results.json and report.html; rerun with the same folder to resume")
+@DEVICE_OPTION
+@click.option("--eval", "eval_data", required=True, metavar="DATA.npz",
+              help="inputs keyed by input name and optional 'labels'")
+@click.option("--calibration", metavar="PATH", help="calibration data (without it, int8 is not tried)")
+@click.option("--trials", type=int, default=12, show_default=True, help="trials this run adds to the study")
+@click.option("--objective", default="latency", show_default=True, metavar="latency[,size]",
+              help="what to minimize; both: a multi-objective study")
+@click.option("--max-accuracy-drop", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
+              help="the constraint: points below the source model a trial may lose")
+@click.option("--storage", metavar="URL", help="Optuna RDB storage shared by several workers, e.g. "
+              "postgresql://user:pw@host/db (default: sqlite in the output folder)")
+@click.option("--study", "study_name", help="study name (default: MODEL-TARGET)")
+@click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
+@click.option("--weights", metavar="FILE")
+@click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1), help="benchmark runs per trial")
+@JSON_OPTION
+@common_flags
+@click.pass_context
+def tune(ctx, source, target, output, device, eval_data, calibration, trials, objective, max_accuracy_drop, storage,
+         study_name, input_shapes, weights, iters, json_path):
+    """Search the build flags with Optuna for the fastest (and smallest) build within an accuracy budget."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from edgec.choice.tune import Tuner
+    from edgec.package.harness.manifest import to_json
+    from edgec.report.tables import trial_line
+
+    with _terminal(ctx).status("opening the study..."):
+        tuner = Tuner(source, target, output, evaluation_data=eval_data, trials=trials,
+                      objectives=tuple(_names(objective)), max_accuracy_drop=max_accuracy_drop, device=device,
+                      calibration=calibration, storage=storage, study_name=study_name, input_shapes=input_shapes,
+                      weights=weights, iters=iters)
+    with Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  console=_terminal(ctx).console) as progress:
+        task = progress.add_task("", total=trials)
+
+        def on_trial(number, candidate):
+            progress.console.print(trial_line(number, to_json(candidate)), highlight=False)
+            progress.advance(task)
+
+        result = tuner.run(on_trial)
+    _emit(ctx, to_json(result), "tuning", json_path)

@@ -56,6 +56,8 @@ COMMON = (
 INT8 = (
     Option("calibration_method", str, "minmax", "how int8 activation ranges are chosen",
            choices=("minmax", "percentile", "entropy")),
+    Option("calibration_samples", int, None, "calibrate on the first N samples of the calibration data "
+           "(default: all of them)", minimum=1),
     Option("max_accuracy_drop", float, None, "keep the most harmful layers in float until the accuracy drop "
            "is at most X percentage points", minimum=0.0),
     Option("eval_data", str, None, ".npz with inputs (and optionally 'labels') to measure the accuracy drop on",

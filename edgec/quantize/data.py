@@ -5,6 +5,8 @@ along a new first axis, samples concatenated along the batch axis, or one run.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,12 @@ class CalibrationData:
 
     def feeds(self):
         return iter(self.runs)
+
+    def first(self, count: int | None) -> "CalibrationData":
+        """The first `count` runs (all when None): --calibration-samples."""
+        if count is None or count >= self.count:
+            return self
+        return dataclasses.replace(self, runs=Runs(self.runs.form, self.runs.feeds[:count]), labels=None)
 
     def describe(self) -> dict:
         first = self.runs.feeds[0] if self.runs.feeds else {}

@@ -38,6 +38,22 @@ def build_summary(console: Console, m: dict) -> None:
     layers = q.get("layers") or []
     if layers:
         layer_table(console, layers[:5], "worst quantized layers")
+    if m.get("choice"):
+        precision_choice(console, m["choice"])
+
+
+def precision_choice(console: Console, c: dict) -> None:
+    emulated = " (emulated: chosen by rule, not by timings)" if c["emulated"] else ""
+    table = _table(f"--precision auto on {c['device']}{emulated}", "precision", "status", "size", "p50 ms", "p90 ms",
+                   f"{c['measure']} %")
+    for r in c["candidates"]:
+        figures = [_mb(r["size_bytes"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}",
+                   "" if r["accuracy"] is None else f"{r['accuracy']:.2f}"] if r["p50_ms"] is not None else [""] * 4
+        mark = " <" if r["precision"] == c["winner"] else ""
+        table.add_row(r["precision"] + mark, r["status"] + (f": {r['reason']}" if r["reason"] else ""), *figures)
+    console.print(table)
+    console.print(f"source model {c['baseline_accuracy']:.2f} %, budget {c['max_accuracy_drop']} points; "
+                  f"chose {c['winner']}: {c['why']}")
 
 
 def layer_table(console: Console, layers: list[dict], title: str) -> None:
@@ -197,3 +213,51 @@ def compress(console: Console, r: dict) -> None:
     console.print(table)
     for note in r["notes"]:
         console.print(f"[yellow]{note}[/]", highlight=False)
+
+
+def comparison(console: Console, r: dict) -> None:
+    emulated = " (emulated: timings prove only that it runs)" if r["emulated"] else ""
+    measure = r.get("measure") or "accuracy"
+    accuracy_header = "accuracy %" if measure.startswith("accuracy") else "agreement %"
+    table = _table(f"{r['source']} on {r['device']}{emulated}", "", "target", "precision", "size", "p50 ms", "p90 ms",
+                   "throughput /s", "peak MB", accuracy_header, "build s")
+    chosen = r["choice"]["index"]
+    for i, c in enumerate(r["candidates"]):
+        mark = ("*" if c["pareto"] else "") + ("<" if i == chosen else "")
+        f = c.get("figures")
+        if f is None:
+            table.add_row(mark, c["target"], c["precision"], f"[yellow]{c['status']}[/]: {c['reason']}",
+                          *[""] * 6)
+            continue
+        accuracy = "" if f["accuracy"] is None else f"{f['accuracy']:.2f}"
+        table.add_row(mark, c["target"], c["precision"] + "".join(f" {k}={v}" for k, v in c["flags"].items()),
+                      _mb(f["size_bytes"]), f"{f['p50_ms']:.3f}", f"{f['p90_ms']:.3f}", f"{f['throughput_per_s']:.0f}",
+                      "?" if f["peak_rss_mb"] is None else f"{f['peak_rss_mb']:.0f}", accuracy, f"{f['build_s']:.1f}")
+    console.print(table)
+    if r.get("baseline_accuracy") is not None:
+        console.print(f"source model: {r['baseline_accuracy']:.2f} % ({measure} on {r['eval_data']})")
+    console.print("* Pareto-optimal on latency, size and accuracy   < recommended: " + r["choice"]["why"])
+
+
+def trial_line(number: int, c: dict) -> str:
+    """One finished trial, as the tune progress bar shows it."""
+    flags = " ".join(f"{k}={v}" for k, v in sorted(c["flags"].items()))
+    f = c.get("figures")
+    if f is None:
+        return f"trial {number}: {c['precision']} {flags}: {c['status']}: {c['reason']}"
+    accuracy = "" if f["accuracy"] is None else f", {f['accuracy']:.2f} %"
+    return f"trial {number}: {c['precision']} {flags}: p50 {f['p50_ms']:.3f} ms, {_mb(f['size_bytes'])}{accuracy}"
+
+
+def tuning(console: Console, r: dict) -> None:
+    table = _table(f"study {r['study']} ({r['storage']})", "", "")
+    table.add_row("trials", f"{r['trials']} in the study ({r['added']} added by this run)")
+    if r["best"]:
+        table.add_row("best", trial_line(-1, r["best"]).split(": ", 1)[1])
+        table.add_row("build it", r["command"])
+        table.add_row("config", r["config_file"])
+    else:
+        table.add_row("best", "no trial held the accuracy budget")
+    table.add_row("results", r["results_file"])
+    table.add_row("report", r["report_file"])
+    console.print(table)

@@ -391,6 +391,33 @@ class BuildRecord:
 
 
 @dataclass
+class CandidateRecord:
+    """One precision `--precision auto` built and measured on the device (edgec/choice/auto.py)."""
+
+    precision: str
+    status: str  # measured | refused | not faithful
+    reason: str = ""
+    size_bytes: Optional[int] = None
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    accuracy: Optional[float] = None
+
+
+@dataclass
+class PrecisionChoice:
+    """How `--precision auto` chose: every candidate's figures, the rule, and why the winner won."""
+
+    device: str
+    emulated: bool  # True: the documented size rule chose, never the emulated timings
+    measure: str
+    baseline_accuracy: float
+    max_accuracy_drop: float
+    candidates: List[CandidateRecord]
+    winner: str
+    why: str
+
+
+@dataclass
 class Manifest:
     schema_version: int
     edgec_version: str
@@ -409,6 +436,7 @@ class Manifest:
     verification: Verification
     build: BuildRecord
     compression: Optional[Dict[str, Any]] = None  # edgec build --prune/--low-rank/--distill: the compress report
+    choice: Optional[PrecisionChoice] = None  # set by --precision auto
 
 
 # --------------------------------------------------------------------------- JSON in and out
