@@ -42,6 +42,7 @@ demo: install
 	$(EDGEC) bench $(DEMO) --device rpi4-emulated --iters 20
 
 test: models corpus
+	tools/system_packages.sh
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=30
 
 # The unit tests of the pure logic (no builds, no subprocesses): under 2 minutes on 2 cores.
