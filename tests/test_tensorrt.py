@@ -168,7 +168,8 @@ def test_dla_core_is_for_jetson_only(tmp_path, digits_model, digits_files):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, precision", [("tensorrt-gpu", "fp16"), ("tensorrt-jetson", "int8")])
+@pytest.mark.parametrize("target, precision", [("tensorrt-gpu", "fp32"), ("tensorrt-gpu", "fp16"),
+                                               ("tensorrt-gpu", "int8"), ("tensorrt-jetson", "int8")])
 def test_mobilenet(tmp_path, mobilenet_model, mobilenet_files, photos, target, precision):
     out = tmp_path / "mnv2"
     edgec("build", mobilenet_model, "-t", target, "--precision", precision, "--calibration", mobilenet_files["calib"],
