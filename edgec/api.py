@@ -16,6 +16,7 @@ from pathlib import Path
 from edgec import __version__, system
 from edgec import ir as eir
 from edgec.errors import HarnessCrash, InputError, IntegrityError, RuntimeMissingError, UnsupportedError, stage
+from edgec.outputs import check_folder, mark, output_lock
 from edgec.ir.bindings import ConstInput, bind_inputs, config_like_inputs
 from edgec.package import artifact as files
 from edgec.package.harness.errors import ExitCode
@@ -64,18 +65,28 @@ def build(
     `host_verify=False` skips running the artifact's harness on the build host, for callers that
     run it themselves (the node suite); such an artifact stays in `output`, unverified.
     """
-    from edgec import frontends, options as declared, passes
-    from edgec.backends import BuildContext, get_backend
-    from edgec.package import samples as sampling
-    from edgec.quantize import check_options
+    from edgec import frontends
 
     started = time.perf_counter()
     target = target if isinstance(target, Target) else load_target(target)
     precision = precision or target.precision
     _check_precision(target, precision)
-    output = Path(output)
-    if output.exists() and not force:
-        raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
+    user_files = (frontends.source_path(source), weights, calibration, samples)
+    output = check_folder(output, force, user_files)
+    unverified = check_folder(output.with_name(output.name + UNVERIFIED_SUFFIX), True, user_files)
+    with output_lock(output, unverified):
+        return _build(source, target, output, unverified, user_files, started, precision, input_shapes, const_inputs,
+                      weights, calibration, samples, options, host_verify)
+
+
+def _build(source, target, output, unverified, user_files, started, precision, input_shapes, const_inputs, weights,
+           calibration, samples, options, host_verify) -> Artifact:
+    """The build itself, while this process holds the lock on its output folders."""
+    from edgec import frontends, options as declared, passes
+    from edgec.backends import BuildContext, get_backend
+    from edgec.package import samples as sampling
+    from edgec.quantize import check_options
+
     specs = [eir.InputSpec.parse(s) for s in input_shapes]
     backend = get_backend(target.backend)
     values = declared.resolve(target, dict(options or {}))
@@ -129,7 +140,8 @@ def build(
         with stage("quantizing", "try --precision fp16, or report the model"):
             model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values)
 
-    with files.staging(output, force) as folder:
+    with system.temporary_folder(output) as folder:
+        mark(folder, "artifact")
         logger.info(f"lowering with the {backend.name} backend")
         with stage(f"lowering with {backend.name}", f"try another target; `edgec inspect {source}` lists them"):
             lowered = backend.lower(model, BuildContext(target, precision, folder, calibration_data, values,
@@ -158,9 +170,10 @@ def build(
         files.write_manifest(folder, manifest)
         built = Artifact(output, manifest)
         if host_verify and not built.verified:
-            built.path = output.with_name(output.name + UNVERIFIED_SUFFIX)
+            built.path = unverified
             logger.warning(f"the artifact did not pass verification on the build host: it is in {built.path}, "
                            f"not {output}")
+        check_folder(built.path, True, user_files)  # still ours to replace, after the build's minutes
         system.publish(folder, built.path)
     return built
 

@@ -45,6 +45,7 @@ class EdgecCommand(click.Command):
         with terminal.session():
             flags["terminal"] = terminal
             try:
+                _check_json_path(ctx.params)
                 return super().invoke(ctx)
             except EdgecError as exc:
                 if debug:
@@ -59,6 +60,16 @@ class EdgecCommand(click.Command):
                 terminal.print(f"edgec: internal error: {type(exc).__name__}: {exc} "
                                "(rerun with --debug for the traceback)")
                 ctx.exit(1)
+
+
+def _check_json_path(params: dict) -> None:
+    """--json FILE is checked before any work: writable, not an input, replaced only with --force where the
+    command takes it."""
+    from edgec import outputs
+
+    inputs = tuple(params[name] for name in ("source", "artifact", "weights", "calibration", "samples")
+                   if params.get(name))
+    outputs.check_file(params.get("json_path"), params.get("force", True), inputs)
 
 
 def _terminal(ctx):

@@ -5,12 +5,10 @@ end, so a failed build never leaves a half-written artifact behind.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from importlib import resources
 from pathlib import Path
 
-from edgec import system
 from edgec.errors import InputError
 from edgec.package.harness.manifest import MANIFEST, FileEntry, Manifest, ManifestError, dumps, loads
 
@@ -27,16 +25,6 @@ def sha256(path: Path) -> str:
 
 def file_entry(path: Path) -> FileEntry:
     return FileEntry(sha256(path), path.stat().st_size)
-
-
-@contextlib.contextmanager
-def staging(output: Path, force: bool):
-    """Yield an empty folder beside `output`, removed unless it is published with `system.publish`."""
-    output = Path(output)
-    if output.exists() and not force:
-        raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
-    with system.temporary_folder(output) as stage:
-        yield stage
 
 
 def install_harness(folder: Path, session: str, requirements: list[str]) -> None:
