@@ -16,6 +16,7 @@ from pathlib import Path
 from edgec import __version__, system
 from edgec import ir as eir
 from edgec.errors import HarnessCrash, InputError, IntegrityError, RuntimeMissingError, UnsupportedError, stage
+from edgec.ir.validate import check_memory
 from edgec.outputs import check_folder, mark, output_lock
 from edgec.ir.bindings import ConstInput, bind_inputs, config_like_inputs
 from edgec.package import artifact as files
@@ -57,11 +58,13 @@ def build(
     force: bool = False,
     options: dict | None = None,
     host_verify: bool = True,
+    trust_code: bool = False,
 ) -> Artifact:
     """Compile `source` for `target` into the artifact folder `output`.
 
     An artifact whose outputs disagree with the source model on the build host goes to
     `output` + ".unverified" instead (Artifact.verified is False; the CLI exits 3).
+    `trust_code` allows a source that runs code when loaded (model.py, .pt2).
     `host_verify=False` skips running the artifact's harness on the build host, for callers that
     run it themselves (the node suite); such an artifact stays in `output`, unverified.
     """
@@ -76,11 +79,11 @@ def build(
     unverified = check_folder(output.with_name(output.name + UNVERIFIED_SUFFIX), True, user_files)
     with output_lock(output, unverified):
         return _build(source, target, output, unverified, user_files, started, precision, input_shapes, const_inputs,
-                      weights, calibration, samples, options, host_verify)
+                      weights, calibration, samples, options, host_verify, trust_code)
 
 
 def _build(source, target, output, unverified, user_files, started, precision, input_shapes, const_inputs, weights,
-           calibration, samples, options, host_verify) -> Artifact:
+           calibration, samples, options, host_verify, trust_code) -> Artifact:
     """The build itself, while this process holds the lock on its output folders."""
     from edgec import frontends, options as declared, passes
     from edgec.backends import BuildContext, get_backend
@@ -94,13 +97,14 @@ def _build(source, target, output, unverified, user_files, started, precision, i
 
     bindings = [ConstInput.parse(text) for text in const_inputs]
     with stage("importing the model", "check that the file opens in its own framework"):
-        model = frontends.load(source, specs, weights)
+        model = frontends.load(source, specs, weights, trust_code)
     notes = bind_inputs(model, bindings)
     source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
     notes += eir.resolve_static_shapes(model) if target.static_shapes else []
     for note in notes:
         logger.info(note)
     source_inputs = sampling.with_shapes_of(model, source_inputs)
+    check_memory(source_inputs, sampling.SAMPLE_RUNS)
     calibration_data = None
     if calibration is not None:
         from edgec.quantize.data import load_calibration
@@ -299,7 +303,7 @@ def run_harness(artifact: str | Path, call, device: str | None = None, manifest:
 
     artifact = Path(artifact)
     manifest = manifest or files.read_manifest(artifact)
-    result = get_runner(device or manifest.target.device or "local").run_harness(artifact, call)
+    result = get_runner(device or _default_device(manifest)).run_harness(artifact, call)
     code, why = result.returncode, system.last_line(result.stderr or result.stdout).removeprefix("error: ")
     where = f"{call.command} on {result.device}"
     if code in (ExitCode.OK, ExitCode.NOT_FAITHFUL) and result.report:
@@ -311,6 +315,16 @@ def run_harness(artifact: str | Path, call, device: str | None = None, manifest:
     if code == ExitCode.RUNTIME_MISSING:
         raise RuntimeMissingError(f"{where}: {why}")
     raise HarnessCrash(f"{where} failed with exit code {code}: {why} (a bug in edgec's harness: please report it)")
+
+
+def _default_device(manifest: Manifest) -> str:
+    """The target's device, unless it is an ssh address: one named inside a (maybe downloaded) artifact is
+    never contacted unless the user names it."""
+    named = manifest.target.device or "local"
+    if named.startswith("ssh://"):
+        raise InputError(f"this artifact names the device {named!r}: edgec contacts an ssh device only when you "
+                         "name it, with --device")
+    return named
 
 
 def verify(artifact: str | Path, device: str | None = None) -> dict:
@@ -339,7 +353,8 @@ def profile(artifact: str | Path, device: str | None = None, iters: int = 20) ->
     return dict(result.report, device=result.device, emulated=result.emulated)
 
 
-def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None) -> dict:
+def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None,
+            trust_code: bool = False) -> dict:
     """Describe a model (or an artifact): I/O, ops, parameters, MACs, and what each target cannot take."""
     path = Path(source)
     if path.is_dir() and (path / files.MANIFEST).exists():
@@ -351,7 +366,7 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
 
     import onnx_ir.passes.common as common
 
-    model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights)
+    model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights, trust_code)
     per_sample = eir.clone(model)  # MACs for one sample: a symbolic batch counts as 1
     try:
         eir.resolve_static_shapes(per_sample)

@@ -92,6 +92,22 @@ def _emit(ctx, data: dict, render, json_path: str | None = None):
         getattr(tables, render)(Console(file=terminal.stdout), data)
 
 
+TRUST_OPTION = click.option("--trust-code", is_flag=True,
+                            help="allow a source that runs code when loaded (model.py, a .pt2 program); without it "
+                                 "edgec asks on a terminal and refuses otherwise")
+
+
+def _trusted(source: str, flag: bool) -> bool:
+    """--trust-code, or a yes typed on a terminal, for a source that runs code when loaded."""
+    import sys
+
+    from edgec import frontends
+
+    if flag or not (sys.stdin.isatty() and sys.stderr.isatty()) or not frontends.runs_code(source):
+        return flag
+    return click.confirm(f"Loading {source} runs the code it holds. Do you trust it?", default=False, err=True)
+
+
 JSON_OPTION = click.option("--json", "json_path", metavar="FILE",
                            help="also write the result as JSON to FILE ('-' prints JSON instead of a table)")
 
@@ -153,15 +169,16 @@ def declared_options(command):
                    "(repeatable), e.g. sr=16000")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
 @declared_options
-@click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@click.option("--force", is_flag=True, help="replace the output folder if edgec wrote it (or it is empty)")
+@TRUST_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
 def build(ctx, source, target, output, precision, calibration, samples, input_shapes, const_inputs, weights, force,
-          json_path, **options):
+          trust_code, json_path, **options):
     """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
 
-    A PyTorch model.py is imported and run as Python code: build only sources you trust.
+    A PyTorch model.py is imported and a .pt2 is unpickled: both run code, so both need --trust-code.
     """
     from edgec import api
     from edgec.package.harness.manifest import to_json
@@ -170,7 +187,7 @@ def build(ctx, source, target, output, precision, calibration, samples, input_sh
     with _terminal(ctx).status("building..."):
         artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
                              const_inputs=const_inputs, weights=weights, calibration=calibration, samples=samples,
-                             force=force, options=options)
+                             force=force, options=options, trust_code=_trusted(source, trust_code))
     _emit(ctx, to_json(artifact.manifest), "build_summary", json_path)
     if not artifact.verified:
         _terminal(ctx).print(f"edgec: the artifact does not match the source model: it is in {artifact.path}")
@@ -181,14 +198,15 @@ def build(ctx, source, target, output, precision, calibration, samples, input_sh
 @click.argument("source")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
+@TRUST_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def inspect(ctx, source, input_shapes, weights, json_path):
+def inspect(ctx, source, input_shapes, weights, trust_code, json_path):
     """Describe a model (I/O, operators, parameters, MACs, target coverage) or an artifact."""
     from edgec import api
 
-    _emit(ctx, api.inspect(source, input_shapes, weights), "inspect", json_path)
+    _emit(ctx, api.inspect(source, input_shapes, weights, _trusted(source, trust_code)), "inspect", json_path)
 
 
 DEVICE_OPTION = click.option("-d", "--device", default=None,

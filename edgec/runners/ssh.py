@@ -18,6 +18,7 @@ a changed one is refused).
 """
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -35,6 +36,13 @@ SSH_OPTIONS = [
 ]
 
 
+# A device string is data, never an option: names follow the hostname and POSIX user-name grammars, so
+# none starts with '-' (ssh would read `-oProxyCommand=...` as an option) or holds shell characters.
+HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?")
+IPV6 = re.compile(r"[0-9A-Fa-f:.]+(?:%[A-Za-z0-9]+)?")
+USER_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}")
+
+
 def parse_ssh_url(url: str) -> tuple[str, int | None, str | None]:
     """`ssh://user@host[:port][/dir]` -> (`user@host`, port or None, dir or None)."""
     parts = urlsplit(url)
@@ -45,7 +53,13 @@ def parse_ssh_url(url: str) -> tuple[str, int | None, str | None]:
     except ValueError:
         raise DeviceError(f"'{url}' has a bad port: write ssh://user@host[:port][/remote/dir]") from None
     host = parts.hostname
-    if ":" in host:  # IPv6 literal
+    ipv6 = ":" in host
+    if not (IPV6 if ipv6 else HOST_NAME).fullmatch(host):
+        raise DeviceError(f"'{url}': '{host}' is not a host name or address")
+    if parts.username is not None and not USER_NAME.fullmatch(parts.username):
+        raise DeviceError(f"'{url}': '{parts.username}' is not a user name (letters, digits, '_', '.', '-', "
+                          "not first)")
+    if ipv6:
         host = f"[{host}]"
     target = f"{parts.username}@{host}" if parts.username else host
     remote_dir = parts.path if parts.path not in ("", "/") else None
@@ -67,7 +81,7 @@ class SshRunner(Runner):
 
     def _ssh_cmd(self, remote_command: str) -> list[str]:
         port = ["-p", str(self.port)] if self.port else []
-        return ["ssh", *SSH_OPTIONS, *port, self.target, remote_command]
+        return ["ssh", *SSH_OPTIONS, *port, "--", self.target, remote_command]
 
     def _remote(self, path: str) -> str:
         return f"{self.target}:{path}"
@@ -99,7 +113,7 @@ class SshRunner(Runner):
     def _copy(self, sources: list[str], dest: str, recursive: bool = False, timeout: float = 600) -> None:
         """scp (or rsync) between this machine and the device; `host:` prefixes mark remote paths."""
         port = ["-P", str(self.port)] if self.port else []
-        cmd = ["scp", "-q", *SSH_OPTIONS, *port, *(["-r"] if recursive else []), *sources, dest]
+        cmd = ["scp", "-q", *SSH_OPTIONS, *port, *(["-r"] if recursive else []), "--", *sources, dest]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -114,7 +128,7 @@ class SshRunner(Runner):
             port = f" -p {self.port}" if self.port else ""
             rsh = "ssh " + " ".join(SSH_OPTIONS) + port
             proc = subprocess.run(
-                ["rsync", "-a", "-e", rsh, f"{artifact}/", self._remote(remote_artifact + "/")],
+                ["rsync", "-a", "-e", rsh, "--", f"{artifact}/", self._remote(remote_artifact + "/")],
                 capture_output=True, text=True, timeout=600,
             )
             if proc.returncode == 0:
