@@ -245,31 +245,26 @@ def shape_mismatch(folder):
     return _save(_model([node], [_io("x", [1, 4])], [_io("y", [1, 3])], [w]), folder, "shape_mismatch")
 
 
-def external_data_outside(folder):
+def _external(folder: Path, name: str, location: str) -> Path:
+    """The digits CNN with one weight moved to external data at `location` (which holds nothing of it)."""
     model = _digits()
     tensor = next(t for t in model.graph.initializer if t.HasField("raw_data") and len(t.raw_data) > 16)
     tensor.ClearField("raw_data")
     tensor.data_location = TensorProto.EXTERNAL
-    tensor.external_data.add(key="location", value="../../../../../../etc/passwd")
-    return _save(model, folder, "external_data_outside")
+    tensor.external_data.add(key="location", value=location)
+    return _save(model, folder, name)
+
+
+def external_data_outside(folder):
+    return _external(folder, "external_data_outside", "../../../../../../etc/passwd")
 
 
 def external_data_absolute(folder):
-    model = _digits()
-    tensor = next(t for t in model.graph.initializer if t.HasField("raw_data") and len(t.raw_data) > 16)
-    tensor.ClearField("raw_data")
-    tensor.data_location = TensorProto.EXTERNAL
-    tensor.external_data.add(key="location", value="/etc/passwd")
-    return _save(model, folder, "external_data_absolute")
+    return _external(folder, "external_data_absolute", "/etc/passwd")
 
 
 def external_data_missing(folder):
-    model = _digits()
-    tensor = next(t for t in model.graph.initializer if t.HasField("raw_data") and len(t.raw_data) > 16)
-    tensor.ClearField("raw_data")
-    tensor.data_location = TensorProto.EXTERNAL
-    tensor.external_data.add(key="location", value="weights.bin")
-    return _save(model, folder, "external_data_missing")
+    return _external(folder, "external_data_missing", "weights.bin")
 
 
 def subgraph_missing_input(folder):
