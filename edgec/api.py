@@ -166,8 +166,8 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         manifest = _manifest(source, target, backend, precision, lowered, quantization, folder, original,
                              source_inputs, source_outputs, inputs, outputs, sample_files, verification, report,
                              values, input_shapes, const_inputs, calibration, notes)
-        files.write_manifest(folder, manifest)
         files.write_readme(folder, manifest)
+        files.write_manifest(folder, manifest)
         if host_verify:
             manifest.verification.result = _verify_on_host(folder, manifest)
         manifest.build.seconds = round(time.perf_counter() - started, 3)
@@ -293,8 +293,12 @@ def _verification(result) -> VerificationResult:
     return dataclasses.replace(verdict, device=result.device)
 
 
-def run_harness(artifact: str | Path, call, device: str | None = None, manifest: Manifest | None = None):
+def run_harness(artifact: str | Path, call, device: str | None = None, manifest: Manifest | None = None,
+                trusted_key: str | None = None):
     """Run the artifact's own harness on a device (default: the target's); return (result, manifest).
+
+    Before any of its code runs, edgec checks with its own code that the manifest is signed by
+    `trusted_key` (when given) and that every file matches the manifest (exit 4 otherwise).
 
     The harness's exit code becomes edgec's: 0 (and 3 from verify) return; 2, 4 and 5 raise the
     error with that code, quoting the harness; anything else is a bug in edgec (exit 1).
@@ -302,7 +306,16 @@ def run_harness(artifact: str | Path, call, device: str | None = None, manifest:
     from edgec.runners import get_runner
 
     artifact = Path(artifact)
+    if trusted_key is not None:
+        from edgec.package.signing import check_signature
+
+        check_signature(artifact, trusted_key)
     manifest = manifest or files.read_manifest(artifact)
+    files.check_integrity(artifact, manifest)
+    foreign = files.foreign_code(artifact, manifest)
+    if foreign:
+        logger.warning(f"this artifact's code is not edgec's: {', '.join(foreign)} differ from what edgec "
+                       f"{__version__} ships (signatures, not hashes, say who wrote it)")
     result = get_runner(device or _default_device(manifest)).run_harness(artifact, call)
     code, why = result.returncode, system.last_line(result.stderr or result.stdout).removeprefix("error: ")
     where = f"{call.command} on {result.device}"
@@ -327,29 +340,29 @@ def _default_device(manifest: Manifest) -> str:
     return named
 
 
-def verify(artifact: str | Path, device: str | None = None) -> dict:
+def verify(artifact: str | Path, device: str | None = None, trusted_key: str | None = None) -> dict:
     """Run the bundled samples on a device; `passed` False means the harness exited 3."""
     from edgec.runners import HarnessCall
 
-    result, _ = run_harness(artifact, HarnessCall("verify"), device)
+    result, _ = run_harness(artifact, HarnessCall("verify"), device, trusted_key=trusted_key)
     return dict(to_json(_verification(result)), emulated=result.emulated, note=result.note, output=result.stdout)
 
 
 def bench(artifact: str | Path, device: str | None = None, warmup: int = 10, iters: int = 100,
-          threads: int | None = None) -> dict:
+          threads: int | None = None, trusted_key: str | None = None) -> dict:
     from edgec.runners import HarnessCall
 
     args = ("--warmup", str(warmup), "--iters", str(iters)) + (("--threads", str(threads)) if threads else ())
-    result, manifest = run_harness(artifact, HarnessCall("bench", args), device)
+    result, manifest = run_harness(artifact, HarnessCall("bench", args), device, trusted_key=trusted_key)
     return dict(result.report, device=result.device, emulated=result.emulated, note=result.note,
                 target=manifest.target.name, precision=manifest.precision, model_bytes=manifest.model.bytes,
                 model=manifest.source.name)
 
 
-def profile(artifact: str | Path, device: str | None = None, iters: int = 20) -> dict:
+def profile(artifact: str | Path, device: str | None = None, iters: int = 20, trusted_key: str | None = None) -> dict:
     from edgec.runners import HarnessCall
 
-    result, _ = run_harness(artifact, HarnessCall("profile", ("--iters", str(iters))), device)
+    result, _ = run_harness(artifact, HarnessCall("profile", ("--iters", str(iters))), device, trusted_key=trusted_key)
     return dict(result.report, device=result.device, emulated=result.emulated)
 
 
@@ -394,6 +407,13 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
         },
         "unsupported_by_target": coverage,
     }
+
+
+def sign(artifact: str | Path, key: str | Path) -> Path:
+    """Sign an artifact's manifest with an Ed25519 private key; return the signature file."""
+    from edgec.package.signing import sign as sign_manifest
+
+    return sign_manifest(artifact, key)
 
 
 def targets() -> list[dict]:

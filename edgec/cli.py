@@ -209,6 +209,8 @@ def inspect(ctx, source, input_shapes, weights, trust_code, json_path):
     _emit(ctx, api.inspect(source, input_shapes, weights, _trusted(source, trust_code)), "inspect", json_path)
 
 
+TRUSTED_KEY_OPTION = click.option("--trusted-key", metavar="PUB.pem",
+                                  help="run the artifact only if its manifest is signed by this Ed25519 key")
 DEVICE_OPTION = click.option("-d", "--device", default=None,
                              help="local, rpi4-emulated, rpi5-emulated or ssh://user@host (default: the target's device)")
 
@@ -216,15 +218,16 @@ DEVICE_OPTION = click.option("-d", "--device", default=None,
 @main.command(cls=EdgecCommand)
 @click.argument("artifact")
 @DEVICE_OPTION
+@TRUSTED_KEY_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def verify(ctx, artifact, device, json_path):
+def verify(ctx, artifact, device, trusted_key, json_path):
     """Run the artifact's samples on a device and compare with the expected outputs (exit 3 if they differ)."""
     from edgec import api
 
     with _terminal(ctx).status("verifying..."):
-        report = api.verify(artifact, device)
+        report = api.verify(artifact, device, trusted_key)
     _emit(ctx, report, "verify", json_path)
     if not report["passed"]:
         ctx.exit(ExitCode.NOT_FAITHFUL)
@@ -236,15 +239,16 @@ def verify(ctx, artifact, device, json_path):
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", type=click.IntRange(min=1), help="runtime threads (default: the target's)")
+@TRUSTED_KEY_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def bench(ctx, artifact, device, warmup, iters, threads, json_path):
+def bench(ctx, artifact, device, warmup, iters, threads, trusted_key, json_path):
     """Measure latency percentiles, throughput, load time and peak memory on a device."""
     from edgec import api
 
     with _terminal(ctx).status("benchmarking..."):
-        report = api.bench(artifact, device, warmup, iters, threads)
+        report = api.bench(artifact, device, warmup, iters, threads, trusted_key)
     _emit(ctx, report, "bench", json_path)
 
 
@@ -252,16 +256,29 @@ def bench(ctx, artifact, device, warmup, iters, threads, json_path):
 @click.argument("artifact")
 @DEVICE_OPTION
 @click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1))
+@TRUSTED_KEY_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def profile(ctx, artifact, device, iters, json_path):
+def profile(ctx, artifact, device, iters, trusted_key, json_path):
     """Per-layer times of the artifact on a device, where the runtime offers them."""
     from edgec import api
 
     with _terminal(ctx).status("profiling..."):
-        report = api.profile(artifact, device, iters)
+        report = api.profile(artifact, device, iters, trusted_key)
     _emit(ctx, report, "profile", json_path)
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("artifact")
+@click.option("--key", required=True, metavar="KEY.pem", help="Ed25519 private key (openssl genpkey -algorithm ed25519)")
+@common_flags
+@click.pass_context
+def sign(ctx, artifact, key):
+    """Sign an artifact's manifest (which hashes every file), so `verify --trusted-key` can check who built it."""
+    from edgec import api
+
+    _terminal(ctx).print(f"signed: {api.sign(artifact, key)}", err=False)
 
 
 @main.command(cls=EdgecCommand)

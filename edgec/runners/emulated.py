@@ -34,7 +34,7 @@ class EmulatedRunner(Runner):
         info = sysroot.setup(self.name)
         wheels = wheels_for(requirement_lines(Path(placement.artifact)))
         env = dict(sysroot.python_env(wheels), QEMU_CPU=self.device.qemu_cpu)
-        cmd = [*sysroot.python_command(info["qemu_path"], Path(info["sysroot"])), "run.py", *args]
+        cmd = [*sysroot.python_command(info["qemu_path"], Path(info["sysroot"])), "-P", "run.py", *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=placement.artifact, env=env)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .errors import HarnessError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: `files` hashes every file of the artifact
 MANIFEST = "edgec.json"
 
 
@@ -353,6 +353,7 @@ class Manifest:
     samples: Samples
     verification: Verification
     build: BuildRecord
+    files: Dict[str, FileEntry] = field(default_factory=dict)  # every file but this manifest and its signature
 
 
 # --------------------------------------------------------------------------- JSON in and out

@@ -14,24 +14,33 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INTEGRITY_FAILURE = 4  # edgec_harness.errors.ExitCode.INTEGRITY: nothing is imported before this check
+UNHASHED = ("edgec.json", "edgec.json.sig")  # the manifest and its signature
 
 
 def check_files():
-    """Refuse files that are not the ones the manifest describes (its typed reading comes later)."""
+    """Refuse an artifact whose files are not exactly the ones the manifest hashes (its typed reading comes
+    later): a file it does not list could be imported, a changed one could run."""
     try:
         with open(os.path.join(HERE, "edgec.json")) as f:
-            files = json.load(f).get("model", {}).get("files", {})
+            files = json.load(f).get("files", {})
     except (OSError, ValueError, AttributeError):
         return  # edgec_harness refuses an unreadable manifest in one line
+    if not isinstance(files, dict):
+        fail("the manifest's file list is not a table: rebuild the artifact")
+    for root, _folders, names in os.walk(HERE):
+        for name in names:
+            relative = os.path.relpath(os.path.join(root, name), HERE).replace(os.sep, "/")
+            if relative not in files and relative not in UNHASHED:
+                fail(f"{relative} is not listed in the manifest: remove it, or rebuild the artifact")
     for name, entry in sorted(files.items()):
         path = os.path.join(HERE, name)
-        if not os.path.isfile(path):
+        if os.path.islink(path) or not os.path.isfile(path):
             fail(f"{name} is missing from the artifact")
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        if digest.hexdigest() != entry.get("sha256"):
+        if not isinstance(entry, dict) or digest.hexdigest() != entry.get("sha256"):
             fail(f"{name} does not match the manifest's sha256: rebuild the artifact")
 
 
@@ -41,6 +50,8 @@ def fail(message):
 
 
 if __name__ == "__main__":
+    sys.dont_write_bytecode = True
+    sys.pycache_prefix = os.path.join(os.devnull, "edgec")  # no bytecode read from, or written into, this folder
     check_files()
     sys.path.insert(0, HERE)
     try:
