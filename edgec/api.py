@@ -90,7 +90,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
     from edgec.package import samples as sampling
     from edgec.quantize import check_options
 
-    specs = [eir.InputSpec.parse(s) for s in input_shapes]
+    specs = eir.parse_input_specs(input_shapes)
     backend = get_backend(target.backend)
     values = declared.resolve(target, dict(options or {}))
     check_options(precision, calibration, values)
@@ -379,7 +379,7 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
 
     import onnx_ir.passes.common as common
 
-    model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights, trust_code)
+    model = frontends.load(source, eir.parse_input_specs(input_shapes), weights, trust_code)
     per_sample = eir.clone(model)  # MACs for one sample: a symbolic batch counts as 1
     try:
         eir.resolve_static_shapes(per_sample)

@@ -34,6 +34,17 @@ class InputSpec:
         return cls(match.group(1), dims)
 
 
+def parse_input_specs(texts) -> list[InputSpec]:
+    """Every --input-shape, each input named once."""
+    specs: dict[str, InputSpec] = {}
+    for spec in map(InputSpec.parse, texts):
+        if spec.name in specs and specs[spec.name] != spec:
+            raise InputError(f"--input-shape gives '{spec.name}' two shapes ({','.join(map(str, specs[spec.name].shape))} "
+                             f"and {','.join(map(str, spec.shape))}): give one")
+        specs[spec.name] = spec
+    return list(specs.values())
+
+
 def load(path: str | Path) -> ir.Model:
     """Read an ONNX file (external data included) or raise an InputError that says why not."""
     path = Path(path)

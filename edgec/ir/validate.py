@@ -9,12 +9,12 @@ checked against the machine's before anything is allocated.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import onnx
 
 from edgec.errors import InputError, UnsupportedError
+from edgec.package.harness.interface import memory_limit
 
 MIN_OPSET = 7  # the oldest default-domain opset the opset upgrade (edgec/ir/opset.py) starts from
 MIN_IR_VERSION = 3
@@ -188,14 +188,3 @@ def check_memory(specs, runs: int, what: str = "the sample runs") -> None:
         raise InputError(f"{what} would take {need / 2**30:.1f} GiB ({runs} x {per_run / 2**30:.2f} GiB of inputs), "
                          f"more than the {limit / 2**30:.1f} GiB edgec allows itself here: check the input shapes "
                          "(--input-shape)")
-
-
-def memory_limit() -> int:
-    """Half the memory available now (Linux's MemAvailable; else the physical memory): what one build's data
-    may take."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
-        return kib * 1024 // 2
-    except (OSError, StopIteration, ValueError):
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2

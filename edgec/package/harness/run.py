@@ -7,12 +7,15 @@ is checked before anything from this folder is imported; the commands live in ed
 Exit codes: 0 ok, 1 a bug in edgec, 2 bad usage or input, 3 the outputs disagree with the
 expected ones, 4 a file does not match the manifest, 5 the runtime is missing.
 """
-import hashlib
-import json
-import os
+import os  # os and sys are loaded before any script runs: a file planted here cannot replace them
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == HERE:
+    del sys.path[0]  # as `python -P`: nothing planted in this folder is imported (json.py, hashlib.py, ...)
+
+import hashlib  # noqa: E402 - after this folder left the path
+import json  # noqa: E402
 INTEGRITY_FAILURE = 4  # edgec_harness.errors.ExitCode.INTEGRITY: nothing is imported before this check
 UNHASHED = ("edgec.json", "edgec.json.sig")  # the manifest and its signature
 
