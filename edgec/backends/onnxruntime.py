@@ -7,12 +7,12 @@ weights in half precision, since onnxruntime's x86 CPU kernels compute in fp32.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec import system
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.package.harness.manifest import OnnxRuntimeConfig
 
@@ -31,7 +31,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         out = ctx.out_dir / MODEL_FILE
-        with tempfile.TemporaryDirectory(prefix="edgec-ort-") as tmp:
+        with system.scratch("ort") as tmp:
             plain = eir.save(model, Path(tmp) / "plain.onnx")
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED

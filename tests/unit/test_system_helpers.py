@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,13 @@ def test_run_tool_names_the_step_and_the_reason():
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGEC_CACHE", str(tmp_path))
     assert system.cache_root() == tmp_path
+
+
+def test_scratch_folders_of_dead_runs_are_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(system.tempfile, "tempdir", str(tmp_path))
+    stale, live = tmp_path / f"edgec-{_dead_pid()}-ort-x", tmp_path / f"edgec-{os.getpid()}-ort-y"
+    stale.mkdir()
+    live.mkdir()
+    with system.scratch("ort") as folder:
+        assert Path(folder).parent == tmp_path and not stale.exists() and live.exists()
+    assert not Path(folder).exists()
