@@ -395,3 +395,16 @@ def test_an_ssh_device_named_in_a_manifest_is_not_contacted(copy, fake_ssh, tmp_
     code, lines = cli("verify", copy, cwd=tmp_path)
     assert_outcome(code, lines, {2}, tmp_path)
     assert "--device" in lines[-1] and not fake_ssh.exists()
+
+
+@pytest.mark.parametrize("case", ["cycle", "dim_1e9", "dims_overflow", "huge_initializer_claim"])
+def test_resource_bombs_are_refused_before_any_allocation(case, tmp_path):
+    """Measured in a fresh process: the peak memory of the refused build (ru_maxrss of its children)."""
+    source = CASES[case](tmp_path)
+    probe = ("import resource, subprocess, sys; p = subprocess.run([sys.executable, '-m', 'edgec', 'build', "
+             f"{str(source)!r}, '-t', 'onnxruntime', '-o', {str(tmp_path / 'out')!r}], capture_output=True); "
+             "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    code, peak_kib = map(int, subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                                             timeout=300, check=True).stdout.split())
+    assert code == 2 and peak_kib < 300 * 1024, (code, peak_kib)
