@@ -408,3 +408,18 @@ def test_resource_bombs_are_refused_before_any_allocation(case, tmp_path):
     code, peak_kib = map(int, subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
                                              timeout=300, check=True).stdout.split())
     assert code == 2 and peak_kib < 300 * 1024, (code, peak_kib)
+
+
+def test_a_model_with_external_data_builds_and_verifies(tmp_path):
+    """The trained digits CNN with every weight in a .bin beside it: the reference run, the lowering and the
+    artifact all keep reading the weights from the model's own folder."""
+    import onnx
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    onnx.save(onnx.load(MODEL), folder / "digits.onnx", save_as_external_data=True, location="digits.bin",
+              size_threshold=0)
+    code, lines = cli("build", folder / "digits.onnx", "-t", "onnxruntime", "-o", tmp_path / "out", cwd=tmp_path)
+    assert code == 0, lines
+    manifest = json.loads((tmp_path / "out" / "edgec.json").read_text())
+    assert manifest["verification"]["result"]["passed"] and "model.onnx.data" in manifest["files"]

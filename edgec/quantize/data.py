@@ -99,7 +99,7 @@ def load_arrays(path: str, specs: list[TensorSpec], what: str = "calibration") -
                 raise InputError(f"{file} is one array but the model has inputs {names}: use an .npz keyed by input name")
             arrays = {names[0]: _load_npy(file)}
         else:
-            arrays = interface.load(str(file))
+            arrays = interface.load_inputs(str(file))
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"cannot read {what} data {file}: {first_line(exc)}") from None
     except HarnessError as exc:

@@ -47,8 +47,8 @@ def save(path: str, arrays: Dict[str, np.ndarray]) -> None:
 
 
 def load(path: str) -> Dict[str, np.ndarray]:
-    """Arrays keyed by tensor name from an .npz (never pickles), checked by `check_arrays`; the sizes its
-    headers declare are checked against memory before anything is read."""
+    """Arrays keyed by tensor name from an .npz (never pickles); the sizes its headers declare are checked
+    against memory before anything is read."""
     try:
         with zipfile.ZipFile(path) as archive:
             claimed = sum(_declared_bytes(archive, name) for name in archive.namelist())
@@ -60,6 +60,12 @@ def load(path: str) -> Dict[str, np.ndarray]:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise HarnessError(f"cannot read {path} as an .npz of arrays keyed by name ({exc})") from None
+    return arrays
+
+
+def load_inputs(path: str) -> Dict[str, np.ndarray]:
+    """A user's model inputs: `load`, then `check_arrays` (outputs may hold Inf, or nothing; inputs not)."""
+    arrays = load(path)
     check_arrays(arrays, path)
     return arrays
 
