@@ -15,6 +15,7 @@ from edgec.package.harness.manifest import MANIFEST, FileEntry, Manifest, Manife
 HARNESS_PACKAGE = "edgec_harness"
 SIGNATURE = "edgec.json.sig"
 UNHASHED = (MANIFEST, SIGNATURE)
+DEVICE_CACHE = "engines/"  # engines a device builds for itself (TensorRT), checked by their own keys: not hashed
 SHARED_MODULES = ("__init__.py", "errors.py", "manifest.py", "interface.py", "compare.py", "session.py",
                   "commands.py")
 def sha256(path: Path) -> str:
@@ -49,7 +50,7 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 def listed_files(folder: Path) -> list[str]:
     """Every file of an artifact that its manifest must hash: all but the manifest and its signature."""
     names = sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if not p.is_dir())
-    return [name for name in names if name not in UNHASHED]
+    return [name for name in names if name not in UNHASHED and not name.startswith(DEVICE_CACHE)]
 
 
 def check_integrity(folder: Path, manifest: Manifest) -> None:
