@@ -16,6 +16,8 @@ from pathlib import Path
 from edgec import __version__, system
 from edgec import ir as eir
 from edgec.errors import HarnessCrash, InputError, IntegrityError, RuntimeMissingError, UnsupportedError, stage
+from edgec.ir.validate import check_memory
+from edgec.outputs import check_folder, mark, output_lock
 from edgec.ir.bindings import ConstInput, bind_inputs, config_like_inputs
 from edgec.package import artifact as files
 from edgec.package.harness.errors import ExitCode
@@ -58,23 +60,20 @@ def build(
     host_verify: bool = True,
     device=None,
     compression=None,
+    trust_code: bool = False,
 ) -> Artifact:
     """Compile `source` for `target` into the artifact folder `output`.
 
     An artifact whose outputs disagree with the source model on the build host goes to
     `output` + ".unverified" instead (Artifact.verified is False; the CLI exits 3).
+    `trust_code` allows a source that runs code when loaded (model.py, .pt2).
     `host_verify=False` skips running the artifact's harness on the build host, for callers that
     run it themselves (the node suite); such an artifact stays in `output`, unverified.
     Target `auto` builds for the target that `device` (a --device value or DeviceSpec) suggests.
     `compression` (an edgec.compress.plan.Plan) compresses the source first, as `edgec compress` does;
     the manifest records what was done and its measured effect.
     """
-    import onnx_ir
-
-    from edgec import frontends, options as declared, passes
-    from edgec.backends import BuildContext, get_backend
-    from edgec.package import samples as sampling
-    from edgec.quantize import check_options
+    from edgec import frontends
 
     started = time.perf_counter()
     if target == "auto":
@@ -82,10 +81,25 @@ def build(
     target = target if isinstance(target, Target) else load_target(target)
     precision = precision or target.precision
     _check_precision(target, precision)
-    output = Path(output)
-    if output.exists() and not force:
-        raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
-    specs = [eir.InputSpec.parse(s) for s in input_shapes]
+    user_files = (frontends.source_path(source), weights, calibration, samples)
+    output = check_folder(output, force, user_files)
+    unverified = check_folder(output.with_name(output.name + UNVERIFIED_SUFFIX), True, user_files)
+    with output_lock(output, unverified):
+        return _build(source, target, output, unverified, user_files, started, precision, input_shapes, const_inputs,
+                      weights, calibration, samples, options, host_verify, trust_code, compression)
+
+
+def _build(source, target, output, unverified, user_files, started, precision, input_shapes, const_inputs, weights,
+           calibration, samples, options, host_verify, trust_code, compression) -> Artifact:
+    """The build itself, while this process holds the lock on its output folders."""
+    import onnx_ir
+
+    from edgec import frontends, options as declared, passes
+    from edgec.backends import BuildContext, get_backend
+    from edgec.package import samples as sampling
+    from edgec.quantize import check_options
+
+    specs = eir.parse_input_specs(input_shapes)
     backend = get_backend(target.backend, target)
     values = declared.resolve(target, dict(options or {}))
     check_options(precision, calibration, values)
@@ -93,16 +107,17 @@ def build(
     bindings = [ConstInput.parse(text) for text in const_inputs]
     compressed = None
     if compression is not None:
-        model, compressed = _compressed_source(source, compression, specs, weights, calibration, values)
+        model, compressed = _compressed_source(source, compression, specs, weights, calibration, values, trust_code)
     else:
         with stage("importing the model", "check that the file opens in its own framework"):
-            model = frontends.load(source, specs, weights)
+            model = frontends.load(source, specs, weights, trust_code)
     notes = bind_inputs(model, bindings)
     source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
     notes += backend.static_shapes(model, values)
     for note in notes:
         logger.info(note)
     source_inputs = sampling.with_shapes_of(model, source_inputs)
+    check_memory(source_inputs, sampling.SAMPLE_RUNS)
     calibration_data = None
     if calibration is not None:
         from edgec.quantize.data import load_calibration
@@ -143,7 +158,8 @@ def build(
         with stage("quantizing", "try --precision fp16, or report the model"):
             model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values)
 
-    with files.staging(output, force) as folder:
+    with system.temporary_folder(output) as folder:
+        mark(folder, "artifact")
         logger.info(f"lowering with the {backend.name} backend")
         with stage(f"lowering with {backend.name}", f"try another target; `edgec inspect {source}` lists them"):
             lowered = backend.lower(model, BuildContext(target, precision, folder, calibration_data, values,
@@ -173,17 +189,18 @@ def build(
             backend=lowered.config, runtime=_runtime(backend), precision=precision, quantization=quantization,
             model=files.model_files(folder, lowered.model_files), inputs=inputs, outputs=outputs,
             samples=sample_files, verification=verification, build=build_record, compression=compressed)
-        files.write_manifest(folder, manifest)
         files.write_readme(folder, manifest)
+        files.write_manifest(folder, manifest)
         if host_verify:
             manifest.verification.result = _verify_on_host(folder, manifest, lowered.host_simulated)
         manifest.build.seconds = round(time.perf_counter() - started, 3)
         files.write_manifest(folder, manifest)
         built = Artifact(output, manifest)
         if host_verify and not built.verified:
-            built.path = output.with_name(output.name + UNVERIFIED_SUFFIX)
+            built.path = unverified
             logger.warning(f"the artifact did not pass verification on the build host: it is in {built.path}, "
                            f"not {output}")
+        check_folder(built.path, True, user_files)  # still ours to replace, after the build's minutes
         system.publish(folder, built.path)
     return built
 
@@ -211,7 +228,7 @@ def _min_opset(backend, target, precision: str) -> int:
     return max(backend.min_opset, PER_CHANNEL_OPSET if per_channel else 1)
 
 
-def _compressed_source(source, plan, specs, weights, calibration, values):
+def _compressed_source(source, plan, specs, weights, calibration, values, trust_code):
     """The compressed source model as IR, and the record of what was done and what it changed.
     BatchNorm re-estimation uses --calibration when it is an array file and no other data was named."""
     import dataclasses
@@ -221,14 +238,15 @@ def _compressed_source(source, plan, specs, weights, calibration, values):
 
     if plan.calibration is None and calibration and Path(calibration).suffix in (".npz", ".npy"):
         plan = dataclasses.replace(plan, calibration=calibration)
-    outcome = pipeline.run(source, plan, specs, weights, logger.info)
+    outcome = pipeline.run(source, plan, specs, weights, logger.info, trust_code=trust_code)
     with tempfile.TemporaryDirectory(prefix="edgec-compress-") as tmp:
         _, measured = report.evaluate(outcome, source, plan.to_dict(), Path(tmp), values.eval_data, log=logger.info)
     return outcome.compressed, measured.to_dict()
 
 
 def compress(source: str, output: str | Path, plan, *, input_shapes: tuple[str, ...] = (), weights: str | None = None,
-             eval_data: str | None = None, latency=None, force: bool = False, progress=None) -> dict:
+             eval_data: str | None = None, latency=None, force: bool = False, progress=None,
+             trust_code: bool = False) -> dict:
     """Compress `source` into the ONNX model `output` as `plan` says, and measure the effect; the report
     is returned and stored beside the output as OUTPUT.compress.json. Nothing is written on failure."""
     import json
@@ -244,7 +262,7 @@ def compress(source: str, output: str | Path, plan, *, input_shapes: tuple[str, 
     if not force and (output.exists() or report_path.exists()):
         raise InputError(f"{output if output.exists() else report_path} already exists: choose another -o or pass --force")
     specs = [eir.InputSpec.parse(s) for s in input_shapes]
-    outcome = pipeline.run(source, plan, specs, weights, logger.info, progress)
+    outcome = pipeline.run(source, plan, specs, weights, logger.info, progress, trust_code)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".edgec-compress-", dir=output.parent) as tmp:
         staged, measured = report.evaluate(outcome, source, plan.to_dict(), Path(tmp), eval_data, latency,
@@ -346,8 +364,12 @@ def _suggested_target(device) -> str:
     return profile["suggested_target"]
 
 
-def run_harness(artifact: str | Path, call, device=None, manifest: Manifest | None = None):
+def run_harness(artifact: str | Path, call, device=None, manifest: Manifest | None = None,
+                trusted_key: str | None = None):
     """Run the artifact's own harness on a device (default: the target's); return (result, manifest).
+
+    Before any of its code runs, edgec checks with its own code that the manifest is signed by
+    `trusted_key` (when given) and that every file matches the manifest (exit 4 otherwise).
 
     `device` is a --device value or a DeviceSpec. An artifact whose compiled code needs an
     instruction-set feature the device lacks is refused before it runs (exit 2); a feature
@@ -358,8 +380,17 @@ def run_harness(artifact: str | Path, call, device=None, manifest: Manifest | No
     from edgec.runners import discovery, get_runner
 
     artifact = Path(artifact)
+    if trusted_key is not None:
+        from edgec.package.signing import check_signature
+
+        check_signature(artifact, trusted_key)
     manifest = manifest or files.read_manifest(artifact)
-    runner = get_runner(device or manifest.target.device or "local")
+    files.check_integrity(artifact, manifest)
+    foreign = files.foreign_code(artifact, manifest)
+    if foreign:
+        logger.warning(f"this artifact's code is not edgec's: {', '.join(foreign)} differ from what edgec "
+                       f"{__version__} ships (signatures, not hashes, say who wrote it)")
+    runner = get_runner(device or _default_device(manifest))
     try:
         warnings = discovery.check_artifact(runner.probe(), manifest.target, manifest.precision)
         result = runner.run_harness(artifact, call)
@@ -417,33 +448,44 @@ def on_fleet(action, devices: list) -> list[dict]:
         return list(pool.map(row, devices))
 
 
-def verify(artifact: str | Path, device=None) -> dict:
+def _default_device(manifest: Manifest) -> str:
+    """The target's device, unless it is an ssh address: one named inside a (maybe downloaded) artifact is
+    never contacted unless the user names it."""
+    named = manifest.target.device or "local"
+    if named.startswith("ssh://"):
+        raise InputError(f"this artifact names the device {named!r}: edgec contacts an ssh device only when you "
+                         "name it, with --device")
+    return named
+
+
+def verify(artifact: str | Path, device=None, trusted_key: str | None = None) -> dict:
     """Run the bundled samples on a device; `passed` False means the harness exited 3."""
     from edgec.runners import HarnessCall
 
-    result, _ = run_harness(artifact, HarnessCall("verify"), device)
+    result, _ = run_harness(artifact, HarnessCall("verify"), device, trusted_key=trusted_key)
     return dict(to_json(_verification(result)), emulated=result.emulated, note=result.note, output=result.stdout)
 
 
 def bench(artifact: str | Path, device=None, warmup: int = 10, iters: int = 100,
-          threads: int | None = None) -> dict:
+          threads: int | None = None, trusted_key: str | None = None) -> dict:
     from edgec.runners import HarnessCall
 
     args = ("--warmup", str(warmup), "--iters", str(iters)) + (("--threads", str(threads)) if threads else ())
-    result, manifest = run_harness(artifact, HarnessCall("bench", args), device)
+    result, manifest = run_harness(artifact, HarnessCall("bench", args), device, trusted_key=trusted_key)
     return dict(result.report, device=result.device, emulated=result.emulated, note=result.note,
                 target=manifest.target.name, precision=manifest.precision, model_bytes=manifest.model.bytes,
                 model=manifest.source.name)
 
 
-def profile(artifact: str | Path, device=None, iters: int = 20) -> dict:
+def profile(artifact: str | Path, device=None, iters: int = 20, trusted_key: str | None = None) -> dict:
     from edgec.runners import HarnessCall
 
-    result, _ = run_harness(artifact, HarnessCall("profile", ("--iters", str(iters))), device)
+    result, _ = run_harness(artifact, HarnessCall("profile", ("--iters", str(iters))), device, trusted_key=trusted_key)
     return dict(result.report, device=result.device, emulated=result.emulated)
 
 
-def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None) -> dict:
+def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None,
+            trust_code: bool = False) -> dict:
     """Describe a model (or an artifact): I/O, ops, parameters, MACs, and what each target cannot take."""
     path = Path(source)
     if path.is_dir() and (path / files.MANIFEST).exists():
@@ -455,7 +497,7 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
 
     import onnx_ir.passes.common as common
 
-    model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights)
+    model = frontends.load(source, eir.parse_input_specs(input_shapes), weights, trust_code)
     per_sample = eir.clone(model)  # MACs for one sample: a symbolic batch counts as 1
     try:
         eir.resolve_static_shapes(per_sample)
@@ -483,6 +525,13 @@ def inspect(source: str, input_shapes: tuple[str, ...] = (), weights: str | None
         },
         "unsupported_by_target": coverage,
     }
+
+
+def sign(artifact: str | Path, key: str | Path) -> Path:
+    """Sign an artifact's manifest with an Ed25519 private key; return the signature file."""
+    from edgec.package.signing import sign as sign_manifest
+
+    return sign_manifest(artifact, key)
 
 
 def targets() -> list[dict]:

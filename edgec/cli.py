@@ -45,6 +45,7 @@ class EdgecCommand(click.Command):
         with terminal.session():
             flags["terminal"] = terminal
             try:
+                _check_json_path(ctx.params)
                 return super().invoke(ctx)
             except EdgecError as exc:
                 if debug:
@@ -59,6 +60,16 @@ class EdgecCommand(click.Command):
                 terminal.print(f"edgec: internal error: {type(exc).__name__}: {exc} "
                                "(rerun with --debug for the traceback)")
                 ctx.exit(1)
+
+
+def _check_json_path(params: dict) -> None:
+    """--json FILE is checked before any work: writable, not an input, replaced only with --force where the
+    command takes it."""
+    from edgec import outputs
+
+    inputs = tuple(params[name] for name in ("source", "artifact", "weights", "calibration", "samples")
+                   if params.get(name))
+    outputs.check_file(params.get("json_path"), params.get("force", True), inputs)
 
 
 def _terminal(ctx):
@@ -79,6 +90,22 @@ def _emit(ctx, data: dict, render, json_path: str | None = None):
         from edgec.report import tables
 
         getattr(tables, render)(Console(file=terminal.stdout), data)
+
+
+TRUST_OPTION = click.option("--trust-code", is_flag=True,
+                            help="allow a source that runs code when loaded (model.py, a .pt2 program); without it "
+                                 "edgec asks on a terminal and refuses otherwise")
+
+
+def _trusted(source: str, flag: bool) -> bool:
+    """--trust-code, or a yes typed on a terminal, for a source that runs code when loaded."""
+    import sys
+
+    from edgec import frontends
+
+    if flag or not (sys.stdin.isatty() and sys.stderr.isatty()) or not frontends.runs_code(source):
+        return flag
+    return click.confirm(f"Loading {source} runs the code it holds. Do you trust it?", default=False, err=True)
 
 
 JSON_OPTION = click.option("--json", "json_path", metavar="FILE",
@@ -238,11 +265,12 @@ def _progress(console):
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source")
 @click.option("--force", is_flag=True, help="replace the output if it exists")
+@TRUST_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
 def compress(ctx, source, output, calibration, eval_data, targets, device, precision, bench_calibration, iters,
-             input_shapes, weights, force, json_path, **options):
+             input_shapes, weights, force, trust_code, json_path, **options):
     """Prune, factorize and distill SOURCE into a smaller ONNX model, and measure what it gained.
 
     \b
@@ -257,7 +285,7 @@ def compress(ctx, source, output, calibration, eval_data, targets, device, preci
         raise InputError("nothing to do: pass --prune, --low-rank or --distill")
     report = api.compress(source, output, plan, input_shapes=input_shapes, weights=weights, eval_data=eval_data,
                           latency=Latency(targets, device, precision, bench_calibration, iters), force=force,
-                          progress=_progress(_terminal(ctx).console))
+                          progress=_progress(_terminal(ctx).console), trust_code=_trusted(source, trust_code))
     _emit(ctx, report, "compress", json_path)
 
 
@@ -301,17 +329,18 @@ DEVICE_OPTION = click.option("-d", "--device", default=None,
                    "(repeatable), e.g. sr=16000")
 @click.option("--weights", metavar="FILE", help="state_dict for a PyTorch model.py:Class source (the .py is run as code)")
 @declared_options
-@click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@click.option("--force", is_flag=True, help="replace the output folder if edgec wrote it (or it is empty)")
+@TRUST_OPTION
 @device_options
 @compression_options
 @JSON_OPTION
 @common_flags
 @click.pass_context
 def build(ctx, source, config_file, target, output, precision, calibration, samples, input_shapes, const_inputs,
-          weights, force, devices, json_path, **options):
+          weights, force, trust_code, devices, json_path, **options):
     """Compile SOURCE (an .onnx file, model.py:Class, .pt2, .keras, .h5 or SavedModel) for a target.
 
-    A PyTorch model.py is imported and run as Python code: build only sources you trust.
+    A PyTorch model.py is imported and a .pt2 is unpickled: both run code, so both need --trust-code.
     """
     from edgec import api
     from edgec.errors import InputError
@@ -335,7 +364,7 @@ def build(ctx, source, config_file, target, output, precision, calibration, samp
             artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
                                  const_inputs=const_inputs, weights=weights, calibration=calibration,
                                  samples=samples, force=force, options=options, device=device,
-                                 compression=compression)
+                                 compression=compression, trust_code=_trusted(source, trust_code))
     _emit(ctx, to_json(artifact.manifest), "build_summary", json_path)
     if not artifact.verified:
         _terminal(ctx).print(f"edgec: the artifact does not match the source model: it is in {artifact.path}")
@@ -346,14 +375,15 @@ def build(ctx, source, config_file, target, output, precision, calibration, samp
 @click.argument("source")
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
+@TRUST_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def inspect(ctx, source, input_shapes, weights, json_path):
+def inspect(ctx, source, input_shapes, weights, trust_code, json_path):
     """Describe a model (I/O, operators, parameters, MACs, target coverage) or an artifact."""
     from edgec import api
 
-    _emit(ctx, api.inspect(source, input_shapes, weights), "inspect", json_path)
+    _emit(ctx, api.inspect(source, input_shapes, weights, _trusted(source, trust_code)), "inspect", json_path)
 
 
 def _on_devices(ctx, command: str, devices, action, render: str, json_path):
@@ -371,17 +401,22 @@ def _on_devices(ctx, command: str, devices, action, render: str, json_path):
     ctx.exit(max(row["exit_code"] for row in rows))
 
 
+TRUSTED_KEY_OPTION = click.option("--trusted-key", metavar="PUB.pem",
+                                  help="run the artifact only if its manifest is signed by this Ed25519 key")
+
+
 @main.command(cls=EdgecCommand)
 @click.argument("artifact")
 @device_options
+@TRUSTED_KEY_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def verify(ctx, artifact, devices, json_path):
+def verify(ctx, artifact, devices, trusted_key, json_path):
     """Run the artifact's samples on a device and compare with the expected outputs (exit 3 if they differ)."""
     from edgec import api
 
-    report = _on_devices(ctx, "verify", devices, lambda d: api.verify(artifact, d), "verify", json_path)
+    report = _on_devices(ctx, "verify", devices, lambda d: api.verify(artifact, d, trusted_key), "verify", json_path)
     if not report["passed"]:
         ctx.exit(ExitCode.NOT_FAITHFUL)
 
@@ -392,28 +427,42 @@ def verify(ctx, artifact, devices, json_path):
 @click.option("--warmup", default=10, show_default=True, type=click.IntRange(min=0))
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", type=click.IntRange(min=1), help="runtime threads (default: the target's)")
+@TRUSTED_KEY_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def bench(ctx, artifact, devices, warmup, iters, threads, json_path):
+def bench(ctx, artifact, devices, warmup, iters, threads, trusted_key, json_path):
     """Measure latency percentiles, throughput, load time and peak memory on a device."""
     from edgec import api
 
-    _on_devices(ctx, "bench", devices, lambda d: api.bench(artifact, d, warmup, iters, threads), "bench", json_path)
+    _on_devices(ctx, "bench", devices, lambda d: api.bench(artifact, d, warmup, iters, threads, trusted_key), "bench", json_path)
 
 
 @main.command(cls=EdgecCommand)
 @click.argument("artifact")
 @device_options
 @click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1))
+@TRUSTED_KEY_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
-def profile(ctx, artifact, devices, iters, json_path):
+def profile(ctx, artifact, devices, iters, trusted_key, json_path):
     """Per-layer times of the artifact on a device, where the runtime offers them."""
     from edgec import api
 
-    _on_devices(ctx, "profile", devices, lambda d: api.profile(artifact, d, iters), "profile", json_path)
+    _on_devices(ctx, "profile", devices, lambda d: api.profile(artifact, d, iters, trusted_key), "profile", json_path)
+
+
+@main.command(cls=EdgecCommand)
+@click.argument("artifact")
+@click.option("--key", required=True, metavar="KEY.pem", help="Ed25519 private key (openssl genpkey -algorithm ed25519)")
+@common_flags
+@click.pass_context
+def sign(ctx, artifact, key):
+    """Sign an artifact's manifest (which hashes every file), so `verify --trusted-key` can check who built it."""
+    from edgec import api
+
+    _terminal(ctx).print(f"signed: {api.sign(artifact, key)}", err=False)
 
 
 @main.command(cls=EdgecCommand)

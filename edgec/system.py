@@ -78,20 +78,51 @@ def logged_step(log: logging.Logger, message: str):
     log.info("%s: done in %.1f s", message, time.perf_counter() - start)
 
 
+def _owner_is_gone(name: str, prefix: str) -> bool:
+    """True for a temporary folder `PREFIX<pid>-...` whose process no longer runs."""
+    pid = name[len(prefix):].split("-", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # another user's live process
+    return False
+
+
+def _sweep(parent: Path, prefix: str) -> None:
+    """Remove the temporary folders that killed runs left under `parent` (their owner's pid is gone)."""
+    for stale in parent.glob(prefix + "*"):
+        if _owner_is_gone(stale.name, prefix):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def temporary_folder(final: Path, *, sweep: bool = False):
+def temporary_folder(final: Path):
     """Yield an empty folder beside `final`; it is removed unless `publish` moved it into place.
 
-    `sweep` first removes temporary siblings that killed runs left behind: only safe while a
-    `file_lock` guards `final`.
+    Its name carries this process's id, so the folders that killed runs left beside `final` are
+    removed first, and a live run's folder never is.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{final.name}.edgec-"
-    if sweep:
-        for stale in final.parent.glob(prefix + "*"):
-            shutil.rmtree(stale, ignore_errors=True)
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=final.parent))
+    _sweep(final.parent, prefix)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=final.parent))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch(name: str):
+    """A temporary folder `edgec-<pid>-NAME-*` in the system's temp folder, removed at the end; those
+    that killed runs left are removed first."""
+    _sweep(Path(tempfile.gettempdir()), "edgec-")
+    folder = tempfile.mkdtemp(prefix=f"edgec-{os.getpid()}-{name}-")
     try:
         yield folder
     finally:

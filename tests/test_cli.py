@@ -59,12 +59,12 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tmp_path, digits_
 
 def test_existing_output_needs_force(tmp_path, digits_model):
     out = tmp_path / "artifact"
-    out.mkdir()
-    (out / "keep.txt").write_text("user data")
+    edgec("build", digits_model, "-o", out, check=True)
+    (out / "stale.txt").write_text("from an older build")
     assert_one_line_error(edgec("build", digits_model, "-o", out), "already exists", "--force")
-    assert (out / "keep.txt").exists()
+    assert (out / "stale.txt").exists()
     edgec("build", digits_model, "-o", out, "--force", check=True)
-    assert (out / "edgec.json").exists() and not (out / "keep.txt").exists()
+    assert (out / "edgec.json").exists() and not (out / "stale.txt").exists()
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

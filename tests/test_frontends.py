@@ -51,7 +51,7 @@ def test_mobilenet_from_pytorch_class_matches_pytorch(target, tmp_path, photos):
     if not (MOBILENET / "mobilenet_v2-b0353104.pth").exists():
         pytest.skip("run `make models` to fetch the MobileNetV2 weights")
     out = tmp_path / "art"
-    edgec("build", *MOBILENET_SOURCE, "-t", target, "--precision", "fp32", "-o", out, check=True)
+    edgec("build", "--trust-code", *MOBILENET_SOURCE, "-t", target, "--precision", "fp32", "-o", out, check=True)
     spec = manifest(out)["inputs"][0]
     assert spec["name"] == "x"
     x = photos["x"]
@@ -80,7 +80,7 @@ def pt2_program(tmp_path_factory) -> Path:
 
 def test_pt2_program_builds_and_verifies(pt2_program, tmp_path, digits_data, digits_accuracy):
     out = tmp_path / "art"
-    edgec("build", pt2_program, "-o", out, check=True)
+    edgec("build", "--trust-code", pt2_program, "-o", out, check=True)
     assert manifest(out)["inputs"][0]["shape"] == [1, 1, 8, 8]
     assert json.loads(edgec("verify", out, "--json", "-", check=True).stdout)["passed"]
     logits = next(iter(infer(out, {"x": digits_data["x_test"]}, tmp_path).values()))
@@ -88,12 +88,12 @@ def test_pt2_program_builds_and_verifies(pt2_program, tmp_path, digits_data, dig
 
 
 def test_pt2_with_another_shape_says_which_it_was_exported_for(pt2_program, tmp_path):
-    one_line_error(edgec("build", pt2_program, "--input-shape", "x:4,1,8,8", "-o", tmp_path / "a"),
+    one_line_error(edgec("build", "--trust-code", pt2_program, "--input-shape", "x:4,1,8,8", "-o", tmp_path / "a"),
                    "x:1,1,8,8", "dynamic_shapes")
 
 
 def test_inspect_takes_a_pytorch_class():
-    proc = edgec("inspect", DIGITS_SOURCE, "--weights", DIGITS / "digits_cnn.pth", "--input-shape", "x:1,1,8,8",
+    proc = edgec("inspect", "--trust-code", DIGITS_SOURCE, "--weights", DIGITS / "digits_cnn.pth", "--input-shape", "x:1,1,8,8",
                  "--json", "-", check=True)
     model = json.loads(proc.stdout)["model"]
     assert [(i["name"], i["shape"]) for i in model["inputs"]] == [("x", [1, 1, 8, 8])]
@@ -103,23 +103,23 @@ def test_inspect_takes_a_pytorch_class():
 
 
 def test_model_file_without_the_class(tmp_path):
-    proc = edgec("build", str(DIGITS / "model.py") + ":Digits", "--input-shape", "x:1,1,8,8", "-o", tmp_path / "a")
+    proc = edgec("build", "--trust-code", str(DIGITS / "model.py") + ":Digits", "--input-shape", "x:1,1,8,8", "-o", tmp_path / "a")
     one_line_error(proc, "no nn.Module class 'Digits'", "DigitsCNN")
 
 
 def test_weights_that_do_not_fit_the_class(tmp_path):
-    proc = edgec("build", str(MOBILENET / "model.py") + ":MobileNetV2", "--weights", DIGITS / "digits_cnn.pth",
+    proc = edgec("build", "--trust-code", str(MOBILENET / "model.py") + ":MobileNetV2", "--weights", DIGITS / "digits_cnn.pth",
                  "--input-shape", "x:1,3,224,224", "-o", tmp_path / "a")
     one_line_error(proc, "do not fit MobileNetV2", "missing keys", "unexpected keys", "shape mismatches")
 
 
 def test_missing_input_shape_names_the_flag(tmp_path):
-    proc = edgec("build", DIGITS_SOURCE, "--weights", DIGITS / "digits_cnn.pth", "-o", tmp_path / "a")
+    proc = edgec("build", "--trust-code", DIGITS_SOURCE, "--weights", DIGITS / "digits_cnn.pth", "-o", tmp_path / "a")
     one_line_error(proc, "--input-shape x:")
 
 
 def test_input_shape_for_an_unknown_argument(tmp_path):
-    proc = edgec("build", DIGITS_SOURCE, "--input-shape", "input:1,1,8,8", "-o", tmp_path / "a")
+    proc = edgec("build", "--trust-code", DIGITS_SOURCE, "--input-shape", "input:1,1,8,8", "-o", tmp_path / "a")
     one_line_error(proc, "'input'", "forward() takes: x")
 
 
@@ -129,7 +129,7 @@ def test_input_shape_for_an_unknown_argument(tmp_path):
 def test_missing_extra_gives_the_install_command(module, extra, source, tmp_path):
     """The framework made unimportable in a fresh process, as on a machine without the extra."""
     code = f"import sys; sys.modules[{module!r}] = None; from edgec.cli import main; main(prog_name='edgec')"
-    proc = subprocess.run([sys.executable, "-c", code, "build", source, "--input-shape", "x:1,1,8,8",
+    proc = subprocess.run([sys.executable, "-c", code, "build", "--trust-code", source, "--input-shape", "x:1,1,8,8",
                            "-o", str(tmp_path / "a")], capture_output=True, text=True, cwd=ROOT, timeout=300)
     one_line_error(proc, f"pip install 'edgec[{extra}]'")
 

@@ -7,16 +7,17 @@ weights in half precision, since onnxruntime's x86 CPU kernels compute in fp32.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec import system
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.package.harness.manifest import OnnxRuntimeConfig
 
 MODEL_FILE = "model.onnx"
+EXTERNAL_DATA_FILE = "model.onnx.data"  # weights of a model that had external data
 
 
 class OnnxRuntimeBackend(Backend):
@@ -31,11 +32,15 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         out = ctx.out_dir / MODEL_FILE
-        with tempfile.TemporaryDirectory(prefix="edgec-ort-") as tmp:
+        with system.scratch("ort") as tmp:
             plain = eir.save(model, Path(tmp) / "plain.onnx")
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             options.optimized_model_filepath = str(out)
+            external = plain.with_name(plain.name + ".data").exists()
+            if external:  # the weights go beside the artifact's model, not beside this temporary copy
+                options.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                                 EXTERNAL_DATA_FILE)
             ort.InferenceSession(str(plain), options, providers=["CPUExecutionProvider"])
         saved = ir.load(out)
         fp16_weights = 0
@@ -45,4 +50,5 @@ class OnnxRuntimeBackend(Backend):
             fp16_weights = store_weights_fp16(saved)
             eir.save(saved, out)
         config = OnnxRuntimeConfig(self.name, "ORT_ENABLE_EXTENDED", len(saved.graph), fp16_weights)
-        return Lowered([MODEL_FILE], eir.io_specs(saved.graph.inputs), eir.io_specs(saved.graph.outputs), config)
+        model_files = [MODEL_FILE, EXTERNAL_DATA_FILE] if external else [MODEL_FILE]
+        return Lowered(model_files, eir.io_specs(saved.graph.inputs), eir.io_specs(saved.graph.outputs), config)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import tempfile
 from pathlib import Path
 
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec import system
 from edgec.backends.base import STANDARD_DOMAINS, Backend, BuildContext, Lowered, UnsupportedOp
 from edgec.errors import UnsupportedError, require
 from edgec.package.harness.manifest import OpenVINOConfig
@@ -132,7 +132,7 @@ class OpenVINOBackend(Backend):
             return super().unsupported(model)
         producers = {out.name: n for n in nodes for out in n.outputs}
         frontend = FrontEndManager().load_by_framework("onnx")
-        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp:
+        with system.scratch("ov") as tmp:
             converted = frontend.convert_partially(frontend.load(str(eir.save(model, Path(tmp) / "m.onnx"))))
         found = []
         for op in converted.get_ordered_ops():
@@ -149,7 +149,7 @@ class OpenVINOBackend(Backend):
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
         ov = require("openvino", "openvino")
         nncf = None
-        with tempfile.TemporaryDirectory(prefix="edgec-ov-") as tmp, _refused("convert"):
+        with system.scratch("ov") as tmp, _refused("convert"):
             nncf_int8 = ctx.precision == "int8" and self.quantizes_itself(ctx.options)
             source = ctx.float_model if nncf_int8 and ctx.float_model is not None else model
             ov_model = ov.convert_model(str(eir.save(source, Path(tmp) / "model.onnx")))

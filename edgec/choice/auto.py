@@ -63,7 +63,7 @@ def build(source: str, target: str, output: str | Path, *, device: str | None = 
         logger.info(f"--precision auto chose {winner.precision}: {choice.why}")
         built = artifacts[winner.label]
         built.manifest.choice = PrecisionChoice(
-            device or spec.device or "local", winner.figures.emulated, evaluation.measure, evaluation.baseline,
+            getattr(device, "label", device) or spec.device or "local", winner.figures.emulated, evaluation.measure, evaluation.baseline,
             budget, [_record(c) for c in candidates], winner.precision, choice.why)
         files.write_manifest(built.path, built.manifest)
         replay = dict(source=source, target=target, precision=winner.precision, input_shapes=list(input_shapes),

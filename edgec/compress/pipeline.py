@@ -30,16 +30,18 @@ def _quiet(*_args, **_kwargs):
     pass
 
 
-def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quiet, progress=None) -> Outcome:
-    """Compress `source` as `plan` says; `progress(epoch, epochs, loss, agreement)` follows distillation."""
+def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quiet, progress=None,
+        trust_code: bool = False) -> Outcome:
+    """Compress `source` as `plan` says; `progress(epoch, epochs, loss, agreement)` follows distillation.
+    `trust_code` allows a source that runs code when loaded (model.py, .pt2), as for `edgec build`."""
     if not plan.needs_training:
-        original = frontends.load(source, specs, weights)
+        original = frontends.load(source, specs, weights, trust_code)
         compressed = eir.clone(original)
         done = lowrank.factorize_graph(compressed, plan.low_rank, plan.keep_layers)
         log(f"low-rank {plan.low_rank}: factorized {len(done)} layer(s) in the ONNX graph")
         return Outcome(original, compressed, {"low_rank": [f.to_dict() for f in done]}, _low_rank_notes(done))
 
-    source_module = trainable.load(source, specs, weights)
+    source_module = trainable.load(source, specs, weights, trust_code)
     names = source_module.input_names
     graph = source_module.source_model
     train = training.load(plan.distill.train_data, graph, names, "training") if plan.distill else None

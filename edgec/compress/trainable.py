@@ -49,9 +49,9 @@ class Trainable:
                      for name in self.input_names)
 
 
-def load(source: str, specs=(), weights: str | None = None) -> Trainable:
+def load(source: str, specs=(), weights: str | None = None, trust_code: bool = False) -> Trainable:
     """The source as IR and as a torch module in training-ready form."""
-    model = frontends.load(source, specs, weights)
+    model = frontends.load(source, specs, weights, trust_code)
     if frontends.source_format(source) == "torch" and not source.endswith(".pt2"):
         from edgec.frontends import torch as torch_frontend
 

@@ -38,9 +38,20 @@ def source_format(source: str) -> str:
     return "onnx"  # unknown suffix: let the ONNX reader say whether it is one
 
 
-def load(source: str, input_specs=(), weights: str | None = None) -> ir.Model:
-    """Load any supported source as an onnx_ir Model with the user's input shapes applied."""
+def runs_code(source: str) -> bool:
+    """True for sources whose loading runs code they hold: a model.py is imported, a .pt2 is unpickled."""
+    return source_format(source) == "torch"
+
+
+def load(source: str, input_specs=(), weights: str | None = None, trust_code: bool = False) -> ir.Model:
+    """Load any supported source as an onnx_ir Model with the user's input shapes applied.
+
+    A source that runs code when loaded is refused unless `trust_code`: nothing of it runs before.
+    """
     fmt = source_format(source)
+    if fmt == "torch" and not trust_code:
+        raise InputError(f"loading {source} runs the code it holds (a model.py is imported, a .pt2 program is "
+                         "unpickled): pass --trust-code if you trust where it came from, or export it to ONNX")
     if weights and fmt != "torch":
         raise InputError(f"--weights is for PyTorch model.py:Class sources; {source} already holds its weights")
     if fmt == "onnx":

@@ -54,7 +54,7 @@ def _keras(tf, path: Path, shapes: dict):
     """A Keras 3 model (.keras, or a legacy .h5) called in inference mode, outputs named output_N."""
     keras = require("keras", "tf")
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, safe_mode=True)  # no Lambda bytecode
     except Exception as exc:
         raise InputError(f"{path} is not a Keras model that loads here ({first_line(exc)})") from exc
     signature = [_spec(tf, t.name, t.shape, t.dtype, shapes) for t in model.inputs]

@@ -79,7 +79,7 @@ def _instantiate(torch, path: Path, class_name: str):
     sys.path.insert(0, str(path.resolve().parent))
     try:
         spec.loader.exec_module(code)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() at import is a failed import, not edgec's exit
         raise InputError(f"importing {path} failed: {type(exc).__name__}: {first_line(exc)}") from exc
     finally:
         sys.path.remove(str(path.resolve().parent))

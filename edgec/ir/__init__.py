@@ -42,6 +42,17 @@ def all_nodes(model: ir.Model) -> Iterator[ir.Node]:
         yield from ir.traversal.RecursiveGraphIterator(function)
 
 
+def parse_input_specs(texts) -> list[InputSpec]:
+    """Every --input-shape, each input named once."""
+    specs: dict[str, InputSpec] = {}
+    for spec in map(InputSpec.parse, texts):
+        if spec.name in specs and specs[spec.name] != spec:
+            raise InputError(f"--input-shape gives '{spec.name}' two shapes ({','.join(map(str, specs[spec.name].shape))} "
+                             f"and {','.join(map(str, spec.shape))}): give one")
+        specs[spec.name] = spec
+    return list(specs.values())
+
+
 def load(path: str | Path) -> ir.Model:
     """Read an ONNX file (external data included) or raise an InputError that says why not."""
     path = Path(path)
@@ -49,21 +60,32 @@ def load(path: str | Path) -> ir.Model:
         raise InputError(f"model file not found: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an ONNX file (SavedModel folders need the tf extra)")
+    import onnx
+
+    from edgec.ir.validate import check_proto
+
     try:
-        model = ir.load(path)
+        proto = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf reports truncation and garbage as assorted errors
         raise InputError(f"{path} is not a readable ONNX model ({first_line(exc)}); "
                          "re-export it or check the download") from exc
-    if not model.graph.outputs or not len(model.graph):
+    if not proto.graph.output or not proto.graph.node:
         raise InputError(f"{path} is not a valid ONNX model: its graph has no nodes or outputs")
+    check_proto(proto, path)
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except Exception as exc:  # a name or attribute protobuf accepted but the IR cannot read
+        raise InputError(f"{path} is not a valid ONNX model ({first_line(exc)}); re-export it") from exc
+    ir.external_data.set_base_dir(model.graph, path.parent)  # locations resolve beside the model
     return model
 
 
 def save(model: ir.Model, path: str | Path) -> Path:
     """Write a model as one file, or with an external .data file when it is too large for one."""
     path = Path(path)
-    size = sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
-    if size > EXTERNAL_DATA_THRESHOLD:
+    tensors = [v.const_value for v in model.graph.initializers.values() if v.const_value is not None]
+    external = any(isinstance(t, ir.ExternalTensor) for t in tensors)  # its file stays beside the source only
+    if external or sum(t.nbytes for t in tensors) > EXTERNAL_DATA_THRESHOLD:
         ir.save(model, path, external_data=path.name + ".data")
     else:
         ir.save(model, path)
@@ -71,8 +93,14 @@ def save(model: ir.Model, path: str | Path) -> Path:
 
 
 def clone(model: ir.Model) -> ir.Model:
-    """An independent copy (deepcopy recurses too deep on large graphs)."""
-    return ir.from_proto(ir.to_proto(model))
+    """An independent copy (deepcopy recurses too deep on large graphs); external data keeps resolving
+    against the source model's folder (a proto round trip would make it relative to the current one)."""
+    copy = ir.from_proto(ir.to_proto(model))
+    folders = {t.base_dir for t in (v.const_value for v in model.graph.initializers.values())
+               if isinstance(t, ir.ExternalTensor)}
+    if folders:
+        ir.external_data.set_base_dir(copy.graph, folders.pop())
+    return copy
 
 
 def apply_input_specs(model: ir.Model, specs: list[InputSpec]) -> None:

@@ -1,13 +1,13 @@
 """Run IR models in onnxruntime: the reference that samples, the error report and the fallback use."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec import system
 
 
 def session(model: ir.Model, optimize: bool = False):
@@ -18,7 +18,7 @@ def session(model: ir.Model, optimize: bool = False):
     options.log_severity_level = 3
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    with tempfile.TemporaryDirectory(prefix="edgec-ort-") as tmp:  # the session reads it all at creation
+    with system.scratch("ort") as tmp:  # the session reads it all at creation
         path = eir.save(model, Path(tmp) / "model.onnx")
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

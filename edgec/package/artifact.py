@@ -5,16 +5,17 @@ end, so a failed build never leaves a half-written artifact behind.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from importlib import resources
 from pathlib import Path
 
-from edgec import system
-from edgec.errors import InputError
+from edgec.errors import InputError, IntegrityError
 from edgec.package.harness.manifest import MANIFEST, FileEntry, Manifest, ManifestError, ModelFiles, dumps, loads
 
 HARNESS_PACKAGE = "edgec_harness"
+SIGNATURE = "edgec.json.sig"
+UNHASHED = (MANIFEST, SIGNATURE)
+DEVICE_CACHE = "engines/"  # engines a device builds for itself (TensorRT), checked by their own keys: not hashed
 SHARED_MODULES = ("__init__.py", "errors.py", "manifest.py", "interface.py", "compare.py", "session.py",
                   "commands.py")
 def sha256(path: Path) -> str:
@@ -35,16 +36,6 @@ def model_files(folder: Path, names: list[str]) -> ModelFiles:
     return ModelFiles(names[0], entries, sum(entry.bytes for entry in entries.values()))
 
 
-@contextlib.contextmanager
-def staging(output: Path, force: bool):
-    """Yield an empty folder beside `output`, removed unless it is published with `system.publish`."""
-    output = Path(output)
-    if output.exists() and not force:
-        raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
-    with system.temporary_folder(output) as stage:
-        yield stage
-
-
 def install_harness(folder: Path, session: str, requirements: list[str]) -> None:
     """Copy run.py, the shared harness modules and the backend's adapter (`module:Class`) into the artifact."""
     harness = resources.files("edgec.package") / "harness"
@@ -57,7 +48,45 @@ def install_harness(folder: Path, session: str, requirements: list[str]) -> None
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Write the manifest with the hash of every file now in `folder`."""
+    manifest.files = {name: file_entry(folder / name) for name in listed_files(folder)}
     (folder / MANIFEST).write_text(dumps(manifest))
+
+
+def listed_files(folder: Path) -> list[str]:
+    """Every file of an artifact that its manifest must hash: all but the manifest and its signature."""
+    names = sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if not p.is_dir())
+    return [name for name in names if name not in UNHASHED and not name.startswith(DEVICE_CACHE)]
+
+
+def check_integrity(folder: Path, manifest: Manifest) -> None:
+    """With edgec's own code, before any of the artifact's runs: every file is listed and matches its hash."""
+    folder = Path(folder)
+    present = listed_files(folder)
+    unlisted = [name for name in present if name not in manifest.files]
+    if unlisted:
+        raise IntegrityError(f"{folder} holds {len(unlisted)} file(s) its manifest does not list ({unlisted[0]}"
+                             f"{', ...' if len(unlisted) > 1 else ''}): refusing to run it")
+    for name, entry in sorted(manifest.files.items()):
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            raise IntegrityError(f"{folder}: {name} is missing or not a plain file: refusing to run it")
+        if file_entry(path) != entry:
+            raise IntegrityError(f"{folder}: {name} does not match the manifest's sha256: refusing to run it")
+
+
+def foreign_code(folder: Path, manifest: Manifest) -> list[str]:
+    """The harness files of an artifact that differ from the ones this edgec ships."""
+    harness = resources.files("edgec.package") / "harness"
+    shipped = {"run.py": harness / "run.py"}
+    for name in (*SHARED_MODULES, manifest.runtime.session.split(":")[0] + ".py"):
+        shipped[f"{HARNESS_PACKAGE}/{name}"] = harness / name
+    differ = []
+    for name, source in shipped.items():
+        path = Path(folder) / name
+        if not path.is_file() or not source.is_file() or path.read_bytes() != source.read_bytes():
+            differ.append(name)
+    return differ
 
 
 def read_manifest(folder: Path) -> Manifest:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 from pathlib import Path
 
 import onnx_ir as ir
 
+from edgec import system
 from edgec.errors import InputError
 from edgec.package.harness.manifest import QuantizationRecord
 from edgec.quantize.data import CalibrationData, load_eval
@@ -76,7 +76,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     record.engine = "edgec (onnxruntime quantize_static, QDQ)"
     from edgec.quantize import fallback, ranges, report
 
-    with tempfile.TemporaryDirectory(prefix="edgec-quant-") as tmp:
+    with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
         quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
         qdq = quantizer.run()

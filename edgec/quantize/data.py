@@ -14,6 +14,8 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.errors import InputError
+from edgec.package.harness import interface
+from edgec.package.harness.errors import HarnessError, first_line
 from edgec.package.harness.interface import Runs
 from edgec.package.harness.manifest import TensorSpec
 from edgec.package.samples import split
@@ -103,15 +105,27 @@ def load_arrays(path: str, specs: list[TensorSpec], what: str = "calibration") -
         if file.suffix == ".npy":
             if len(names) != 1:
                 raise InputError(f"{file} is one array but the model has inputs {names}: use an .npz keyed by input name")
-            return {names[0]: np.load(file, allow_pickle=False)}, None
-        with np.load(file, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read {what} data {file}: {exc}") from exc
+            arrays = {names[0]: _load_npy(file)}
+        else:
+            arrays = interface.load_inputs(str(file))
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"cannot read {what} data {file}: {first_line(exc)}") from None
+    except HarnessError as exc:
+        raise InputError(f"{what} data: {exc}") from None
     labels = arrays.pop("labels", None)
     if len(names) == 1 and len(arrays) == 1 and next(iter(arrays)) not in names:
         arrays = {names[0]: next(iter(arrays.values()))}
     return arrays, labels
+
+
+def _load_npy(file: Path) -> np.ndarray:
+    """One .npy array, its declared size checked against memory before it is read, then its values."""
+    header = np.load(file, mmap_mode="r", allow_pickle=False)
+    if header.nbytes > interface.memory_limit():
+        raise InputError(f"{file} declares {header.nbytes / 2**30:.1f} GiB, more than this machine can spare")
+    array = np.array(header)
+    interface.check_arrays({file.stem: array}, str(file))
+    return array
 
 
 def load_images(folder: Path, specs: list[TensorSpec], spec: ImagePreprocess) -> dict[str, np.ndarray]:
@@ -130,7 +144,11 @@ def load_images(folder: Path, specs: list[TensorSpec], spec: ImagePreprocess) ->
         raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     batch = []
     for file in files:
-        image = Image.open(file).convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+        try:
+            with Image.open(file) as opened:
+                image = opened.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # corrupt, truncated, huge
+            raise InputError(f"cannot read the image {file}: {first_line(exc)}") from None
         pixels = np.asarray(image, dtype=np.float32) / spec.scale
         if spec.order == "bgr":
             pixels = pixels[..., ::-1]

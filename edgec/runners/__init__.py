@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgec import system
 from edgec.errors import DeviceError, InputError
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -106,7 +106,7 @@ class Runner:
 
     def run_harness(self, artifact: Path, call: HarnessCall, timeout: float = DEFAULT_TIMEOUT_S) -> HarnessResult:
         artifact = self._validate(Path(artifact), call)
-        with tempfile.TemporaryDirectory(prefix="edgec-run-") as scratch:
+        with system.scratch("run") as scratch:
             placement = self._stage_in(artifact, call, Path(scratch))
             try:
                 files = [part for option, path in placement.files.items() for part in (option, path)]

@@ -32,7 +32,7 @@ class EmulatedRunner(Runner):
 
     def _execute(self, placement: Placement, args: list[str], timeout: float) -> subprocess.CompletedProcess:
         wheels = wheels_for(requirement_lines(Path(placement.artifact)))
-        return self._python(["run.py", *args], timeout, wheels, cwd=placement.artifact)
+        return self._python(["-P", "run.py", *args], timeout, wheels, cwd=placement.artifact)  # -P: not its own folder first
 
     def _run_python_source(self, source: str, timeout: float) -> subprocess.CompletedProcess:
         return self._python(["-"], timeout, input=source)

@@ -1,4 +1,5 @@
-"""Run the harness on this machine with the current Python."""
+"""Run the harness on this machine with the current Python (-P: nothing in the artifact's folder shadows a
+module the harness imports before it has checked the files)."""
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +12,7 @@ class LocalRunner(Runner):
     name = "local"
 
     def _execute(self, placement: Placement, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "run.py", *args], capture_output=True, text=True, timeout=timeout,
+        return subprocess.run([sys.executable, "-P", "run.py", *args], capture_output=True, text=True, timeout=timeout,
                               cwd=placement.artifact)
 
     def _run_python_source(self, source: str, timeout: float) -> subprocess.CompletedProcess:

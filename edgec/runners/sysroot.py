@@ -232,7 +232,7 @@ def setup(name: str) -> dict:
 
 def _build_sysroot(qemu: str, sysroot: Path, dev: EmulatedDevice) -> dict:
     debs = _newest_debs(_download_debs(system.cache_root()))
-    with system.temporary_folder(sysroot, sweep=True) as tmp:
+    with system.temporary_folder(sysroot) as tmp:
         with system.logged_step(logger, f"unpacking {len(debs)} packages into the {dev.name} sysroot"):
             for deb in debs:
                 system.run_tool(["dpkg", "-x", str(deb), str(tmp)], f"unpacking {deb.name}")

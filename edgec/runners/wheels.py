@@ -58,7 +58,7 @@ def wheels_for(lines: list[str], arch: str = "aarch64", python: str = PYTHON_VER
     with system.file_lock(final.parent / f"{key}.lock"):
         if (final / ".edgec-ready").exists():
             return final
-        with system.temporary_folder(final, sweep=True) as tmp:
+        with system.temporary_folder(final) as tmp:
             if lines:
                 reqfile = tmp / ".requirements.txt"
                 reqfile.write_text("\n".join(lines) + "\n")

@@ -1,6 +1,10 @@
 """The shared system chores: the reason a process failed, folders that appear whole, locks."""
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from edgec import system
@@ -34,11 +38,19 @@ def test_a_folder_appears_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and not (final / "b").exists()
 
 
-def test_sweep_removes_what_killed_runs_left(tmp_path):
-    stale = tmp_path / ".out.edgec-dead"
+def test_sweep_removes_only_what_dead_runs_left(tmp_path):
+    dead = _dead_pid()
+    stale, live = tmp_path / f".out.edgec-{dead}-x", tmp_path / f".out.edgec-{os.getpid()}-y"
     stale.mkdir()
-    with system.temporary_folder(tmp_path / "out", sweep=True):
-        assert not stale.exists()
+    live.mkdir()
+    with system.temporary_folder(tmp_path / "out"):
+        assert not stale.exists() and live.exists()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_file_lock_is_released_after_its_block(tmp_path):
@@ -57,3 +69,13 @@ def test_run_tool_names_the_step_and_the_reason():
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("EDGEC_CACHE", str(tmp_path))
     assert system.cache_root() == tmp_path
+
+
+def test_scratch_folders_of_dead_runs_are_swept(tmp_path, monkeypatch):
+    monkeypatch.setattr(system.tempfile, "tempdir", str(tmp_path))
+    stale, live = tmp_path / f"edgec-{_dead_pid()}-ort-x", tmp_path / f"edgec-{os.getpid()}-ort-y"
+    stale.mkdir()
+    live.mkdir()
+    with system.scratch("ort") as folder:
+        assert Path(folder).parent == tmp_path and not stale.exists() and live.exists()
+    assert not Path(folder).exists()

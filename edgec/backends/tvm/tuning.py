@@ -7,7 +7,6 @@ are keyed by the TVM target, so the default database folder is one per target.
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +112,7 @@ def tune(mod, tvm_target, db_dir: Path, trials: int, *, retune: bool = False) ->
                        else f"({len(report.from_db)} already in {db_dir})"))
         started = time.perf_counter()
         progress = _progress(trials)
-        with tempfile.TemporaryDirectory(prefix="edgec-tvm-tune-") as work:
+        with system.scratch("tvm-tune") as work:
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 todo, work_dir=work, num_threads="physical", seed=0)
             ms.tune.tune_tasks(

@@ -88,7 +88,7 @@ def verify(args, folder, session):
 
 
 def infer(args, folder, session):
-    outputs, runs = run_arrays(session, interface.load(args.inputs))
+    outputs, runs = run_arrays(session, interface.load_inputs(args.inputs))
     interface.save(args.outputs, outputs)
     shapes = {k: list(v.shape) for k, v in outputs.items()}
     print(f"wrote {args.outputs}: {shapes} ({runs} runs)")

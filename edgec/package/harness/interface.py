@@ -15,6 +15,7 @@ Outputs come back in the same form: stacked, concatenated along each output's ba
 as the one run's outputs.
 """
 import io
+import os
 import zipfile
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional
@@ -46,15 +47,67 @@ def save(path: str, arrays: Dict[str, np.ndarray]) -> None:
 
 
 def load(path: str) -> Dict[str, np.ndarray]:
-    """Arrays keyed by tensor name from an .npz (never pickles); a file that is not one is refused."""
+    """Arrays keyed by tensor name from an .npz (never pickles); the sizes its headers declare are checked
+    against memory before anything is read."""
     try:
-        data = np.load(path, allow_pickle=False)
-        if not hasattr(data, "files"):
-            raise ValueError("it holds one array, not arrays keyed by name")
-        with data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        with zipfile.ZipFile(path) as archive:
+            claimed = sum(_declared_bytes(archive, name) for name in archive.namelist())
+        limit = memory_limit()
+        if claimed > limit:
+            raise HarnessError(f"{path} declares {claimed / 2**30:.1f} GiB of arrays, more than the "
+                               f"{limit / 2**30:.1f} GiB of memory this machine can spare: use fewer samples")
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise HarnessError(f"cannot read {path} as an .npz of arrays keyed by name ({exc})") from None
+    return arrays
+
+
+def load_inputs(path: str) -> Dict[str, np.ndarray]:
+    """A user's model inputs: `load`, then `check_arrays` (outputs may hold Inf, or nothing; inputs not)."""
+    arrays = load(path)
+    check_arrays(arrays, path)
+    return arrays
+
+
+def _declared_bytes(archive: zipfile.ZipFile, name: str) -> int:
+    """The bytes an .npy member's header says its array holds (read without reading the array)."""
+    with archive.open(name) as member:
+        version = np.lib.format.read_magic(member)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran, dtype = read(member)
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count * dtype.itemsize
+
+
+def check_arrays(arrays: Dict[str, np.ndarray], path: str) -> None:
+    """Refuse what no model input can take: no arrays, zero samples, complex, object or text values, NaN or Inf."""
+    if not arrays:
+        raise HarnessError(f"{path} holds no arrays")
+    for name, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise HarnessError(f"{path}: '{name}' holds {value.dtype} values; inputs are real numbers or booleans")
+        if value.size == 0:
+            raise HarnessError(f"{path}: '{name}' holds no values (shape {list(value.shape)})")
+        if value.dtype.kind == "f":
+            bad = ~np.isfinite(value)
+            if bad.any():
+                first = int(np.argwhere(bad)[0][0]) if value.ndim else 0
+                raise HarnessError(f"{path}: '{name}' holds {int(bad.sum())} NaN or Inf value(s), the first in "
+                                   f"sample {first}: remove or fix those samples")
+
+
+def memory_limit() -> int:
+    """Half the memory available now (Linux's MemAvailable; else the physical memory): what one run's data
+    may take."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+        return kib * 1024 // 2
+    except (OSError, StopIteration, ValueError):
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
 
 
 def quantize(value: np.ndarray, q: Quantization, dtype: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .errors import HarnessError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: `files` hashes every file of the artifact
 MANIFEST = "edgec.json"
 
 
@@ -437,6 +437,7 @@ class Manifest:
     build: BuildRecord
     compression: Optional[Dict[str, Any]] = None  # edgec build --prune/--low-rank/--distill: the compress report
     choice: Optional[PrecisionChoice] = None  # set by --precision auto
+    files: Dict[str, FileEntry] = field(default_factory=dict)  # every file but this manifest and its signature
 
 
 # --------------------------------------------------------------------------- JSON in and out
