@@ -24,6 +24,7 @@ from edgec.passes.guard import Checker, GuardReport, Step, run_guarded
 from edgec.passes.identity import IdentityEliminationPass
 from edgec.passes.loops import UnrollLoopsPass
 from edgec.passes.recurrent import RECURRENT_OPS, LowerRecurrentPass
+from edgec.passes.stable import STABLE_OPS, StableActivationsPass
 
 
 class RulesPass(RewritePass):
@@ -180,12 +181,13 @@ def optimize(model: ir.Model, checker: Checker | None = None, min_opset: int = 1
 
 
 # Operators the shared passes can rewrite into basic ones, for targets that cannot take them.
-LOWERINGS = {op: LowerRecurrentPass for op in RECURRENT_OPS}
+LOWERINGS = {op: LowerRecurrentPass for op in RECURRENT_OPS} | {op: StableActivationsPass for op in STABLE_OPS}
 
 
 def lower_for_target(model: ir.Model, op_types: set[str], checker: Checker | None = None) -> tuple[ir.Model, list[str]]:
     """Rewrite the given operators into basic ones (guarded and checked like the pipeline)."""
     steps = [Step(f"lower-{op}", lambda op=op: LOWERINGS[op]((op,))) for op in sorted(op_types) if op in LOWERINGS]
+    steps.append(Step("lift-constants", LiftConstantsPass))
     steps.append(Step("topological-sort", common.TopologicalSortPass))
     lowered, guard = run_guarded(steps, model, checker)
     return lowered, guard.warnings
