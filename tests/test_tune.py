@@ -27,13 +27,13 @@ def test_tune_finds_a_configuration_that_rebuilds_to_its_figures_and_resumes(tmp
                                                                               digits_data):
     study = tmp_path / "study"
     args = [digits_model, "-t", "tflite-arm", "--eval", digits_files["eval"], "--calibration", digits_files["calib"],
-            "--objective", "latency,size", "--max-accuracy-drop", 1.0, "--iters", 20, "-o", study, "--json", "-"]
-    first = json.loads(edgec("tune", *args, "--trials", 5, check=True).stdout)  # the study's mechanics, not its search
-    assert first["trials"] == first["added"] == 5
+            "--objective", "latency,size", "--max-accuracy-drop", 1.0, "--iters", 10, "-o", study, "--json", "-"]
+    first = json.loads(edgec("tune", *args, "--trials", 12, check=True).stdout)
+    assert first["trials"] == first["added"] == 12
     assert first["storage"].startswith("sqlite:///") and (study / "study.db").exists()
     results = json.loads((study / "results.json").read_text())
     trials = results["candidates"]
-    assert len(trials) == 5 and all(t["status"] == "measured" for t in trials)
+    assert len(trials) == 12 and all(t["status"] == "measured" for t in trials)
     best = results["candidates"][results["choice"]["index"]]
     assert best == first["best"] and results["baseline_accuracy"] - best["figures"]["accuracy"] <= 1.0
 
@@ -47,8 +47,8 @@ def test_tune_finds_a_configuration_that_rebuilds_to_its_figures_and_resumes(tmp
     assert accuracy == pytest.approx(best["figures"]["accuracy"], abs=1e-9)
 
     again = json.loads(edgec("tune", *args, "--trials", 1, check=True).stdout)  # same storage: resumes
-    assert again["trials"] == 6 and again["added"] == 1
-    assert len(json.loads((study / "results.json").read_text())["candidates"]) == 6
+    assert again["trials"] == 13 and again["added"] == 1
+    assert len(json.loads((study / "results.json").read_text())["candidates"]) == 13
 
 
 def test_tune_refuses_bad_input_in_one_line(tmp_path, digits_model, digits_files):
