@@ -15,6 +15,17 @@ MOBILENET = ROOT / "models" / "mobilenet_v2"
 sys.path.insert(0, str(MOBILENET))
 
 
+def digits_cnn_class():
+    """models/digits/model.py's DigitsCNN, imported by path: a bare `import model` would find whichever
+    model.py another test put on sys.path first (MobileNetV2's)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("digits_cnn_model", DIGITS / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.DigitsCNN
+
+
 def edgec(*args, check: bool = False, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run `edgec ARGS` in a fresh process, exactly as a user would."""
     proc = subprocess.run([sys.executable, "-m", "edgec", *map(str, args)], capture_output=True, text=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DIGITS, edgec
+from conftest import DIGITS, digits_cnn_class, edgec
 from test_output_safety import one_line_refusal
 
 
@@ -29,8 +29,7 @@ def crafted_pt2(tmp_path_factory) -> tuple[Path, Path]:
     torch.export.load unpickles it (measured: the marker appears when it is loaded)."""
     import torch
 
-    sys.path.insert(0, str(DIGITS))
-    from model import DigitsCNN
+    DigitsCNN = digits_cnn_class()
 
     folder = tmp_path_factory.mktemp("pt2")
     honest, crafted, marker = folder / "honest.pt2", folder / "crafted.pt2", folder / "RAN"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import DIGITS, MOBILENET, ROOT, accuracy, edgec, infer, manifest
+from conftest import DIGITS, MOBILENET, ROOT, accuracy, digits_cnn_class, edgec, infer, manifest
 
 MOBILENET_SOURCE = [str(MOBILENET / "model.py") + ":MobileNetV2",
                     "--weights", MOBILENET / "mobilenet_v2-b0353104.pth", "--input-shape", "x:1,3,224,224"]
@@ -68,8 +68,7 @@ def pt2_program(tmp_path_factory) -> Path:
     """DigitsCNN with its trained weights, saved as a torch.export program."""
     import torch
 
-    sys.path.insert(0, str(DIGITS))
-    from model import DigitsCNN
+    DigitsCNN = digits_cnn_class()
 
     module = DigitsCNN().eval()
     module.load_state_dict(torch.load(DIGITS / "digits_cnn.pth", weights_only=True))

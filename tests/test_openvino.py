@@ -81,7 +81,7 @@ def test_verify_fails_when_int8_layers_run_float(digits_int8, digits_fp32, tmp_p
     m = manifest(art)
     for name in ("model.xml", "model.bin"):
         shutil.copy(digits_fp32 / name, art / name)
-        m["model"]["files"][name] = manifest(digits_fp32)["model"]["files"][name]
+        m["model"]["files"][name] = m["files"][name] = manifest(digits_fp32)["model"]["files"][name]
     (art / "edgec.json").write_text(json.dumps(m))
     proc = harness(art, "verify", "--json", tmp_path / "v.json")
     assert proc.returncode == 3

@@ -20,6 +20,12 @@ MIN_OPSET = 7  # the oldest default-domain opset the opset upgrade (edgec/ir/ops
 MIN_IR_VERSION = 3
 
 
+# What onnx.checker refuses but onnxruntime loads, and edgec's passes handle: nodes out of order (the
+# build sorts them) and a typed input or output without a shape field (exporters write them).
+CHECKER_TOLERATED = ("topologically sorted", "is not output of any previous nodes",
+                     "Field 'shape' of 'type' is required but missing")
+
+
 def check_proto(proto: onnx.ModelProto, path: Path) -> None:
     """Refuse a malformed model proto (external data not loaded) with one line naming the problem."""
     _check_versions(proto, path)
@@ -28,7 +34,7 @@ def check_proto(proto: onnx.ModelProto, path: Path) -> None:
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError) as exc:
         problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "topologically sorted" not in problem and "is not output of any previous nodes" not in problem:
+        if not any(tolerated in problem for tolerated in CHECKER_TOLERATED):
             raise InputError(f"{path} is not a valid ONNX model: {problem}") from None
         # an input nothing defines, or a cycle: our own check below says which
     _check_graph(proto.graph, path, outer=frozenset())

@@ -139,7 +139,7 @@ def test_npz_files_are_byte_identical_and_never_pickled(tmp_path):
     assert (tmp_path / "1.npz").read_bytes() == (tmp_path / "2.npz").read_bytes()
     assert interface.load(tmp_path / "1.npz")["a"].shape == (2, 0)
     np.save(tmp_path / "one.npy", np.zeros(2))
-    with pytest.raises(HarnessError, match="not arrays keyed by name"):
+    with pytest.raises(HarnessError, match="as an .npz of arrays keyed by name"):
         interface.load(tmp_path / "one.npy")
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(HarnessError, match="cannot read"):
