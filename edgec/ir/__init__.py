@@ -103,6 +103,9 @@ def clone(model: ir.Model) -> ir.Model:
     return copy
 
 
+DECLARED_SHAPE = "edgec.declared_shape"  # an input's shape as the model declared it, before --input-shape
+
+
 def apply_input_specs(model: ir.Model, specs: list[InputSpec]) -> None:
     """Fix the named inputs' shapes; every name must be a real input of rank-matching shape."""
     inputs = {value.name: value for value in model.graph.inputs}
@@ -117,6 +120,7 @@ def apply_input_specs(model: ir.Model, specs: list[InputSpec]) -> None:
                 f"--input-shape {spec.name}: gives {len(spec.shape)} dimensions, the model's input has "
                 f"{len(value.shape)} ({format_shape(value.shape)})"
             )
+        value.meta.setdefault(DECLARED_SHAPE, value.shape)  # where its batch was, for the samples' batching
         value.shape = ir.Shape(spec.shape)
 
 

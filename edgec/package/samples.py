@@ -17,6 +17,7 @@ the input.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Callable
 
@@ -40,13 +41,25 @@ SAMPLES_HINT = "pass --samples FILE.npz with real values for it (see the README:
 
 def model_interface(model: ir.Model) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The model's inputs (initializers aside) and outputs, each with its batch axis where every one has one."""
-    initializers = set(model.graph.initializers)
-    inputs = eir.io_specs(v for v in model.graph.inputs if v.name not in initializers)
+    inputs = eir.io_specs(_data_inputs(model))
     outputs = eir.io_specs(model.graph.outputs)
-    axes = interface.find_batch_axes(inputs, outputs) or {}
+    declared = [dataclasses.replace(spec, shape=_declared_dims(v)) for spec, v in zip(inputs, _data_inputs(model))]
+    axes = interface.find_batch_axes(declared, outputs) or {}
     for spec in inputs + outputs:
         spec.batch_axis = axes.get(spec.name)
     return inputs, outputs
+
+
+def _data_inputs(model: ir.Model) -> list[ir.Value]:
+    initializers = set(model.graph.initializers)
+    return [v for v in model.graph.inputs if v.name not in initializers]
+
+
+def _declared_dims(value: ir.Value) -> list | None:
+    """The input's dimensions as the model declared them: a batch that --input-shape fixed is still
+    found where the outputs carry it (a CRNN's [time, batch, classes])."""
+    shape = value.meta.get(eir.DECLARED_SHAPE, value.shape)
+    return None if shape is None else [d if isinstance(d, int) else str(d) for d in shape]
 
 
 def with_shapes_of(model: ir.Model, specs: list[TensorSpec]) -> list[TensorSpec]:

@@ -151,3 +151,24 @@ def test_a_zero_dimensional_array_keeps_its_shape_in_an_npz(tmp_path):
     interface.save(str(tmp_path / "a.npz"), {"scalar": np.float32(2.5) * np.ones(()), "vector": np.ones(3)})
     loaded = interface.load(str(tmp_path / "a.npz"))
     assert loaded["scalar"].shape == () and loaded["scalar"] == 2.5 and loaded["vector"].shape == (3,)
+
+
+def test_a_batch_fixed_by_input_shape_is_still_found_where_the_outputs_carry_it():
+    """A CRNN: image [batch, 3, 60, 160] in, logits [20, batch, 37] out; --input-shape image:1,3,60,160."""
+    import onnx
+    import onnx_ir as ir
+
+    from edgec import ir as eir
+    from edgec.package import samples
+
+    proto = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float[batch,3,60,160] image) => (float[20,batch,37] logits) {\n"
+                                    "  r = ReduceMean <axes=[1, 2], keepdims=0> (image)\n"
+                                    "  s = Slice (r, zero, twenty, one)\n"
+                                    "  t = Unsqueeze (s, ax)\n"
+                                    "  logits = Expand (t, shape)\n}")
+    model = ir.from_proto(proto)
+    eir.apply_input_specs(model, [eir.InputSpec("image", (1, 3, 60, 160))])
+    inputs, outputs = samples.model_interface(model)
+    assert inputs[0].shape == [1, 3, 60, 160]
+    assert (inputs[0].batch_axis, outputs[0].batch_axis) == (0, 1)
