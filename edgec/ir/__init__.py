@@ -150,6 +150,9 @@ def resolve_static_shapes(model: ir.Model) -> list[str]:
                 f"static shapes: fix it with --input-shape {value.name}:{example}"
             )
         value.shape = ir.Shape(dims)
+    for value in model.graph.outputs:  # a symbolic output dim is stale now, or was wrong (declared rank 2, is 3)
+        if value.shape is not None and not value.shape.is_static() and value not in model.graph.inputs:
+            value.shape = None  # shape inference computes it from the static inputs
     return notes
 
 

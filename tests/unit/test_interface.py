@@ -172,3 +172,21 @@ def test_a_batch_fixed_by_input_shape_is_still_found_where_the_outputs_carry_it(
     inputs, outputs = samples.model_interface(model)
     assert inputs[0].shape == [1, 3, 60, 160]
     assert (inputs[0].batch_axis, outputs[0].batch_axis) == (0, 1)
+
+
+def test_a_stale_symbolic_output_shape_is_inferred_again_once_inputs_are_static():
+    """An exporter declared the output [1, seqlen] (rank 2) where the graph makes [24, 1, 8210]
+    (ddddocr's OCR model); after the input is fixed, the output's shape comes from inference."""
+    import onnx
+    import onnx_ir as ir
+    import onnx_ir.passes.common as common
+
+    from edgec import ir as eir
+
+    proto = onnx.parser.parse_model('<ir_version: 8, opset_import: ["" : 17]>\n'
+                                    "g (float[batch,6] x) => (float[1,seqlen] y) { y = Reshape (x, shape) }")
+    proto.graph.initializer.append(onnx.numpy_helper.from_array(np.array([3, 1, -1]), "shape"))
+    model = ir.from_proto(proto)
+    eir.resolve_static_shapes(model)
+    common.ShapeInferencePass()(model)
+    assert list(model.graph.outputs[0].shape) == [3, 1, 2]
