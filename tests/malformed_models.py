@@ -281,7 +281,7 @@ CASES: dict[str, Callable[[Path], Path]] = {
         cycle, self_loop, missing_input, output_never_computed, short_initializer, long_initializer,
         huge_initializer_claim, opset_1, opset_99, ir_version_99, ir_version_0, unknown_op, unknown_domain,
         output_is_input, duplicate_node_outputs, duplicate_initializers, duplicate_inputs, non_utf8_name, no_inputs,
-        no_nodes, dim_zero, dim_negative, dim_1e9, dims_overflow, empty_file, garbage, truncated, flipped_bytes,
+        no_nodes, dim_negative, dim_1e9, dims_overflow, empty_file, garbage, truncated, flipped_bytes,
         text_file, a_folder, unreadable, dangling_symlink, wrong_attribute_type, missing_required_attribute,
         wrong_input_count, type_mismatch, shape_mismatch, external_data_outside, external_data_absolute,
         external_data_missing, subgraph_missing_input,

@@ -219,7 +219,7 @@ def test_layout_rule_removes_the_transpose_before_a_keras_flatten(keras_digits):
     path = keras_digits["folder"] / "flatten.keras"
     model.save(path)
     graph = frontends.load(str(path), [InputSpec.parse("image:2,6,6,3")])
-    report = passes.optimize(graph)
+    _, report = passes.optimize(graph)
     assert report.ops_before["Transpose"] == 2
     assert report.ops_after["Transpose"] == 1  # the NHWC input's own, for the NCHW Conv
     x = np.random.default_rng(0).random((2, 6, 6, 3), dtype=np.float32)

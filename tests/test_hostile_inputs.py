@@ -60,6 +60,14 @@ def test_malformed_model_build_is_refused(case, tmp_path):
     assert lines[-1].startswith("edgec: error:") and not (tmp_path / "out").exists()
 
 
+def test_a_zero_size_input_is_valid_and_builds(tmp_path):
+    """A dimension of 0 is legal ONNX (an empty axes list, an empty batch): not malformed."""
+    from malformed_models import dim_zero
+
+    code, lines = cli("build", dim_zero(tmp_path), "-t", "onnxruntime", "-o", tmp_path / "out", cwd=tmp_path)
+    assert code == 0, lines
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_malformed_model_inspect_never_crashes(case, tmp_path):
     source = CASES[case](tmp_path)

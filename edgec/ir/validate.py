@@ -16,14 +16,15 @@ import onnx
 from edgec.errors import InputError, UnsupportedError
 from edgec.package.harness.interface import memory_limit
 
-MIN_OPSET = 7  # the oldest default-domain opset the opset upgrade (edgec/ir/opset.py) starts from
+MIN_OPSET = 1  # onnx's version converter upgrades from any opset (edgec/ir/opset.py)
 MIN_IR_VERSION = 3
 
 
 # What onnx.checker refuses but onnxruntime loads, and edgec's passes handle: nodes out of order (the
-# build sorts them) and a typed input or output without a shape field (exporters write them).
+# build sorts them), a typed input or output without a shape field (exporters write them), and an IR-3
+# initializer that is not also a graph input.
 CHECKER_TOLERATED = ("topologically sorted", "is not output of any previous nodes",
-                     "Field 'shape' of 'type' is required but missing")
+                     "Field 'shape' of 'type' is required but missing", "in initializer but not in graph input")
 
 
 def check_proto(proto: onnx.ModelProto, path: Path) -> None:
@@ -176,9 +177,9 @@ def _check_inputs(graph: onnx.GraphProto, path: Path) -> None:
             raise InputError(f"{path}: '{value.name}' is both an input and an output of the graph")
         shape = value.type.tensor_type.shape if value.type.HasField("tensor_type") else None
         for axis, dim in enumerate(shape.dim if shape is not None else ()):
-            if dim.HasField("dim_value") and dim.dim_value <= 0:
+            if dim.HasField("dim_value") and dim.dim_value < 0:  # 0 is valid: an empty axes list
                 raise InputError(f"{path}: input '{value.name}' has dimension {dim.dim_value} at axis {axis}; "
-                                 "a model input needs a positive size (fix it with --input-shape)")
+                                 "a model input needs a size of 0 or more (fix it with --input-shape)")
 
 
 def check_memory(specs, runs: int, what: str = "the sample runs") -> None:

@@ -83,14 +83,15 @@ def _declared_bytes(archive: zipfile.ZipFile, name: str) -> int:
 
 
 def check_arrays(arrays: Dict[str, np.ndarray], path: str) -> None:
-    """Refuse what no model input can take: no arrays, zero samples, complex, object or text values, NaN or Inf."""
+    """Refuse what no model input can take: no arrays, no values at all, complex, object or text values,
+    NaN or Inf. One empty array beside others is a valid input (an empty axes list)."""
     if not arrays:
         raise HarnessError(f"{path} holds no arrays")
+    if all(np.asarray(value).size == 0 for value in arrays.values()):
+        raise HarnessError(f"{path}: every array is empty: there are no samples")
     for name, value in arrays.items():
         if value.dtype.kind not in "biuf":
             raise HarnessError(f"{path}: '{name}' holds {value.dtype} values; inputs are real numbers or booleans")
-        if value.size == 0:
-            raise HarnessError(f"{path}: '{name}' holds no values (shape {list(value.shape)})")
         if value.dtype.kind == "f":
             bad = ~np.isfinite(value)
             if bad.any():
