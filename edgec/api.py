@@ -231,7 +231,6 @@ def _min_opset(backend, target, precision: str) -> int:
 def _compressed_source(source, plan, specs, weights, calibration, values, trust_code):
     """The compressed source model as IR, and the record of what was done and what it changed.
     BatchNorm re-estimation uses --calibration when it is an array file and no other data was named."""
-    import dataclasses
     import tempfile
 
     from edgec.compress import pipeline, report

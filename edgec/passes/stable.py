@@ -15,11 +15,11 @@ STABLE_OPS = ("Mish",)
 SATURATION = 20.0  # tanh(softplus(x)) is 1 in float32 from here on, and exp(2x) stays finite
 
 
-def _constant(graph: ir.Graph, node: ir.Node, name: str, value: float, dtype: ir.DataType) -> ir.Value:
+def _constant(node: ir.Node, name: str, value: float, dtype: ir.DataType) -> ir.Value:
     """A scalar constant of `dtype` (a Constant node, which the build lifts into an initializer)."""
     tensor = ir.tensor(np.array(value, dtype.numpy()), name=f"{node.name or 'mish'}_{name}")
     constant = ir.node("Constant", [], {"value": tensor}, name=tensor.name, num_outputs=1)
-    graph.insert_before(node, constant)
+    node.graph.insert_before(node, constant)
     return constant.outputs[0]
 
 
@@ -27,7 +27,7 @@ def lower_mish(node: ir.Node) -> None:
     graph = node.graph
     x, y = node.inputs[0], node.outputs[0]
     dtype = x.dtype or ir.DataType.FLOAT
-    limit, two = (_constant(graph, node, n, v, dtype) for n, v in (("limit", SATURATION), ("two", 2.0)))
+    limit, two = (_constant(node, n, v, dtype) for n, v in (("limit", SATURATION), ("two", 2.0)))
     nodes = [ir.node("Min", [x, limit])]
     nodes.append(ir.node("Exp", [nodes[-1].outputs[0]]))
     e = nodes[-1].outputs[0]
