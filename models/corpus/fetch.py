@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from edgec.package import sha256  # noqa: E402
+from edgec.package.artifact import sha256  # noqa: E402
 from models.corpus.registry import MODELS, CorpusModel, Source  # noqa: E402
 
 
