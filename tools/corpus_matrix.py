@@ -8,7 +8,7 @@ benchmarks/results/corpus_LABEL.json (rewritten after every cell, so an interrup
 corpus_LABEL.md.
 
 Usage: python tools/corpus_matrix.py LABEL [--models a,b] [--targets t1,t2] [--precisions fp32,int8]
-       [--timeout S] [--tvm-timeout S] [--redo]
+       [--timeout S] [--tvm-timeout S] [--device D] [--redo]
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgec.errors import EdgecError  # noqa: E402
 from models.corpus.measure import HarnessError, artifact_outputs, compare  # noqa: E402
 from models.corpus.reference import reference_outputs  # noqa: E402
 from models.corpus.registry import MODELS, CorpusModel  # noqa: E402
@@ -67,7 +68,7 @@ def build_command(model: CorpusModel, target: str, precision: str, out: Path) ->
     return cmd
 
 
-def run_cell(model: CorpusModel, target: str, precision: str, timeout: float, reference) -> Cell:
+def run_cell(model: CorpusModel, target: str, precision: str, timeout: float, reference, device: str) -> Cell:
     with tempfile.TemporaryDirectory(prefix="corpus-matrix-") as tmp:
         out = Path(tmp) / "artifact"
         start = time.perf_counter()
@@ -81,8 +82,8 @@ def run_cell(model: CorpusModel, target: str, precision: str, timeout: float, re
         if proc.returncode != 0:
             return cell
         try:
-            comparison = compare(model, reference, artifact_outputs(model, out, timeout))
-        except (HarnessError, subprocess.TimeoutExpired) as exc:
+            comparison = compare(model, reference, artifact_outputs(model, out, timeout, device))
+        except (HarnessError, EdgecError, subprocess.TimeoutExpired) as exc:
             cell.infer_error = str(exc).splitlines()[0][:300]
             return cell
         cell.error_over_range, cell.worst_output = comparison.error_over_range, comparison.worst_output
@@ -102,7 +103,8 @@ def cell_text(cell: dict) -> str:
 def markdown(label: str, meta: dict, cells: list[dict]) -> str:
     lines = [f"# Corpus matrix: {label}", "",
              f"{meta['models']} real models x {len(meta['targets'])} targets x {len(meta['precisions'])} precisions, "
-             f"edgec at git {meta['commit']}, {meta['machine']}, load {meta['load']} at start; "
+             f"edgec at git {meta['commit']}, {meta['machine']}, artifacts run on {meta.get('device', 'local')}, "
+             f"load {meta['load']} at start; "
              f"run took {meta['wall_s'] / 60:.0f} min (shared, niced machine: times are noisy).",
              "Each cell: `edgec build` exit code and its one-line message, or for a build that succeeded the "
              "artifact's worst output error over the original's output range (`err`) and the task fidelity "
@@ -130,6 +132,7 @@ def main() -> int:
     parser.add_argument("--precisions", default=",".join(PRECISIONS))
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--tvm-timeout", type=float, default=420)
+    parser.add_argument("--device", default="local", help="where the artifacts run (a --device value)")
     parser.add_argument("--redo", action="store_true", help="ignore cells already in the results file")
     args = parser.parse_args()
     models = [m for m in MODELS if m.name in args.models.split(",")]
@@ -140,7 +143,7 @@ def main() -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     meta = {"label": args.label, "commit": commit, "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "load": Path("/proc/loadavg").read_text().split()[0], "models": len(models), "targets": targets,
-            "precisions": precisions, "wall_s": 0.0}
+            "precisions": precisions, "device": args.device, "wall_s": 0.0}
     start = time.perf_counter()
     cells = []
     for model in models:
@@ -150,7 +153,7 @@ def main() -> int:
                 key = (model.name, target, precision)
                 if key not in done:
                     timeout = args.tvm_timeout if target.startswith("tvm") else args.timeout
-                    done[key] = asdict(run_cell(model, target, precision, timeout, reference))
+                    done[key] = asdict(run_cell(model, target, precision, timeout, reference, args.device))
                     print(f"{model.name:20s} {target:13s} {precision:5s} {cell_text(done[key])}", flush=True)
                 cells.append(done[key])
                 meta["wall_s"] = round(time.perf_counter() - start, 1)

@@ -2,8 +2,6 @@
 (`run.py infer`) on the model's real inputs, then the output error and the task fidelity."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,26 +24,29 @@ class HarnessError(RuntimeError):
     """`run.py infer` failed: the message is its last stderr line."""
 
 
-def _infer(artifact: Path, arrays: dict[str, np.ndarray], tmp: Path, timeout: float) -> Outputs:
+def _infer(artifact: Path, arrays: dict[str, np.ndarray], tmp: Path, timeout: float, device: str) -> Outputs:
+    from edgec.runners import HarnessCall, get_runner
+
     src, dst = tmp / "in.npz", tmp / "out.npz"
     np.savez(src, **arrays)
-    proc = subprocess.run([sys.executable, str(artifact / "run.py"), "infer", "--inputs", str(src),
-                           "--outputs", str(dst)], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()] or [f"exit {proc.returncode}"]
-        raise HarnessError(f"run.py infer exited {proc.returncode}: {lines[-1].strip()}")
+    call = HarnessCall("infer", inputs={"--inputs": src}, outputs={"--outputs": dst})
+    result = get_runner(device).run_harness(artifact, call, timeout)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()] or [f"exit {result.returncode}"]
+        raise HarnessError(f"run.py infer on {device} exited {result.returncode}: {lines[-1].strip()}")
     with np.load(dst) as data:
         return {k: data[k] for k in data.files}
 
 
-def artifact_outputs(model: CorpusModel, artifact: Path, timeout: float = 600) -> Outputs:
-    """All samples in one `run.py infer` call where every input and output is batched on axis 0, else
-    one call per sample (the harness splits and joins batches along axis 0 only)."""
+def artifact_outputs(model: CorpusModel, artifact: Path, timeout: float = 600, device: str = "local") -> Outputs:
+    """The artifact's outputs on the model's real inputs, computed on `device` (edgec's runners): all
+    samples in one `run.py infer` call where every input and output is batched on axis 0, else one call
+    per sample (the harness splits and joins batches along axis 0 only)."""
     arrays = model.load_inputs()
     with tempfile.TemporaryDirectory(prefix="corpus-infer-") as tmp:
         if not model.batch_axes:
-            return _infer(artifact, arrays, Path(tmp), timeout)
-        return model.stack([_infer(artifact, feed, Path(tmp), timeout) for feed in model.samples(arrays)])
+            return _infer(artifact, arrays, Path(tmp), timeout, device)
+        return model.stack([_infer(artifact, feed, Path(tmp), timeout, device) for feed in model.samples(arrays)])
 
 
 def compare(model: CorpusModel, reference: Outputs, outputs: Outputs) -> Comparison:
