@@ -45,7 +45,7 @@ class EdgecCommand(click.Command):
         with terminal.session():
             flags["terminal"] = terminal
             try:
-                _check_json_path(ctx.params)
+                _check_json_path(ctx)
                 return super().invoke(ctx)
             except EdgecError as exc:
                 if debug:
@@ -62,14 +62,16 @@ class EdgecCommand(click.Command):
                 ctx.exit(1)
 
 
-def _check_json_path(params: dict) -> None:
-    """--json FILE is checked before any work: writable, not an input, replaced only with --force where the
-    command takes it."""
+def _check_json_path(ctx) -> None:
+    """--json FILE is checked before any work: writable, not an input, and an existing file replaced only
+    with --force (the command's own, or the one `json_output` adds)."""
     from edgec import outputs
 
+    params = ctx.params
     inputs = tuple(params[name] for name in ("source", "artifact", "weights", "calibration", "samples")
                    if params.get(name))
-    outputs.check_file(params.get("json_path"), params.get("force", True), inputs)
+    force = params.get("force", ctx.meta.get(REPLACE_JSON, False))
+    outputs.check_file(params.get("json_path"), force, inputs)
 
 
 def _terminal(ctx):
@@ -110,6 +112,14 @@ def _trusted(source: str, flag: bool) -> bool:
 
 JSON_OPTION = click.option("--json", "json_path", metavar="FILE",
                            help="also write the result as JSON to FILE ('-' prints JSON instead of a table)")
+REPLACE_JSON = "edgec.replace_json"
+
+
+def json_output(command):
+    """--json FILE, with a --force that allows replacing it, for commands that have no --force of their own."""
+    force = click.option("--force", is_flag=True, expose_value=False, help="replace the --json FILE if it exists",
+                         callback=lambda ctx, _param, value: ctx.meta.__setitem__(REPLACE_JSON, value))
+    return JSON_OPTION(force(command))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -376,7 +386,7 @@ def build(ctx, source, config_file, target, output, precision, calibration, samp
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
 @TRUST_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def inspect(ctx, source, input_shapes, weights, trust_code, json_path):
@@ -409,7 +419,7 @@ TRUSTED_KEY_OPTION = click.option("--trusted-key", metavar="PUB.pem",
 @click.argument("artifact")
 @device_options
 @TRUSTED_KEY_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def verify(ctx, artifact, devices, trusted_key, json_path):
@@ -428,7 +438,7 @@ def verify(ctx, artifact, devices, trusted_key, json_path):
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", type=click.IntRange(min=1), help="runtime threads (default: the target's)")
 @TRUSTED_KEY_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def bench(ctx, artifact, devices, warmup, iters, threads, trusted_key, json_path):
@@ -443,7 +453,7 @@ def bench(ctx, artifact, devices, warmup, iters, threads, trusted_key, json_path
 @device_options
 @click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1))
 @TRUSTED_KEY_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def profile(ctx, artifact, devices, iters, trusted_key, json_path):
@@ -466,7 +476,7 @@ def sign(ctx, artifact, key):
 
 
 @main.command(cls=EdgecCommand)
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def targets(ctx, json_path):
@@ -483,7 +493,7 @@ def device():
 
 @device.command("setup", cls=EdgecCommand)
 @click.argument("name")
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def device_setup(ctx, name, json_path):
@@ -498,7 +508,7 @@ def device_setup(ctx, name, json_path):
 @device.command("probe", cls=EdgecCommand)
 @click.argument("name", required=False)
 @device_options
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def device_probe(ctx, devices, json_path):
@@ -585,7 +595,7 @@ def report(ctx, results, output):
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
 @click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1), help="benchmark runs per trial")
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def tune(ctx, source, target, output, device, eval_data, calibration, trials, objective, max_accuracy_drop, storage,
