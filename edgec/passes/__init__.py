@@ -57,8 +57,11 @@ class RulesPass(ir.passes.InPlacePass):
 
 
 def _root(rule: pattern.RewriteRule) -> tuple[str, str] | None:
-    """(domain, op_type) of the node a rule's pattern ends in; None if the pattern matches any operator."""
-    identifier = rule._target_pattern.output_node.op_identifier()
+    """(domain, op_type) of the node a rule's pattern ends in; None if that is not one fixed operator."""
+    target = rule._target_pattern
+    if not target.has_single_output_node:
+        return None
+    identifier = target.output_node.op_identifier()
     return identifier[:2] if identifier is not None else None
 
 
