@@ -369,7 +369,7 @@ def build(ctx, source, config_file, target, output, precision, calibration, samp
 
             artifact = auto.build(source, target, output, device=device, calibration=calibration, options=options,
                                   input_shapes=input_shapes, weights=weights, const_inputs=const_inputs,
-                                  samples=samples, force=force)
+                                  samples=samples, force=force, trust_code=_trusted(source, trust_code))
         else:
             artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
                                  const_inputs=const_inputs, weights=weights, calibration=calibration,
@@ -541,11 +541,12 @@ def _names(text: str) -> list[str]:
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="benchmark runs per row")
 @click.option("--html", "html_path", metavar="FILE", help="also write the HTML report with Pareto plots")
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@TRUST_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
 def compare(ctx, source, target_list, precision_list, output, device, eval_data, calibration, max_accuracy_drop,
-            input_shapes, weights, iters, html_path, force, json_path):
+            input_shapes, weights, iters, html_path, force, trust_code, json_path):
     """Build SOURCE for several targets and precisions, measure each on the device, mark the Pareto front."""
     from edgec.choice.compare import compare as run_compare
     from edgec.package.harness.manifest import to_json
@@ -553,7 +554,8 @@ def compare(ctx, source, target_list, precision_list, output, device, eval_data,
     with _terminal(ctx).status("comparing..."):
         result = run_compare(source, _names(target_list), _names(precision_list), output, device=device,
                              eval_data=eval_data, calibration=calibration, max_accuracy_drop=max_accuracy_drop,
-                             input_shapes=input_shapes, weights=weights, iters=iters, force=force)
+                             input_shapes=input_shapes, weights=weights, iters=iters, force=force,
+                             trust_code=_trusted(source, trust_code))
     data = to_json(result)
     if html_path:
         from edgec.report import html
@@ -595,11 +597,12 @@ def report(ctx, results, output):
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
 @click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1), help="benchmark runs per trial")
+@TRUST_OPTION
 @json_output
 @common_flags
 @click.pass_context
 def tune(ctx, source, target, output, device, eval_data, calibration, trials, objective, max_accuracy_drop, storage,
-         study_name, input_shapes, weights, iters, json_path):
+         study_name, input_shapes, weights, iters, trust_code, json_path):
     """Search the build flags with Optuna for the fastest (and smallest) build within an accuracy budget."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -611,7 +614,7 @@ def tune(ctx, source, target, output, device, eval_data, calibration, trials, ob
         tuner = Tuner(source, target, output, evaluation_data=eval_data, trials=trials,
                       objectives=tuple(_names(objective)), max_accuracy_drop=max_accuracy_drop, device=device,
                       calibration=calibration, storage=storage, study_name=study_name, input_shapes=input_shapes,
-                      weights=weights, iters=iters)
+                      weights=weights, iters=iters, trust_code=_trusted(source, trust_code))
     with Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   console=_terminal(ctx).console) as progress:
         task = progress.add_task("", total=trials)
