@@ -45,7 +45,7 @@ class EdgecCommand(click.Command):
         with terminal.session():
             flags["terminal"] = terminal
             try:
-                _check_json_path(ctx.params)
+                _check_json_path(ctx)
                 return super().invoke(ctx)
             except EdgecError as exc:
                 if debug:
@@ -62,14 +62,16 @@ class EdgecCommand(click.Command):
                 ctx.exit(1)
 
 
-def _check_json_path(params: dict) -> None:
-    """--json FILE is checked before any work: writable, not an input, replaced only with --force where the
-    command takes it."""
+def _check_json_path(ctx) -> None:
+    """--json FILE is checked before any work: writable, not an input, and an existing file replaced only
+    with --force (the command's own, or the one `json_output` adds)."""
     from edgec import outputs
 
+    params = ctx.params
     inputs = tuple(params[name] for name in ("source", "artifact", "weights", "calibration", "samples")
                    if params.get(name))
-    outputs.check_file(params.get("json_path"), params.get("force", True), inputs)
+    force = params.get("force", ctx.meta.get(REPLACE_JSON, False))
+    outputs.check_file(params.get("json_path"), force, inputs)
 
 
 def _terminal(ctx):
@@ -110,6 +112,14 @@ def _trusted(source: str, flag: bool) -> bool:
 
 JSON_OPTION = click.option("--json", "json_path", metavar="FILE",
                            help="also write the result as JSON to FILE ('-' prints JSON instead of a table)")
+REPLACE_JSON = "edgec.replace_json"
+
+
+def json_output(command):
+    """--json FILE, with a --force that allows replacing it, for commands that have no --force of their own."""
+    force = click.option("--force", is_flag=True, expose_value=False, help="replace the --json FILE if it exists",
+                         callback=lambda ctx, _param, value: ctx.meta.__setitem__(REPLACE_JSON, value))
+    return JSON_OPTION(force(command))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -359,7 +369,7 @@ def build(ctx, source, config_file, target, output, precision, calibration, samp
 
             artifact = auto.build(source, target, output, device=device, calibration=calibration, options=options,
                                   input_shapes=input_shapes, weights=weights, const_inputs=const_inputs,
-                                  samples=samples, force=force)
+                                  samples=samples, force=force, trust_code=_trusted(source, trust_code))
         else:
             artifact = api.build(source, target, output, precision=precision, input_shapes=input_shapes,
                                  const_inputs=const_inputs, weights=weights, calibration=calibration,
@@ -376,7 +386,7 @@ def build(ctx, source, config_file, target, output, precision, calibration, samp
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
 @TRUST_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def inspect(ctx, source, input_shapes, weights, trust_code, json_path):
@@ -409,7 +419,7 @@ TRUSTED_KEY_OPTION = click.option("--trusted-key", metavar="PUB.pem",
 @click.argument("artifact")
 @device_options
 @TRUSTED_KEY_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def verify(ctx, artifact, devices, trusted_key, json_path):
@@ -428,7 +438,7 @@ def verify(ctx, artifact, devices, trusted_key, json_path):
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--threads", type=click.IntRange(min=1), help="runtime threads (default: the target's)")
 @TRUSTED_KEY_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def bench(ctx, artifact, devices, warmup, iters, threads, trusted_key, json_path):
@@ -443,7 +453,7 @@ def bench(ctx, artifact, devices, warmup, iters, threads, trusted_key, json_path
 @device_options
 @click.option("--iters", default=20, show_default=True, type=click.IntRange(min=1))
 @TRUSTED_KEY_OPTION
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def profile(ctx, artifact, devices, iters, trusted_key, json_path):
@@ -466,7 +476,7 @@ def sign(ctx, artifact, key):
 
 
 @main.command(cls=EdgecCommand)
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def targets(ctx, json_path):
@@ -483,7 +493,7 @@ def device():
 
 @device.command("setup", cls=EdgecCommand)
 @click.argument("name")
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def device_setup(ctx, name, json_path):
@@ -498,7 +508,7 @@ def device_setup(ctx, name, json_path):
 @device.command("probe", cls=EdgecCommand)
 @click.argument("name", required=False)
 @device_options
-@JSON_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def device_probe(ctx, devices, json_path):
@@ -531,11 +541,12 @@ def _names(text: str) -> list[str]:
 @click.option("--iters", default=100, show_default=True, type=click.IntRange(min=1), help="benchmark runs per row")
 @click.option("--html", "html_path", metavar="FILE", help="also write the HTML report with Pareto plots")
 @click.option("--force", is_flag=True, help="replace the output folder if it exists")
+@TRUST_OPTION
 @JSON_OPTION
 @common_flags
 @click.pass_context
 def compare(ctx, source, target_list, precision_list, output, device, eval_data, calibration, max_accuracy_drop,
-            input_shapes, weights, iters, html_path, force, json_path):
+            input_shapes, weights, iters, html_path, force, trust_code, json_path):
     """Build SOURCE for several targets and precisions, measure each on the device, mark the Pareto front."""
     from edgec.choice.compare import compare as run_compare
     from edgec.package.harness.manifest import to_json
@@ -543,7 +554,8 @@ def compare(ctx, source, target_list, precision_list, output, device, eval_data,
     with _terminal(ctx).status("comparing..."):
         result = run_compare(source, _names(target_list), _names(precision_list), output, device=device,
                              eval_data=eval_data, calibration=calibration, max_accuracy_drop=max_accuracy_drop,
-                             input_shapes=input_shapes, weights=weights, iters=iters, force=force)
+                             input_shapes=input_shapes, weights=weights, iters=iters, force=force,
+                             trust_code=_trusted(source, trust_code))
     data = to_json(result)
     if html_path:
         from edgec.report import html
@@ -585,11 +597,12 @@ def report(ctx, results, output):
 @click.option("--input-shape", "input_shapes", multiple=True, metavar="NAME:D1,D2,...")
 @click.option("--weights", metavar="FILE")
 @click.option("--iters", default=50, show_default=True, type=click.IntRange(min=1), help="benchmark runs per trial")
-@JSON_OPTION
+@TRUST_OPTION
+@json_output
 @common_flags
 @click.pass_context
 def tune(ctx, source, target, output, device, eval_data, calibration, trials, objective, max_accuracy_drop, storage,
-         study_name, input_shapes, weights, iters, json_path):
+         study_name, input_shapes, weights, iters, trust_code, json_path):
     """Search the build flags with Optuna for the fastest (and smallest) build within an accuracy budget."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -601,7 +614,7 @@ def tune(ctx, source, target, output, device, eval_data, calibration, trials, ob
         tuner = Tuner(source, target, output, evaluation_data=eval_data, trials=trials,
                       objectives=tuple(_names(objective)), max_accuracy_drop=max_accuracy_drop, device=device,
                       calibration=calibration, storage=storage, study_name=study_name, input_shapes=input_shapes,
-                      weights=weights, iters=iters)
+                      weights=weights, iters=iters, trust_code=_trusted(source, trust_code))
     with Progress(TextColumn("tuning"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   console=_terminal(ctx).console) as progress:
         task = progress.add_task("", total=trials)

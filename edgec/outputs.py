@@ -35,7 +35,8 @@ def _resolve(path: str | Path, flag: str) -> Path:
 
 
 def _refuse_over_inputs(path: Path, inputs: tuple[str | Path, ...], flag: str) -> None:
-    """The output may not be an input file, nor the folder (or an ancestor of the folder) holding one."""
+    """The output may not be an input file, the folder (or an ancestor of the folder) holding one, nor lie inside
+    an input folder (an artifact, a SavedModel, an image folder)."""
     cwd = Path.cwd().resolve()
     if path == cwd or path in cwd.parents:
         raise InputError(f"{flag} {path} is the current folder or one of its ancestors: name a new folder")
@@ -43,8 +44,8 @@ def _refuse_over_inputs(path: Path, inputs: tuple[str | Path, ...], flag: str) -
         if given is None or not str(given).strip():
             continue
         source = Path(given).expanduser().resolve()
-        if path == source or path in source.parents:
-            what = "is" if path == source else "holds"
+        if path == source or path in source.parents or source in path.parents:
+            what = "is" if path == source else "holds" if path in source.parents else "is inside"
             raise InputError(f"{flag} {path} {what} the input {given}: write the output somewhere else")
 
 
@@ -86,7 +87,7 @@ def check_file(output: str | Path | None, force: bool = True, inputs: tuple[str 
         raise InputError(f"{flag} {path} is a folder: name a file")
     if path.exists() and not force:
         raise InputError(f"{flag} {path} already exists: choose another file or pass --force")
-    _check_writable(path, flag)
+    _check_writable(path.parent, flag)
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"{flag} {path} cannot be written: choose another file")
     return path

@@ -64,3 +64,21 @@ def test_a_model_py_runs_nothing_without_trust(tmp_path):
     for command, args in (("build", ["-o", tmp_path / "out"]), ("inspect", [])):
         one_line_refusal(edgec(command, f"{source}:Net", "--input-shape", "x:1,4", *args), "--trust-code")
     assert not marker.exists()
+
+
+def test_every_command_that_loads_a_source_asks_for_trust(tmp_path, digits_model, digits_files):
+    """compare, tune, --precision auto and a compress --student load model.py code too: each is refused in one line
+    before any work without --trust-code, and nothing of the file runs."""
+    marker = tmp_path / "RAN"
+    source = tmp_path / "model.py"
+    source.write_text(f"open({str(marker)!r}, 'w').close()\nimport torch\nclass Net(torch.nn.Module):\n    pass\n")
+    model_py, data = f"{source}:Net", digits_files["eval"]
+    commands = [
+        ["compare", model_py, "--targets", "onnxruntime", "-o", tmp_path / "cmp"],
+        ["tune", model_py, "--eval", data, "--trials", "1", "-o", tmp_path / "tune"],
+        ["build", model_py, "--precision", "auto", "--eval", data, "-o", tmp_path / "auto"],
+        ["compress", digits_model, "--distill", "--train-data", data, "--student", model_py, "-o", tmp_path / "s.onnx"],
+    ]
+    for command in commands:
+        one_line_refusal(edgec(*command, "--input-shape", "x:1,1,8,8"), "--trust-code", "runs the code")
+    assert not marker.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.py"]

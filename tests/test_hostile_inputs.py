@@ -418,16 +418,24 @@ def test_resource_bombs_are_refused_before_any_allocation(case, tmp_path):
     assert code == 2 and peak_kib < 300 * 1024, (code, peak_kib)
 
 
-def test_a_model_with_external_data_builds_and_verifies(tmp_path):
+@pytest.mark.parametrize("target, precision, weights_file, share", [
+    ("onnxruntime", "fp32", "model.onnx.data", 1.0), ("onnxruntime", "fp16", "model.onnx.data", 0.5),
+    ("openvino-cpu", "fp32", "model.bin", 1.0)])
+def test_a_model_with_external_data_builds_and_verifies(tmp_path, target, precision, weights_file, share):
     """The trained digits CNN with every weight in a .bin beside it: the reference run, the lowering and the
-    artifact all keep reading the weights from the model's own folder."""
+    artifact all keep reading the weights from the model's own folder, and the artifact holds them once, beside
+    its model (fp16: half of them, no stale float copy)."""
     import onnx
 
     folder = tmp_path / "model"
     folder.mkdir()
     onnx.save(onnx.load(MODEL), folder / "digits.onnx", save_as_external_data=True, location="digits.bin",
               size_threshold=0)
-    code, lines = cli("build", folder / "digits.onnx", "-t", "onnxruntime", "-o", tmp_path / "out", cwd=tmp_path)
+    code, lines = cli("build", folder / "digits.onnx", "-t", target, "--precision", precision, "-o", tmp_path / "out",
+                      cwd=tmp_path)
     assert code == 0, lines
     manifest = json.loads((tmp_path / "out" / "edgec.json").read_text())
-    assert manifest["verification"]["result"]["passed"] and "model.onnx.data" in manifest["files"]
+    assert manifest["verification"]["result"]["passed"] and weights_file in manifest["files"]
+    weights = (folder / "digits.bin").stat().st_size
+    stored = (tmp_path / "out" / weights_file).stat().st_size
+    assert 0.9 * share * weights < stored < 1.1 * share * weights, (stored, weights)

@@ -170,3 +170,40 @@ def test_tiny_constants_are_not_taken_for_zero():
     model, report = passes.optimize(model)
     assert report.ops_after.get("Add") == 1
     np.testing.assert_array_equal(run(model, {"x": x})[0], before)
+
+
+def _work_on_chain(monkeypatch, nodes: int, style: str) -> tuple[int, int]:
+    """(nodes visited by graph iteration, rewrite-rule tries) while the pipeline optimizes a chain: counters,
+    not timings, so the check holds on a loaded machine."""
+    from onnxscript.rewriter import pattern
+
+    from chains import chain
+
+    counts = {"visits": 0, "tries": 0}
+    graph_iter, try_rewrite = ir.Graph.__iter__, pattern.RewriteRule.try_rewrite
+
+    def counted_iter(graph):
+        for node in graph_iter(graph):
+            counts["visits"] += 1
+            yield node
+
+    def counted_try(rule, *args, **kwargs):
+        counts["tries"] += 1
+        return try_rewrite(rule, *args, **kwargs)
+
+    monkeypatch.setattr(ir.Graph, "__iter__", counted_iter)
+    monkeypatch.setattr(pattern.RewriteRule, "try_rewrite", counted_try)
+    passes.optimize(ir.from_proto(chain(nodes, style)))
+    monkeypatch.undo()
+    return counts["visits"], counts["tries"]
+
+
+@pytest.mark.parametrize("style", ["matmul", "conv"])
+def test_the_optimizer_does_work_linear_in_node_count(monkeypatch, style):
+    """Doubling a chain at most doubles the nodes the pipeline visits and the rewrite rules it tries: a matcher
+    that rescans the graph per candidate (onnxscript's multi-output patterns did) made builds quadratic. Rules
+    are tried only where their root operator occurs: a few per node, where every rule at every node was 84."""
+    small, large = _work_on_chain(monkeypatch, 200, style), _work_on_chain(monkeypatch, 400, style)
+    assert large[0] <= 2.1 * small[0], (small, large)
+    assert large[1] <= 2.1 * small[1], (small, large)
+    assert large[1] <= 8 * 400, large

@@ -110,3 +110,26 @@ def test_two_builds_to_one_folder_one_wins_the_other_is_refused(project, tmp_pat
     codes = sorted(p.wait(timeout=600) for p in procs)
     assert codes == [0, 2], [p.stderr.read() for p in procs]
     assert (out / "edgec.json").exists() and not [p for p in tmp_path.iterdir() if ".edgec-" in p.name]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory, digits_model):
+    out = tmp_path_factory.mktemp("json") / "art"
+    proc = run_in(out.parent, "build", digits_model, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.mark.parametrize("command", [["verify"], ["bench", "--iters", "2", "--warmup", "0"], ["profile", "--iters", "2"],
+                                     ["inspect"]])
+def test_every_json_output_follows_the_rule_of_build(artifact, tmp_path, command):
+    """An existing --json file is replaced only with --force; a file inside the artifact (an input) never."""
+    report = tmp_path / "report.json"
+    report.write_text("keep")
+    one_line_refusal(run_in(tmp_path, *command, artifact, "--json", report), "--force")
+    assert report.read_text() == "keep"
+    one_line_refusal(run_in(tmp_path, *command, artifact, "--json", artifact / "extra.json", "--force"), "input")
+    assert not (artifact / "extra.json").exists()
+    proc = run_in(tmp_path, *command, artifact, "--json", report, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert report.read_text().startswith("{")

@@ -48,7 +48,11 @@ class OnnxRuntimeBackend(Backend):
             from edgec.quantize.fp16 import store_weights_fp16
 
             fp16_weights = store_weights_fp16(saved)
-            eir.save(saved, out)
+            if external:  # the half weights replace the float ones in the .data file, which is read before it is rewritten
+                ir.external_data.load_to_model(saved)
+                ir.save(saved, out, external_data=EXTERNAL_DATA_FILE)
+            else:
+                eir.save(saved, out)
         config = OnnxRuntimeConfig(self.name, "ORT_ENABLE_EXTENDED", len(saved.graph), fp16_weights)
         model_files = [MODEL_FILE, EXTERNAL_DATA_FILE] if external else [MODEL_FILE]
         return Lowered(model_files, eir.io_specs(saved.graph.inputs), eir.io_specs(saved.graph.outputs), config)

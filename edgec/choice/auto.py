@@ -26,12 +26,15 @@ FALLBACK_OPTIONS = ("max_accuracy_drop", "eval_data")  # the int8 engine's layer
 
 def build(source: str, target: str, output: str | Path, *, device: str | None = None, calibration: str | None = None,
           options: dict | None = None, input_shapes: tuple[str, ...] = (), weights: str | None = None,
-          const_inputs: tuple[str, ...] = (), samples: str | None = None, force: bool = False, iters: int = 100):
+          const_inputs: tuple[str, ...] = (), samples: str | None = None, force: bool = False, iters: int = 100,
+          trust_code: bool = False):
     """Build `source` for `target` at the precision measured best on `device`; returns the winner's Artifact."""
     from edgec import api
+    from edgec.frontends import require_trust
     from edgec.package import artifact as files
     from edgec.targets import load_target
 
+    require_trust(source, trust_code)
     options = dict(options or {})
     if not options.get("eval_data"):
         raise InputError("--precision auto needs --eval DATA.npz (inputs and optional 'labels') to hold the "
@@ -42,7 +45,7 @@ def build(source: str, target: str, output: str | Path, *, device: str | None = 
     spec = load_target(target)
     budget = options.get("max_accuracy_drop")
     budget = DEFAULT_ACCURACY_DROP if budget is None else budget
-    evaluation = Evaluation.load(options["eval_data"], source, input_shapes, weights)
+    evaluation = Evaluation.load(options["eval_data"], source, input_shapes, weights, trust_code)
     plain = {k: v for k, v in options.items() if k not in FALLBACK_OPTIONS}
     candidates = [Candidate(spec.name, p, options if p == "int8" else plain) for p in spec.precisions]
     with system.temporary_folder(output) as scratch:
@@ -51,7 +54,7 @@ def build(source: str, target: str, output: str | Path, *, device: str | None = 
             logger.info(f"building {candidate.precision}")
             artifact = build_candidate(source, candidate, scratch / candidate.precision, calibration,
                                        input_shapes=input_shapes, weights=weights, const_inputs=const_inputs,
-                                       samples=samples)
+                                       samples=samples, trust_code=trust_code)
             if artifact is not None:
                 artifacts[candidate.label] = artifact
         measure_candidates(candidates, artifacts, device, evaluation, iters)

@@ -140,9 +140,12 @@ def mark_pareto(candidates: list[Candidate]) -> None:
 def compare(source: str, targets: list[str], precisions: list[str], output: str | Path, *,
             device: str | None = None, eval_data: str | None = None, calibration: str | None = None,
             max_accuracy_drop: float | None = None, input_shapes: tuple[str, ...] = (),
-            weights: str | None = None, iters: int = 100, force: bool = False) -> Comparison:
+            weights: str | None = None, iters: int = 100, force: bool = False, trust_code: bool = False) -> Comparison:
     """Build, verify, bench and evaluate every target x precision; artifacts stay in `output`/TARGET-PRECISION."""
+    from edgec.frontends import require_trust
     from edgec.targets import PRECISIONS, load_target
+
+    require_trust(source, trust_code)
 
     for target in targets:
         load_target(target)  # an unknown target is refused before any work
@@ -152,14 +155,15 @@ def compare(source: str, targets: list[str], precisions: list[str], output: str 
     output = Path(output)
     if output.exists() and not force:
         raise InputError(f"output folder {output} already exists: choose another -o or pass --force")
-    evaluation = Evaluation.load(eval_data, source, input_shapes, weights) if eval_data else None
+    evaluation = Evaluation.load(eval_data, source, input_shapes, weights, trust_code) if eval_data else None
     budget = DEFAULT_ACCURACY_DROP if max_accuracy_drop is None else max_accuracy_drop
     candidates = [Candidate(t, p) for t in targets for p in precisions]
     built = {}
     for candidate in candidates:
         logger.info(f"building {candidate.label}")
         folder = output / f"{Path(candidate.target).stem}-{candidate.precision}"
-        artifact = build_candidate(source, candidate, folder, calibration, input_shapes=input_shapes, weights=weights)
+        artifact = build_candidate(source, candidate, folder, calibration, input_shapes=input_shapes, weights=weights,
+                                   trust_code=trust_code)
         if artifact is not None:
             built[candidate.label] = artifact
     measure_candidates(candidates, built, device, evaluation, iters)

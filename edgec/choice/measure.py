@@ -38,14 +38,15 @@ class Evaluation:
     baseline: float  # the source model's own figure, in percent: the accuracy drop is measured from it
 
     @classmethod
-    def load(cls, path: str, source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None):
+    def load(cls, path: str, source: str, input_shapes: tuple[str, ...] = (), weights: str | None = None,
+             trust_code: bool = False):
         """Read --eval for `source`; data of the wrong names or shapes is refused (exit 2)."""
         from edgec import frontends, ir as eir
         from edgec.package import samples as sampling
         from edgec.quantize.data import load_arrays, load_eval
         from edgec.quantize.fallback import predictions
 
-        model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights)
+        model = frontends.load(source, [eir.InputSpec.parse(s) for s in input_shapes], weights, trust_code)
         specs, _ = sampling.model_interface(model)
         data = load_eval(path, specs)
         arrays, labels = load_arrays(path, specs, "evaluation")  # as given: what run.py infer reads

@@ -115,9 +115,11 @@ class Tuner:
                  objectives: tuple[str, ...] = ("latency",), max_accuracy_drop: float = 1.0,
                  device: str | None = None, calibration: str | None = None, storage: str | None = None,
                  study_name: str | None = None, input_shapes: tuple[str, ...] = (), weights: str | None = None,
-                 iters: int = 50):
+                 iters: int = 50, trust_code: bool = False):
+        from edgec.frontends import require_trust
         from edgec.targets import load_target
 
+        require_trust(source, trust_code)
         if trials < 1:
             raise InputError(f"--trials must be at least 1, got {trials}")
         unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -126,7 +128,7 @@ class Tuner:
                              "latency,size")
         self.source, self.target, self.spec = source, target, load_target(target)
         self.trials, self.budget, self.device, self.calibration = trials, max_accuracy_drop, device, calibration
-        self.input_shapes, self.weights, self.iters = input_shapes, weights, iters
+        self.input_shapes, self.weights, self.iters, self.trust_code = input_shapes, weights, iters, trust_code
         self.fields = [OBJECTIVES[o] for o in objectives]
         self.output = Path(output)
         if storage is None:  # the default study lives in the output folder
@@ -135,7 +137,7 @@ class Tuner:
         self.name = study_name or f"{Path(source).stem}-{self.spec.name}"
         self.study = open_study(self.storage, self.name, list(objectives))
         self.output.mkdir(parents=True, exist_ok=True)
-        self.evaluation = Evaluation.load(evaluation_data, source, input_shapes, weights)
+        self.evaluation = Evaluation.load(evaluation_data, source, input_shapes, weights, trust_code)
 
     def objective(self, trial, on_trial: Callable[[int, Candidate], None] | None = None):
         """Build and measure one sampled configuration; a refused one is pruned with its reason."""
@@ -146,7 +148,7 @@ class Tuner:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         folder = self.output / "trials" / f"{trial.number:04d}"
         artifact = build_candidate(self.source, candidate, folder, self.calibration, input_shapes=self.input_shapes,
-                                   weights=self.weights)
+                                   weights=self.weights, trust_code=self.trust_code)
         if artifact is not None:
             candidate.figures = measure([artifact], self.device, self.evaluation, self.iters, rounds=1)[0]
             trial.set_user_attr("excess_drop",

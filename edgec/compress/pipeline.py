@@ -33,7 +33,10 @@ def _quiet(*_args, **_kwargs):
 def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quiet, progress=None,
         trust_code: bool = False) -> Outcome:
     """Compress `source` as `plan` says; `progress(epoch, epochs, loss, agreement)` follows distillation.
-    `trust_code` allows a source that runs code when loaded (model.py, .pt2), as for `edgec build`."""
+    `trust_code` allows a source that runs code when loaded (model.py, .pt2), as for `edgec build`, and a
+    --student model.py."""
+    if plan.distill and plan.distill.student:
+        frontends.require_trust(plan.distill.student, trust_code)
     if not plan.needs_training:
         original = frontends.load(source, specs, weights, trust_code)
         compressed = eir.clone(original)

@@ -43,15 +43,21 @@ def runs_code(source: str) -> bool:
     return source_format(source) == "torch"
 
 
+def require_trust(source: str, trust_code: bool) -> None:
+    """Refuse (exit 2) a source that runs code when loaded, unless `trust_code`: every command that loads one
+    calls this before any work, so nothing of it runs and nothing is written."""
+    if source_format(source) == "torch" and not trust_code:
+        raise InputError(f"loading {source} runs the code it holds (a model.py is imported, a .pt2 program is "
+                         "unpickled): pass --trust-code if you trust where it came from, or export it to ONNX")
+
+
 def load(source: str, input_specs=(), weights: str | None = None, trust_code: bool = False) -> ir.Model:
     """Load any supported source as an onnx_ir Model with the user's input shapes applied.
 
     A source that runs code when loaded is refused unless `trust_code`: nothing of it runs before.
     """
+    require_trust(source, trust_code)
     fmt = source_format(source)
-    if fmt == "torch" and not trust_code:
-        raise InputError(f"loading {source} runs the code it holds (a model.py is imported, a .pt2 program is "
-                         "unpickled): pass --trust-code if you trust where it came from, or export it to ONNX")
     if weights and fmt != "torch":
         raise InputError(f"--weights is for PyTorch model.py:Class sources; {source} already holds its weights")
     if fmt == "onnx":

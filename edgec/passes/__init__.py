@@ -27,21 +27,54 @@ from edgec.passes.recurrent import RECURRENT_OPS, LowerRecurrentPass
 from edgec.passes.stable import STABLE_OPS, StableActivationsPass
 
 
-class RulesPass(RewritePass):
-    """onnxscript's RewritePass with an exact `modified`: its rule set removes nodes and initializers
-    that nothing uses even when no rule fires, and reported that change as none."""
+class RulesPass(ir.passes.InPlacePass):
+    """onnxscript's rewrite rules, each tried only on models that hold its pattern's root operator.
+
+    onnxscript's rule set tries every rule at every node, and a failed try costs tens of
+    microseconds even when the operator differs: 40 rules made the rewrites the largest step of
+    a long chain's build. Rules whose root operator the model lacks are left out of the sweep; a
+    rewrite that brings in a new operator brings its rules into one more sweep.
+
+    `modified` is exact: the sweep removes nodes and initializers that nothing uses even when no
+    rule fires, and onnxscript's RewritePass reported that change as none.
+    """
+
+    def __init__(self, rules: list[pattern.RewriteRule]):
+        super().__init__()
+        self.rules = rules
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        cleaned = common.RemoveUnusedNodesPass()(model)
-        rewritten = super().call(model)
-        return ir.passes.PassResult(model, cleaned.modified or rewritten.modified)
+        modified = common.RemoveUnusedNodesPass()(model).modified
+        swept: set[tuple[str, str]] = set()
+        while True:
+            present = _operators(model)
+            if present <= swept:
+                return ir.passes.PassResult(model, modified)
+            swept |= present
+            rules = [rule for rule in self.rules if _root(rule) in present or _root(rule) is None]
+            if rules:
+                modified = RewritePass(rules)(model).modified or modified
 
 
-def _edgec_rules() -> RewritePass:
-    return RulesPass(pattern.RewriteRuleSet([*canonicalize.RULES, *layout.RULES, *fold.RULES]))
+def _root(rule: pattern.RewriteRule) -> tuple[str, str] | None:
+    """(domain, op_type) of the node a rule's pattern ends in; None if that is not one fixed operator."""
+    target = rule._target_pattern
+    if not target.has_single_output_node:
+        return None
+    identifier = target.output_node.op_identifier()
+    return identifier[:2] if identifier is not None else None
 
 
-def _onnxscript_rules() -> RewritePass:
+def _operators(model: ir.Model) -> set[tuple[str, str]]:
+    graphs = [model.graph, *(function.graph for function in model.functions.values())]
+    return {(node.domain, node.op_type) for graph in graphs for node in ir.traversal.RecursiveGraphIterator(graph)}
+
+
+def _edgec_rules() -> RulesPass:
+    return RulesPass([*canonicalize.RULES, *layout.RULES, *fold.RULES])
+
+
+def _onnxscript_rules() -> RulesPass:
     """onnxscript's default rewrites: BatchNorm into Conv/Gemm, algebraic clean-ups.
 
     Two kinds are left out:

@@ -13,6 +13,7 @@ again. Failures cost reruns; a healthy pipeline costs one copy.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -41,6 +42,7 @@ class Step:
 class StepRecord:
     name: str
     modified: bool
+    seconds: float  # what the step cost: the scaling benchmark reads it
 
 
 @dataclass
@@ -128,6 +130,7 @@ def _run(steps: list[Step], model: ir.Model, report: GuardReport | None = None) 
     for index, step in enumerate(steps):
         if step.after and not changed.intersection(step.after):
             continue
+        started = time.perf_counter()
         try:
             result = step.make()(work)
         except Exception as exc:  # a pass is library code we do not control: it must not end the build
@@ -141,7 +144,7 @@ def _run(steps: list[Step], model: ir.Model, report: GuardReport | None = None) 
         if result.modified:
             changed.add(step.name)
         if report is not None:
-            report.steps.append(StepRecord(step.name, result.modified))
+            report.steps.append(StepRecord(step.name, result.modified, time.perf_counter() - started))
     return work
 
 

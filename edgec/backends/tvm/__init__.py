@@ -127,7 +127,10 @@ class TVMBackend(Backend):
         from tvm.relax.frontend.onnx import from_onnx
 
         shapes = {v.name: [int(d) for d in v.shape] for v in model.graph.inputs}
-        mod = from_onnx(ir.serde.serialize_model(model), shape_dict=shapes, keep_params_in_input=False)
+        # TVM reads every weight into its constants: external data is loaded here (into a copy), since TVM's
+        # importer resolves the .data file against the current folder, not the model's
+        in_memory = ir.external_data.load_to_model(model.clone())
+        mod = from_onnx(ir.serde.serialize_model(in_memory), shape_dict=shapes, keep_params_in_input=False)
         mod = relax.transform.DecomposeOpsForInference()(mod)
         if precision == "fp16":
             mod = relax.transform.ToMixedPrecision(out_dtype="float16")(mod)
