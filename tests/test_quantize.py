@@ -260,3 +260,32 @@ def test_detector_head_keeps_its_scores(yolox, tmp_path):
     head = next(h for h in record.mixed_range_heads if h.float_nodes)
     assert head.ratio > 100 and worst.name in head.float_nodes
     assert _box_f1(corpus, qdq, images, reference) >= 0.9
+
+
+def test_int8_scheme_is_measured_recorded_and_replayed(fer_float):
+    """The onnxruntime target's int8 scheme candidates are measured on this model and the choice is
+    recorded with every candidate's measures; naming the choice rebuilds the same bytes without measuring."""
+    import onnx_ir as ir
+
+    from edgec.backends import get_backend
+    from edgec.options import resolve
+    from edgec.package.samples import model_interface, split
+    from edgec.quantize import quantize_for_target
+    from edgec.quantize.data import CalibrationData
+    from edgec.targets import load_target
+
+    model, faces = fer_float
+    specs, _ = model_interface(model)
+    target = load_target("onnxruntime")
+    data = CalibrationData(split(specs, {specs[0].name: faces}, "faces", dynamic_batch=1), specs, "faces")
+    backend = get_backend(target.backend)
+    measured, record = quantize_for_target(model, target, "int8", data, backend, resolve(target, {}))
+    choice = record.scheme_choice
+    assert [c.name for c in choice.candidates] == list(target.quantization["candidates"])
+    assert all(c.p50_ms > 0 and c.sqnr_db > 15 and c.top1_agreement >= 80 for c in choice.candidates)
+    chosen = next(c for c in choice.candidates if c.name == choice.chosen)
+    assert record.scheme["weights"] == chosen.overrides.get("weights", target.quantization["weights"])
+    replayed, again = quantize_for_target(model, target, "int8", data, backend,
+                                          resolve(target, {"int8_scheme": choice.chosen}))
+    assert again.scheme_choice.candidates == [] and choice.replay == f"--int8-scheme {choice.chosen}"
+    assert ir.to_proto(replayed).SerializeToString() == ir.to_proto(measured).SerializeToString()
