@@ -289,3 +289,47 @@ def test_int8_scheme_is_measured_recorded_and_replayed(fer_float):
                                           resolve(target, {"int8_scheme": choice.chosen}))
     assert again.scheme_choice.candidates == [] and choice.replay == f"--int8-scheme {choice.chosen}"
     assert ir.to_proto(replayed).SerializeToString() == ir.to_proto(measured).SerializeToString()
+
+
+def test_data_movement_runs_in_int8_and_islands_are_reported():
+    """The corpus BlazeFace detector (real weights, real faces) pads channels with zeros before its residual
+    adds: 11 Pads that onnxruntime computed in float between int8 tensors. The onnxruntime scheme runs them,
+    and the Transpose/Reshape chains of its heads, on the int8 tensors with their input's scale (the pad
+    value is the zero point); the report lists what stays float, with its size, and the outputs lose nothing."""
+    import dataclasses
+
+    from edgec import frontends, passes
+    from edgec.backends import get_backend
+    from edgec.ir import runtime
+    from edgec.options import resolve
+    from edgec.package.samples import model_interface, split
+    from edgec.quantize import quantize_for_target
+    from edgec.quantize.data import CalibrationData
+    from edgec.targets import load_target
+    from models.corpus.registry import MODELS
+
+    corpus = next(m for m in MODELS if m.name == "blazeface")
+    model, _ = passes.optimize(frontends.load(str(corpus.onnx_path)))
+    specs, _ = model_interface(model)
+    with np.load(corpus.inputs_path) as data:
+        images = data[specs[0].name]
+    calibration = CalibrationData(split(specs, {specs[0].name: images}, "faces", dynamic_batch=1), specs, "faces")
+    target = load_target("onnxruntime")
+    plain = dataclasses.replace(target, quantization={**target.quantization, "int8_data_movement": False})
+    options = resolve(target, {"int8_scheme": "u8u8"})
+    backend = get_backend("onnxruntime")
+    islands_kept, before = quantize_for_target(model, plain, "int8", calibration, backend, options)
+    moved, after = quantize_for_target(model, target, "int8", calibration, backend, options)
+    pads = [i for i in before.float_islands if i.op_type == "Pad"]
+    assert len(pads) == 11 and all(i.elements > 0 for i in pads)
+    assert after.float_islands == [] and after.scheme["int8_data_movement"] is True
+    assert all(n.inputs[0].producer().op_type != "DequantizeLinear" for n in moved.graph if n.op_type == "Pad")
+
+    def outputs(graph, optimize=True):
+        session = runtime.session(graph, optimize=optimize)
+        runs = [session.run(None, feed) for feed in calibration.feeds()]
+        return [np.stack(values) for values in zip(*runs)]
+
+    reference = outputs(model, optimize=False)
+    for got, kept, ref in zip(outputs(moved), outputs(islands_kept), reference):
+        assert _sqnr(got, ref) >= _sqnr(kept, ref) - 0.1

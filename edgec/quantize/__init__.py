@@ -110,7 +110,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     method = options.calibration_method
     record.scheme, record.method, record.opset = scheme.to_dict(), method, model.opset_imports.get("")
     record.engine = "edgec (onnxruntime quantize_static, QDQ)"
-    from edgec.quantize import fallback, ranges, report
+    from edgec.quantize import fallback, islands, ranges, report
 
     with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
@@ -135,4 +135,27 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             kept = set(record.fallback["float_layers"])
             for layer in record.layers:
                 layer.precision = "float" if layer.name in kept else "int8"
+        if quantizer.scheme.int8_data_movement:
+            moved = islands.move_in_int8(qdq)
+            logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")
+        kept_float = {*quantizer.always_float, *quantizer.kept_float, *(record.fallback or {}).get("float_layers", [])}
+        record.float_islands = islands.float_islands(qdq, model, _int8_ops(quantizer.scheme), kept_float)
+        _log_islands(record.float_islands)
     return qdq, record
+
+
+def _int8_ops(scheme: Scheme) -> frozenset[str]:
+    """The operators the target runs in int8: its scheme's, or all that onnxruntime's quantizer takes."""
+    if scheme.ops:
+        return frozenset(scheme.ops)
+    from onnxruntime.quantization.registry import QDQRegistry
+
+    return frozenset(QDQRegistry)
+
+
+def _log_islands(found: list) -> None:
+    if not found:
+        return
+    largest = sorted(found, key=lambda i: -i.elements)[:5]
+    logger.info(f"{len(found)} float island(s) between int8 tensors, {sum(i.elements for i in found):,} elements "
+                "per inference; largest: " + ", ".join(f"{i.node} ({i.op_type}, {i.elements:,})" for i in largest))

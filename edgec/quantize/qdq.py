@@ -32,6 +32,9 @@ class Scheme:
     overflow_fix: str = "disable"
     per_channel: bool = True
     bias: str = "int32"
+    # data-movement operators between int8 tensors run on the integers (quantize/islands.py): for
+    # runtimes with integer kernels for them that do not do it themselves
+    int8_data_movement: bool = False
     ops: tuple[str, ...] = ()
     # of `ops`, those quantized only where every input is computed: a residual Add, not a bias Add
     computed_inputs_only: tuple[str, ...] = ()
@@ -65,6 +68,7 @@ class Scheme:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
                 "weights": self.weights, "weight_symmetric": self.weight_symmetric,
                 "overflow_fix": self.overflow_fix, "per_channel": self.per_channel, "bias": self.bias,
+                "int8_data_movement": self.int8_data_movement,
                 "ops": list(self.ops), "computed_inputs_only": list(self.computed_inputs_only)}
 
 

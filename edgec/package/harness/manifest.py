@@ -351,6 +351,15 @@ class MixedRangeHead:
 
 
 @dataclass
+class FloatIsland:
+    """A node an int8 graph computes in float between int8 tensors (quantize/islands.py)."""
+
+    node: str
+    op_type: str
+    elements: int  # its outputs' elements per inference (0 where their shapes are unknown)
+
+
+@dataclass
 class SchemeCandidate:
     """One int8 scheme candidate as measured on the calibration samples (quantize/choose.py)."""
 
@@ -387,6 +396,7 @@ class QuantizationRecord:
     opset: Optional[int] = None  # the default-domain opset the model was quantized at
     mixed_range_heads: List[MixedRangeHead] = field(default_factory=list)
     scheme_choice: Optional[SchemeChoice] = None
+    float_islands: List[FloatIsland] = field(default_factory=list)
 
 
 @dataclass
