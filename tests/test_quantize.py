@@ -263,8 +263,9 @@ def test_detector_head_keeps_its_scores(yolox, tmp_path):
 
 
 def test_int8_scheme_is_measured_recorded_and_replayed(fer_float):
-    """The onnxruntime target's int8 scheme candidates are measured on this model and the choice is
-    recorded with every candidate's measures; naming the choice rebuilds the same bytes without measuring."""
+    """The onnxruntime target's int8 scheme candidates are measured on the corpus FER CNN and the choice is
+    recorded with every candidate's measures; naming the choice rebuilds the same bytes without measuring.
+    (MobileNetV2, the slow photo test, gets 7-bit weights on its first layers.)"""
     import onnx_ir as ir
 
     from edgec.backends import get_backend
@@ -282,8 +283,11 @@ def test_int8_scheme_is_measured_recorded_and_replayed(fer_float):
     measured, record = quantize_for_target(model, target, "int8", data, backend, resolve(target, {}))
     choice = record.scheme_choice
     assert [c.name for c in choice.candidates] == list(target.quantization["candidates"])
-    assert all(c.p50_ms > 0 and c.sqnr_db > 15 and c.top1_agreement >= 80 for c in choice.candidates)
+    assert all(c.p50_ms > 0 for c in choice.candidates)
     chosen = next(c for c in choice.candidates if c.name == choice.chosen)
+    # 7-bit weights on the first layer only leave this CNN's deeper layers saturating: measured, passed over
+    first_only = next(c for c in choice.candidates if c.name == "u8s8-7bit-first")
+    assert chosen.sqnr_db >= 20 and chosen.top1_agreement >= 90 and first_only.sqnr_db <= chosen.sqnr_db - 5
     assert record.scheme["weights"] == chosen.overrides.get("weights", target.quantization["weights"])
     replayed, again = quantize_for_target(model, target, "int8", data, backend,
                                           resolve(target, {"int8_scheme": choice.chosen}))

@@ -85,8 +85,7 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, given: str, calibratio
     chosen, why = choose.choose(measured)
     logger.info(f"int8 scheme {chosen.name}: {why}")
     quantizer.scheme = base.variant(chosen.name)
-    return graphs[chosen.name], SchemeChoice(chosen.name, why, f"--int8-scheme {chosen.name}",
-                                             [m.record for m in measured])
+    return graphs[chosen.name], SchemeChoice(chosen.name, why, f"--int8-scheme {chosen.name}", measured)
 
 
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
