@@ -337,3 +337,20 @@ def test_data_movement_runs_in_int8_and_islands_are_reported():
     reference = outputs(model, optimize=False)
     for got, kept, ref in zip(outputs(moved), outputs(islands_kept), reference):
         assert _sqnr(got, ref) >= _sqnr(kept, ref) - 0.1
+
+
+def test_scheme_choice_rule():
+    """The most faithful candidate stays unless another is 10 % faster at equal fidelity (top-1 within 0.5
+    points and SQNR within 2 dB); the numbers are MobileNetV2's and the FER CNN's measures."""
+    from edgec.package.harness.manifest import SchemeCandidate
+    from edgec.quantize.choose import choose
+
+    exact = SchemeCandidate("u8u8", {}, 70.3, 12.8, 29.3)
+    seven_bit = SchemeCandidate("u8s8-7bit", {}, 70.3, 11.2, 21.4)
+    saturating = SchemeCandidate("u8s8", {}, 70.3, 7.7, 21.1)  # top-1 holds, SQNR does not
+    assert choose([exact, seven_bit, saturating])[0] is seven_bit
+    assert choose([exact, saturating])[0] is exact
+    assert choose([exact, SchemeCandidate("u8s8-7bit", {}, 68.8, 11.2, 21.4)])[0] is exact  # one photo less
+    assert choose([exact, SchemeCandidate("u8s8-7bit", {}, 70.3, 11.2, 27.0)])[0] is exact  # under 10 % faster
+    no_classes = [SchemeCandidate("u8u8", {}, None, 23.0, 22.5), SchemeCandidate("u8s8-7bit", {}, None, 20.3, 15.0)]
+    assert choose(no_classes)[0].name == "u8u8"  # 2.7 dB lower is not equal fidelity
