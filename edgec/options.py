@@ -56,6 +56,8 @@ COMMON = (
 INT8 = (
     Option("calibration_method", str, "minmax", "how int8 activation ranges are chosen",
            choices=("minmax", "percentile", "entropy")),
+    Option("int8_scheme", str, "auto", "which of the target's int8 scheme candidates to use; auto measures "
+           "each (fidelity and speed) and keeps the most faithful unless another is 10 % faster at equal fidelity"),
     Option("calibration_samples", int, None, "calibrate on the first N samples of the calibration data "
            "(default: all of them)", minimum=1),
     Option("max_accuracy_drop", float, None, "keep the most harmful layers in float until the accuracy drop "

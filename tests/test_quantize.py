@@ -260,3 +260,97 @@ def test_detector_head_keeps_its_scores(yolox, tmp_path):
     head = next(h for h in record.mixed_range_heads if h.float_nodes)
     assert head.ratio > 100 and worst.name in head.float_nodes
     assert _box_f1(corpus, qdq, images, reference) >= 0.9
+
+
+def test_int8_scheme_is_measured_recorded_and_replayed(fer_float):
+    """The onnxruntime target's int8 scheme candidates are measured on the corpus FER CNN and the choice is
+    recorded with every candidate's measures; naming the choice rebuilds the same bytes without measuring.
+    (MobileNetV2, the slow photo test, gets 7-bit weights on its first layers.)"""
+    import onnx_ir as ir
+
+    from edgec.backends import get_backend
+    from edgec.options import resolve
+    from edgec.package.samples import model_interface, split
+    from edgec.quantize import quantize_for_target
+    from edgec.quantize.data import CalibrationData
+    from edgec.targets import load_target
+
+    model, faces = fer_float
+    specs, _ = model_interface(model)
+    target = load_target("onnxruntime")
+    data = CalibrationData(split(specs, {specs[0].name: faces}, "faces", dynamic_batch=1), specs, "faces")
+    backend = get_backend(target.backend)
+    measured, record = quantize_for_target(model, target, "int8", data, backend, resolve(target, {}))
+    choice = record.scheme_choice
+    assert [c.name for c in choice.candidates] == list(target.quantization["candidates"])
+    assert all(c.p50_ms > 0 for c in choice.candidates)
+    chosen = next(c for c in choice.candidates if c.name == choice.chosen)
+    # 7-bit weights on the first layer only leave this CNN's deeper layers saturating: measured, passed over
+    first_only = next(c for c in choice.candidates if c.name == "u8s8-7bit-first")
+    assert chosen.sqnr_db >= 20 and chosen.top1_agreement >= 90 and first_only.sqnr_db <= chosen.sqnr_db - 5
+    assert record.scheme["weights"] == chosen.overrides.get("weights", target.quantization["weights"])
+    replayed, again = quantize_for_target(model, target, "int8", data, backend,
+                                          resolve(target, {"int8_scheme": choice.chosen}))
+    assert again.scheme_choice.candidates == [] and choice.replay == f"--int8-scheme {choice.chosen}"
+    assert ir.to_proto(replayed).SerializeToString() == ir.to_proto(measured).SerializeToString()
+
+
+def test_data_movement_runs_in_int8_and_islands_are_reported():
+    """The corpus BlazeFace detector (real weights, real faces) pads channels with zeros before its residual
+    adds: 11 Pads that onnxruntime computed in float between int8 tensors. The onnxruntime scheme runs them,
+    and the Transpose/Reshape chains of its heads, on the int8 tensors with their input's scale (the pad
+    value is the zero point); the report lists what stays float, with its size, and the outputs lose nothing."""
+    import dataclasses
+
+    from edgec import frontends, passes
+    from edgec.backends import get_backend
+    from edgec.ir import runtime
+    from edgec.options import resolve
+    from edgec.package.samples import model_interface, split
+    from edgec.quantize import quantize_for_target
+    from edgec.quantize.data import CalibrationData
+    from edgec.targets import load_target
+    from models.corpus.registry import MODELS
+
+    corpus = next(m for m in MODELS if m.name == "blazeface")
+    model, _ = passes.optimize(frontends.load(str(corpus.onnx_path)))
+    specs, _ = model_interface(model)
+    with np.load(corpus.inputs_path) as data:
+        images = data[specs[0].name]
+    calibration = CalibrationData(split(specs, {specs[0].name: images}, "faces", dynamic_batch=1), specs, "faces")
+    target = load_target("onnxruntime")
+    plain = dataclasses.replace(target, quantization={**target.quantization, "int8_data_movement": False})
+    options = resolve(target, {"int8_scheme": "u8u8"})
+    backend = get_backend("onnxruntime")
+    islands_kept, before = quantize_for_target(model, plain, "int8", calibration, backend, options)
+    moved, after = quantize_for_target(model, target, "int8", calibration, backend, options)
+    pads = [i for i in before.float_islands if i.op_type == "Pad"]
+    assert len(pads) == 11 and all(i.elements > 0 for i in pads)
+    assert after.float_islands == [] and after.scheme["int8_data_movement"] is True
+    assert all(n.inputs[0].producer().op_type != "DequantizeLinear" for n in moved.graph if n.op_type == "Pad")
+
+    def outputs(graph, optimize=True):
+        session = runtime.session(graph, optimize=optimize)
+        runs = [session.run(None, feed) for feed in calibration.feeds()]
+        return [np.stack(values) for values in zip(*runs)]
+
+    reference = outputs(model, optimize=False)
+    for got, kept, ref in zip(outputs(moved), outputs(islands_kept), reference):
+        assert _sqnr(got, ref) >= _sqnr(kept, ref) - 0.1
+
+
+def test_scheme_choice_rule():
+    """The most faithful candidate stays unless another is 10 % faster at equal fidelity (top-1 within 0.5
+    points and SQNR within 2 dB); the numbers are MobileNetV2's and the FER CNN's measures."""
+    from edgec.package.harness.manifest import SchemeCandidate
+    from edgec.quantize.choose import choose
+
+    exact = SchemeCandidate("u8u8", {}, 70.3, 12.8, 29.3)
+    seven_bit = SchemeCandidate("u8s8-7bit", {}, 70.3, 11.2, 21.4)
+    saturating = SchemeCandidate("u8s8", {}, 70.3, 7.7, 21.1)  # top-1 holds, SQNR does not
+    assert choose([exact, seven_bit, saturating])[0] is seven_bit
+    assert choose([exact, saturating])[0] is exact
+    assert choose([exact, SchemeCandidate("u8s8-7bit", {}, 68.8, 11.2, 21.4)])[0] is exact  # one photo less
+    assert choose([exact, SchemeCandidate("u8s8-7bit", {}, 70.3, 11.2, 27.0)])[0] is exact  # under 10 % faster
+    no_classes = [SchemeCandidate("u8u8", {}, None, 23.0, 22.5), SchemeCandidate("u8s8-7bit", {}, None, 20.3, 15.0)]
+    assert choose(no_classes)[0].name == "u8u8"  # 2.7 dB lower is not equal fidelity

@@ -10,12 +10,14 @@ from edgec import ir as eir
 from edgec import system
 
 
-def session(model: ir.Model, optimize: bool = False):
-    """An onnxruntime CPU session for `model`; unoptimized unless asked (integer kernels need it)."""
+def session(model: ir.Model, optimize: bool = False, threads: int = 0):
+    """An onnxruntime CPU session for `model`; unoptimized unless asked (integer kernels need it);
+    `threads` 0 lets onnxruntime choose, 1 times steadily on a shared machine."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.intra_op_num_threads = threads
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     with system.scratch("ort") as tmp:  # the session reads it all at creation

@@ -14,10 +14,11 @@ import onnx_ir as ir
 
 from edgec import system
 from edgec.errors import InputError
-from edgec.package.harness.manifest import QuantizationRecord
+from edgec.package.harness.manifest import QuantizationRecord, SchemeChoice
 from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
 
+AUTO_SCHEME = "auto"  # --int8-scheme: measure the target's candidates and choose
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) exists from opset 13
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,39 @@ def _scheme_for_opset(model: ir.Model, scheme: Scheme) -> Scheme:
     return dataclasses.replace(scheme, per_channel=False)
 
 
+def _check_scheme_option(target, scheme: Scheme, backend, given: str) -> None:
+    """Candidates are measured with onnxruntime's kernels; a given one must be the target's."""
+    if scheme.candidates and backend.runtime != "onnxruntime":
+        raise InputError(f"target {target.name}: [quantization.candidates] are measured with onnxruntime's int8 "
+                         f"kernels, but the {backend.name} backend runs its own; list one scheme")
+    if given != AUTO_SCHEME and given not in scheme.candidates:
+        known = ", ".join(scheme.candidates) or "none: its one scheme is used"
+        raise InputError(f"--int8-scheme {given}: not a candidate of target {target.name} (it has {known})")
+
+
+def _choose_scheme(model: ir.Model, quantizer: Quantizer, given: str, calibration: CalibrationData,
+                   current: ir.Model) -> tuple[ir.Model, SchemeChoice]:
+    """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py);
+    `current`, quantized with the target's own scheme, serves the candidate that changes nothing."""
+    from edgec.quantize import choose
+
+    base = quantizer.scheme
+    plain = dataclasses.replace(base, candidates={})
+
+    def quantize(name: str) -> ir.Model:
+        quantizer.scheme = base.variant(name)
+        return current if quantizer.scheme == plain else quantizer.run()
+
+    if given != AUTO_SCHEME:
+        return quantize(given), SchemeChoice(given, "given", f"--int8-scheme {given}")
+    graphs = {name: quantize(name) for name in base.candidates}
+    measured = choose.measure(model, graphs, base.candidates, calibration)
+    chosen, why = choose.choose(measured)
+    logger.info(f"int8 scheme {chosen.name}: {why}")
+    quantizer.scheme = base.variant(chosen.name)
+    return graphs[chosen.name], SchemeChoice(chosen.name, why, f"--int8-scheme {chosen.name}", measured)
+
+
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
                         options) -> tuple[ir.Model, QuantizationRecord | None]:
     """Return the model the backend lowers and the manifest's `quantization` record."""
@@ -71,10 +105,11 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
 
     scheme = Scheme.from_target(target.quantization)
     scheme = _scheme_for_opset(model, scheme)
+    _check_scheme_option(target, scheme, backend, options.int8_scheme)
     method = options.calibration_method
     record.scheme, record.method, record.opset = scheme.to_dict(), method, model.opset_imports.get("")
     record.engine = "edgec (onnxruntime quantize_static, QDQ)"
-    from edgec.quantize import fallback, ranges, report
+    from edgec.quantize import fallback, islands, ranges, report
 
     with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
@@ -88,6 +123,9 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
                 if head.float_nodes else "left int8, since multiply-accumulate layers follow it"))
         if quantizer.always_float:
             qdq = quantizer.run()
+        if scheme.candidates:
+            qdq, record.scheme_choice = _choose_scheme(model, quantizer, options.int8_scheme, calibration, qdq)
+            record.scheme = quantizer.scheme.to_dict()
         record.layers = report.layer_errors(model, qdq, calibration)
         budget = options.max_accuracy_drop
         if budget is not None:
@@ -96,4 +134,27 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             kept = set(record.fallback["float_layers"])
             for layer in record.layers:
                 layer.precision = "float" if layer.name in kept else "int8"
+        if quantizer.scheme.int8_data_movement:
+            moved = islands.move_in_int8(qdq)
+            logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")
+        kept_float = {*quantizer.always_float, *quantizer.kept_float, *(record.fallback or {}).get("float_layers", [])}
+        record.float_islands = islands.float_islands(qdq, model, _int8_ops(quantizer.scheme), kept_float)
+        _log_islands(record.float_islands)
     return qdq, record
+
+
+def _int8_ops(scheme: Scheme) -> frozenset[str]:
+    """The operators the target runs in int8: its scheme's, or all that onnxruntime's quantizer takes."""
+    if scheme.ops:
+        return frozenset(scheme.ops)
+    from onnxruntime.quantization.registry import QDQRegistry
+
+    return frozenset(QDQRegistry)
+
+
+def _log_islands(found: list) -> None:
+    if not found:
+        return
+    largest = sorted(found, key=lambda i: -i.elements)[:5]
+    logger.info(f"{len(found)} float island(s) between int8 tensors, {sum(i.elements for i in found):,} elements "
+                "per inference; largest: " + ", ".join(f"{i.node} ({i.op_type}, {i.elements:,})" for i in largest))

@@ -5,6 +5,7 @@ can re-quantize with some layers excluded without calibrating again.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +32,15 @@ class Scheme:
     overflow_fix: str = "disable"
     per_channel: bool = True
     bias: str = "int32"
+    # data-movement operators between int8 tensors run on the integers (quantize/islands.py): for
+    # runtimes with integer kernels for them that do not do it themselves
+    int8_data_movement: bool = False
     ops: tuple[str, ...] = ()
     # of `ops`, those quantized only where every input is computed: a residual Add, not a bias Add
     computed_inputs_only: tuple[str, ...] = ()
+    # named variants of this scheme (`[quantization.candidates]`: NAME = {key = value}) the build measures
+    # and chooses from (edgec/quantize/choose.py); empty: this scheme is the only one
+    candidates: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -43,12 +50,25 @@ class Scheme:
         known["computed_inputs_only"] = tuple(known.get("computed_inputs_only", ()))
         if known.get("overflow_fix", "disable") not in OVERFLOW_FIXES:
             raise ValueError(f"overflow_fix must be one of {', '.join(OVERFLOW_FIXES)}, not {known['overflow_fix']}")
+        for name, overrides in known.get("candidates", {}).items():
+            unknown = sorted(set(overrides) - set(cls.__dataclass_fields__) - {"candidates", "extra"})
+            if unknown:
+                raise ValueError(f"[quantization.candidates] {name}: {unknown[0]} is not a scheme key")
         return cls(**known, extra={k: v for k, v in table.items() if k not in cls.__dataclass_fields__})
+
+    def variant(self, name: str) -> "Scheme":
+        """The candidate `name`: this scheme with its overrides, itself without candidates."""
+        overrides = dict(self.candidates[name])
+        for key in ("ops", "computed_inputs_only"):
+            if key in overrides:
+                overrides[key] = tuple(overrides[key])
+        return dataclasses.replace(self, **overrides, candidates={})
 
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
                 "weights": self.weights, "weight_symmetric": self.weight_symmetric,
                 "overflow_fix": self.overflow_fix, "per_channel": self.per_channel, "bias": self.bias,
+                "int8_data_movement": self.int8_data_movement,
                 "ops": list(self.ops), "computed_inputs_only": list(self.computed_inputs_only)}
 
 
@@ -75,14 +95,15 @@ class _Reader:
 
 
 class Quantizer:
-    """Quantize one float model for one scheme; `run(exclude)` may be called many times."""
+    """Quantize one float model; `run(exclude)` may be called many times, and `scheme` changed between
+    runs (the candidates of a target's scheme share one calibration)."""
 
     def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path):
         if method not in METHODS:
             raise ValueError(f"unknown calibration method {method}")
         self.scheme, self.data, self.method, self.workdir = scheme, data, method, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
-        self.first_weights = _first_layer_weights(model) if scheme.overflow_fix == "first_layer" else []
+        self.first_weights = _first_layer_weights(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.cache = workdir / "calibration.json"
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
@@ -108,7 +129,8 @@ class Quantizer:
             extra_options={
                 "ActivationSymmetric": self.scheme.activation_symmetric,
                 "WeightSymmetric": self.scheme.weight_symmetric,
-                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in self.first_weights},
+                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in self.first_weights
+                                         if self.scheme.overflow_fix == "first_layer"},
                 **self.scheme.extra,
             },
         )

@@ -351,6 +351,36 @@ class MixedRangeHead:
 
 
 @dataclass
+class FloatIsland:
+    """A node an int8 graph computes in float between int8 tensors (quantize/islands.py)."""
+
+    node: str
+    op_type: str
+    elements: int  # its outputs' elements per inference (0 where their shapes are unknown)
+
+
+@dataclass
+class SchemeCandidate:
+    """One int8 scheme candidate as measured on the calibration samples (quantize/choose.py)."""
+
+    name: str
+    overrides: Dict[str, Any]  # its keys over the target's [quantization] scheme
+    top1_agreement: Optional[float]  # percent, with fp32; null where the first output is no score vector
+    sqnr_db: float  # the worst output's, against fp32
+    p50_ms: float  # median of interleaved rounds, one thread, on the build host
+
+
+@dataclass
+class SchemeChoice:
+    """Which of the target's int8 scheme candidates was used, and why: measured, or given."""
+
+    chosen: str
+    why: str
+    replay: str  # the flag that rebuilds with this choice without measuring
+    candidates: List[SchemeCandidate] = field(default_factory=list)  # empty where the choice was given
+
+
+@dataclass
 class QuantizationRecord:
     """How the model was made fp16 or int8."""
 
@@ -365,6 +395,8 @@ class QuantizationRecord:
     warning: Optional[str] = None
     opset: Optional[int] = None  # the default-domain opset the model was quantized at
     mixed_range_heads: List[MixedRangeHead] = field(default_factory=list)
+    scheme_choice: Optional[SchemeChoice] = None
+    float_islands: List[FloatIsland] = field(default_factory=list)
 
 
 @dataclass

@@ -1,0 +1,196 @@
+"""edgec's int8 against each runtime's own default int8 pipeline, per corpus model, in one run.
+
+For every model (the real-model corpus, MobileNetV2 included), on the same model and calibration data:
+  - onnxruntime: edgec's onnxruntime int8 artifact against `quant_pre_process` + `quantize_static`
+    with onnxruntime's defaults;
+  - OpenVINO: edgec's openvino-cpu int8 artifact against `ov.convert_model` + `nncf.quantize` with
+    NNCF's defaults.
+All four and onnxruntime fp32 run on one thread in interleaved rounds (load from other processes hits
+them alike); a latency is the median over rounds of each round's median, and each ratio is edgec's
+over its peer's. Fidelity beside it: the worst output's SQNR against fp32 and, for class scores,
+top-1 agreement, on the model's real inputs (calibration: the same inputs; MobileNetV2: its 64
+calibration crops, judged on its photos). A pipeline that fails on a model is a result, not a crash.
+
+    python benchmarks/int8_peers.py [--models mobilenet_v2,fer_emotion] [--rounds 7]
+
+Writes benchmarks/results/int8_peers.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from common import MOBILENET, RESULTS, ROOT, cpu_name, load_average, write_results
+
+sys.path.insert(0, str(ROOT))
+from models.corpus.registry import MODELS  # noqa: E402
+
+RUNS_PER_ROUND = 10
+
+
+def edgec_artifact(model, target: str, calibration: Path, out: Path):
+    """edgec's int8 artifact for `target`, opened through its own harness adapter."""
+    from edgec import api
+    from edgec.package.harness.commands import load_manifest, session_class
+
+    shapes = tuple(f"{n}:{','.join(map(str, d))}" for n, d in model.input_shapes.items())
+    consts = tuple(f"{n}={v}" for n, v in model.const_inputs.items())
+    built = api.build(str(model.onnx_path), target, out, precision="int8", calibration=str(calibration),
+                      input_shapes=shapes, const_inputs=consts, force=True, host_verify=False)
+    manifest = load_manifest(built.path)
+    session = session_class(manifest)(str(built.path), manifest, 1)
+    names = {spec.name for spec in manifest.inputs}
+    outputs = [spec.name for spec in manifest.outputs]
+    # the adapter's bare run, as the peers' sessions run: no input checks in the timed call
+    return lambda feed: [session._run({k: v for k, v in feed.items() if k in names})[n] for n in outputs]
+
+
+def onnxruntime_session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    return lambda feed: session.run(None, {k: v for k, v in feed.items() if k in names})
+
+
+def onnxruntime_default_int8(model, calib_feeds: list[dict], tmp: Path):
+    """What onnxruntime's documentation has a user write: pre-process, then quantize_static's defaults."""
+    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader:
+        def __init__(self):
+            self.rows = iter(calib_feeds)
+
+        def get_next(self):
+            return next(self.rows, None)
+
+    pre, out = tmp / "ort_pre.onnx", tmp / "ort_int8.onnx"
+    quant_pre_process(str(model.onnx_path), str(pre))
+    quantize_static(str(pre), str(out), Reader())
+    return onnxruntime_session(out)
+
+
+def openvino_default_int8(model, calib_feeds: list[dict]):
+    """What OpenVINO's and NNCF's documentation has a user write: convert, quantize with defaults, compile."""
+    import nncf
+    import openvino as ov
+
+    shapes = [(n, list(d)) for n, d in model.input_shapes.items()] or None
+    converted = ov.convert_model(str(model.onnx_path), input=shapes) if shapes else ov.convert_model(
+        str(model.onnx_path))
+    names = [i.get_any_name() for i in converted.inputs]
+    quantized = nncf.quantize(converted, nncf.Dataset([{n: f[n] for n in names} for f in calib_feeds]))
+    compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    return lambda feed: [v.copy() for v in request.infer({n: feed[n] for n in names}).values()]
+
+
+def latency(run, feed: dict) -> float:
+    run(feed)
+    times = []
+    for _ in range(RUNS_PER_ROUND):
+        start = time.perf_counter()
+        run(feed)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def compare(model, rounds: int, tmp: Path) -> dict:
+    from edgec.quantize.choose import agreement, sqnr
+
+    feeds = model.samples(model.load_inputs())
+    if model.name == "mobilenet_v2":
+        calibration = MOBILENET / "calibration.npz"
+        with np.load(calibration) as data:
+            calib_feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
+    else:
+        calibration, calib_feeds = model.inputs_path, feeds
+    makers = {
+        "fp32": lambda: onnxruntime_session(model.onnx_path),
+        "edgec onnxruntime": lambda: edgec_artifact(model, "onnxruntime", calibration, tmp / "ort"),
+        "onnxruntime default": lambda: onnxruntime_default_int8(model, calib_feeds, tmp),
+        "edgec openvino-cpu": lambda: edgec_artifact(model, "openvino-cpu", calibration, tmp / "ov"),
+        "openvino+nncf default": lambda: openvino_default_int8(model, calib_feeds),
+    }
+    runs, failed = {}, {}
+    for name, make in makers.items():
+        try:
+            runs[name] = make()
+            runs[name](feeds[0])
+        except Exception as exc:  # a pipeline that cannot build or run this model is a result
+            runs.pop(name, None)
+            failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+    reference = [np.stack(values) for values in zip(*(runs["fp32"](f) for f in feeds))]
+    row = {"model": model.name, "failed": failed, "variants": {}}
+    for name, run in runs.items():
+        outputs = [np.stack(values) for values in zip(*(run(f) for f in feeds))]
+        agrees = agreement(reference, outputs)
+        row["variants"][name] = {"sqnr_db": round(sqnr(reference, outputs), 2),
+                                 "top1": None if agrees is None else round(float(100 * agrees.mean()), 1)}
+    timings = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            timings[name].append(latency(run, feeds[0]))
+    for name in runs:
+        row["variants"][name]["p50_ms"] = round(statistics.median(timings[name]), 3)
+    v = row["variants"]
+    for ours, peer in (("edgec onnxruntime", "onnxruntime default"), ("edgec openvino-cpu", "openvino+nncf default")):
+        if ours in v and peer in v:
+            row[f"{ours} / {peer}"] = round(v[ours]["p50_ms"] / v[peer]["p50_ms"], 3)
+    return row
+
+
+def markdown(rows: list[dict], rounds: int) -> str:
+    pairs = ("edgec onnxruntime / onnxruntime default", "edgec openvino-cpu / openvino+nncf default")
+    lines = [f"edgec int8 against the runtimes' default int8 pipelines, 1 thread, {cpu_name()}, "
+             f"{date.today().isoformat()}, load average {load_average()} (shared machine: noisy); median of "
+             f"{rounds} interleaved rounds of {RUNS_PER_ROUND} runs. Fidelity: worst-output SQNR against fp32, "
+             "top-1 agreement where the output is class scores. Each model's row is one interleaved run; rows "
+             "may come from separate runs (`--models`).", "",
+             "| model | variant | p50 ms | SQNR dB | top-1 % |", "|---|---|---|---|---|"]
+    for row in rows:
+        for name, v in row["variants"].items():
+            top1 = "" if v["top1"] is None else f"{v['top1']:.1f}"
+            lines.append(f"| {row['model']} | {name} | {v['p50_ms']:.2f} | {v['sqnr_db']:.1f} | {top1} |")
+        for name, why in row["failed"].items():
+            lines.append(f"| {row['model']} | {name} | failed: {why} | | |")
+    lines += ["", "| model | " + " | ".join(pairs) + " |", "|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['model']} | " + " | ".join(f"{row[p]:.2f}x" if p in row else "-" for p in pairs) + " |")
+    medians = [statistics.median(r[p] for r in rows if p in r) if any(p in r for r in rows) else None for p in pairs]
+    lines.append("| **median** | " + " | ".join(f"**{m:.2f}x**" if m else "-" for m in medians) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(m.name for m in MODELS))
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    wanted = args.models.split(",")
+    rows = {}
+    for model in (m for m in MODELS if m.name in wanted):
+        with tempfile.TemporaryDirectory(prefix=f"edgec-peers-{model.name}-") as tmp:
+            rows[model.name] = compare(model, args.rounds, Path(tmp))
+        print(rows[model.name], flush=True)
+    earlier = RESULTS / "int8_peers.json"  # rows of models not re-run now are kept: each row is its own run
+    if earlier.exists():
+        rows = {r["model"]: r for r in json.loads(earlier.read_text())["rows"] if r["model"] not in rows} | rows
+    rows = [rows[m.name] for m in MODELS if m.name in rows]
+    result = {"benchmark": "edgec int8 vs onnxruntime and OpenVINO+NNCF default int8", "date": date.today().isoformat(),
+              "cpu": cpu_name(), "threads": 1, "rounds": args.rounds, "runs_per_round": RUNS_PER_ROUND, "rows": rows}
+    write_results("int8_peers", result, markdown(rows, args.rounds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Measure, then choose: which of a target's int8 scheme candidates a model gets.
+
+Which int8 kernels are both fast and faithful depends on the model and the CPU: on AVX2 without
+VNNI, onnxruntime's u8 x s8 kernels saturate int16 pair sums (MobileNetV2 logits 7.7 dB against
+fp32) while its u8 x u8 kernels, exact, run no faster than fp32; 7-bit s8 weights cannot saturate
+and run at u8 x s8 speed, but keep one bit less of each weight. So each candidate is quantized
+(one calibration serves them all), run with the runtime's real integer kernels on the calibration
+samples, and timed in interleaved rounds. The most faithful one is kept unless another is at
+least 10 % faster at equal fidelity. The manifest records every measure; `--int8-scheme NAME`
+replays a choice without measuring, so the rebuild is byte-identical.
+
+The candidates share the activation ranges and differ only in weights and kernels, which do not
+fit the calibration samples: judging them on those samples ranks them as held-out samples would.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.ir import runtime
+from edgec.package.harness.manifest import SchemeCandidate
+from edgec.quantize.data import CalibrationData
+
+JUDGED_RUNS = 32  # calibration runs the candidates are judged on
+ROUNDS = 7  # interleaved timing rounds; a candidate's latency is the median over rounds of its fastest run
+RUNS_PER_ROUND = 5
+FASTER = 1.10  # another candidate wins at equal fidelity when at least this much faster
+TOP1_POINTS = 0.5  # equal fidelity: top-1 agreement within this many points (class scores),
+SQNR_DB = 2.0  # and SQNR at most this much lower: 7-bit weights cost MobileNetV2 1.7 dB, saturation 5 dB
+
+
+def measure(float_model: ir.Model, candidates: dict[str, ir.Model], overrides: dict[str, dict],
+            data: CalibrationData) -> list[SchemeCandidate]:
+    """Fidelity against `float_model` and latency of every candidate, with onnxruntime's int8 kernels."""
+    feeds = list(data.feeds())[:JUDGED_RUNS]
+    reference = _outputs(runtime.session(float_model), feeds)
+    sessions = {name: runtime.session(model, optimize=True, threads=1) for name, model in candidates.items()}
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(ROUNDS):
+        for name, session in sessions.items():
+            session.run(None, feeds[0])
+            fastest = np.inf  # other processes only ever add time: the fastest run is the least disturbed
+            for _ in range(RUNS_PER_ROUND):
+                start = time.perf_counter()
+                session.run(None, feeds[0])
+                fastest = min(fastest, time.perf_counter() - start)
+            times[name].append(fastest * 1000)
+    measured = []
+    for name, session in sessions.items():
+        outputs = _outputs(session, feeds)
+        agrees = agreement(reference, outputs)
+        top1 = round(float(100.0 * agrees.mean()), 2) if agrees is not None else None
+        measured.append(SchemeCandidate(name, overrides[name], top1, round(sqnr(reference, outputs), 2),
+                                        round(statistics.median(times[name]), 3)))
+    return measured
+
+
+def choose(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:
+    """The most faithful candidate, unless another is at least 10 % faster at equal fidelity; and why."""
+    best = max(measured, key=lambda c: (c.top1_agreement or 0.0, c.sqnr_db))
+    faster = [c for c in measured if c.p50_ms * FASTER <= best.p50_ms and _equal(c, best)]
+    if not faster:
+        return best, f"{best.name} is the most faithful ({_fidelity(best)}) and none as faithful is 10 % faster"
+    chosen = min(faster, key=lambda c: c.p50_ms)
+    return chosen, (f"{chosen.name} is {best.p50_ms / chosen.p50_ms:.2f}x faster than {best.name} at equal "
+                    f"fidelity ({_fidelity(chosen)} vs {_fidelity(best)})")
+
+
+def _equal(candidate: SchemeCandidate, best: SchemeCandidate) -> bool:
+    """Top-1 agreement within 0.5 points (where the output is class scores) and SQNR within SQNR_DB."""
+    if best.sqnr_db - candidate.sqnr_db > SQNR_DB:
+        return False
+    return best.top1_agreement is None or best.top1_agreement - candidate.top1_agreement <= TOP1_POINTS
+
+
+def _fidelity(c: SchemeCandidate) -> str:
+    top1 = f"top-1 {c.top1_agreement:.1f} %, " if c.top1_agreement is not None else ""
+    return f"{top1}{c.sqnr_db:.1f} dB"
+
+
+def _outputs(session, feeds: list[dict]) -> list[np.ndarray]:
+    """Every float output over all feeds, each flattened per run and put together."""
+    names = [o.name for o in session.get_outputs()]
+    runs = [session.run(names, feed) for feed in feeds]
+    return [np.stack([run[i] for run in runs]) for i in range(len(names))
+            if np.issubdtype(runs[0][i].dtype, np.floating)]
+
+
+def sqnr(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float:
+    """The worst output's signal-to-quantization-noise ratio, dB."""
+    worst = np.inf
+    for ref, out in zip(reference, outputs):
+        noise = float(np.sum((ref.astype(np.float64) - out) ** 2))
+        signal = float(np.sum(ref.astype(np.float64) ** 2))
+        worst = min(worst, 10 * np.log10(signal / noise) if noise > 0 else 99.0)
+    return float(worst)
+
+
+def agreement(reference: list[np.ndarray], outputs: list[np.ndarray]) -> np.ndarray | None:
+    """Per sample, whether the first output's top-1 class is fp32's, where it is a vector of class scores."""
+    ref, out = reference[0], outputs[0]  # stacked runs: [runs, classes] or [runs, batch, classes]
+    classes = ref.shape[-1]
+    if ref.ndim > 3 or classes < 2:  # a map or a sequence, not a score vector
+        return None
+    return ref.reshape(-1, classes).argmax(1) == out.reshape(-1, classes).argmax(1)
