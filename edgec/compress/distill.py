@@ -34,13 +34,9 @@ def quiet_progress(epoch: int, epochs: int, loss: float, agreement: float) -> No
 
 
 def distill(teacher, student, data: training.Dataset, config: Distill, seed: int,
-            progress=quiet_progress, keep_statistics: bool = False) -> DistillRecord:
+            progress=quiet_progress) -> DistillRecord:
     """Train `student` in place to match `teacher` on `data`; `progress(epoch, epochs, loss, agreement)`
-    is called after each epoch.
-
-    `keep_statistics` holds the student's BatchNorm statistics as they are (its layers normalize with
-    them while training), for a compressed model whose statistics were already corrected: batch
-    statistics of a few samples of narrow data would replace them with noisier, biased ones."""
+    is called after each epoch."""
     import torch
     from torch.nn import functional as F
 
@@ -55,8 +51,6 @@ def distill(teacher, student, data: training.Dataset, config: Distill, seed: int
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         for epoch in range(1, config.epochs + 1):
             student.train()
-            for norm in training.batchnorms(student).values() if keep_statistics else ():
-                norm.eval()
             order = rng.permutation(len(data))
             total, agreeing = 0.0, 0
             for rows, x, labels in data.batches(config.batch_size, order):

@@ -50,10 +50,9 @@ def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quie
     student = _student(plan, source_module)
     outcome = Outcome(graph, graph)
     with training.seeded(plan.seed):
-        masked = _shrink(student, teacher, source_module.example(), plan, calibration, outcome, log)
+        masked = _shrink(student, source_module.example(), plan, calibration, outcome, log)
         if plan.distill:
-            record = distill.distill(teacher, student, train, plan.distill, plan.seed, progress or distill.quiet_progress,
-                                     keep_statistics=student is source_module.module)
+            record = distill.distill(teacher, student, train, plan.distill, plan.seed, progress or distill.quiet_progress)
             outcome.steps["distill"] = record.to_dict()
             log(f"distilled {record.epochs} epochs on {record.samples} samples: teacher agreement "
                 f"{100 * record.teacher_agreement_before:.1f} % -> {100 * record.teacher_agreement_after:.1f} %")
@@ -64,13 +63,11 @@ def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quie
     return outcome
 
 
-def _shrink(student, original, example: tuple, plan: Plan, calibration, outcome: Outcome, log) -> list:
-    """Prune and factorize `student` in place, then correct its BatchNorm statistics for the change from
-    `original`; returns the layers whose weight-pruning masks are still to be made permanent."""
-    surviving = {}
+def _shrink(student, example: tuple, plan: Plan, calibration, outcome: Outcome, log) -> list:
+    """Prune and factorize `student` in place, then re-estimate its BatchNorm statistics; returns the
+    layers whose weight-pruning masks are still to be made permanent."""
     if plan.prune and plan.prune.kind == "channels":
         record = structured.prune_channels(student, example, plan.prune, plan.importance, plan.keep_layers, calibration)
-        surviving = record.surviving
         outcome.steps["channels"] = record.to_dict()
         log(f"channel pruning {plan.prune.amount}: {record.channels_before} -> {record.channels_after} channels")
     masked = (unstructured.zero_weights(student, plan.prune, plan.keep_layers)
@@ -86,7 +83,7 @@ def _shrink(student, original, example: tuple, plan: Plan, calibration, outcome:
     if calibration is None:
         outcome.notes.append("BatchNorm statistics were not re-estimated: pass --calibration (or --train-data)")
     else:
-        outcome.steps["batchnorm_reestimated"] = training.reestimate_batchnorm(student, calibration, original, surviving)
+        outcome.steps["batchnorm_reestimated"] = training.reestimate_batchnorm(student, calibration)
         log(f"re-estimated BatchNorm statistics on {len(calibration)} samples of {calibration.source}")
     return masked
 

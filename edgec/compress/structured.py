@@ -8,8 +8,7 @@ shape is the model's interface), and so do the layers the user names.
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -29,11 +28,9 @@ class ChannelRecord:
     kept_layers: list[str]  # whole, by request or because they produce an output
     channels_before: int
     channels_after: int
-    # BatchNorm name -> the original indices of the channels it kept (for the statistics' correction)
-    surviving: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
-        return {key: value for key, value in asdict(self).items() if key != "surviving"}
+        return asdict(self)
 
 
 def prunable_layers(module) -> dict[str, object]:
@@ -87,31 +84,10 @@ def prune_channels(module, example: tuple, spec: Prune, importance: str, keep: t
     if importance == "taylor":
         _accumulate_gradients(module, example, data)
     before = _channels(layers.values())
-    with _tracking_batchnorm_channels(module) as surviving:
-        pruner.step()
+    pruner.step()
     module.zero_grad(set_to_none=True)
     return ChannelRecord(spec.amount, spec.scope, importance, sorted(names[m] for m in kept if m in names),
-                         before, _channels(layers.values()), surviving)
-
-
-@contextlib.contextmanager
-def _tracking_batchnorm_channels(module):
-    """Yields a dict that, after the block, maps each BatchNorm's name to the original indices of the
-    channels that survived. Torch-Pruning slices a BatchNorm's running mean with its channels and does not
-    read it while pruning, so the running mean carries each channel's index through and is restored after."""
-    import torch
-
-    norms = training.batchnorms(module)
-    means = {name: norm.running_mean.clone() for name, norm in norms.items()}
-    for norm in norms.values():
-        norm.running_mean.copy_(torch.arange(len(norm.running_mean), dtype=norm.running_mean.dtype))
-    surviving = {}
-    try:
-        yield surviving
-    finally:
-        for name, norm in norms.items():
-            surviving[name] = norm.running_mean.long().numpy().copy()
-            norm.running_mean = means[name][surviving[name]].clone()
+                         before, _channels(layers.values()))
 
 
 def _refuse_emptied_layers(graph, names: dict, spec: Prune) -> None:

@@ -3,7 +3,6 @@ inference, and BatchNorm re-estimation."""
 from __future__ import annotations
 
 import contextlib
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,51 +88,13 @@ def agreement(logits, reference) -> float:
     return float(np.mean(np.asarray(logits).argmax(-1) == np.asarray(reference).argmax(-1)))
 
 
-def reestimate_batchnorm(module, data: Dataset, original=None, surviving: dict | None = None) -> int:
-    """Correct every BatchNorm's running mean and variance for what compression changed, measured on `data`
-    without labels. Returns how many BatchNorm layers were updated.
-
-    With `original` (the model before compression; `surviving` maps a pruned BatchNorm to the original
-    indices of its channels), only the change comes from `data`: each channel keeps the original's
-    statistics, shifted by how far compression moved its mean on `data` and scaled by how much it changed
-    its variance there. Calibration data is usually far narrower than what the model was trained on: the
-    statistics of the unpruned MobileNetV2 re-measured on crops of seven photos dropped its top-1
-    agreement with itself on other crops of them from 100 % to 61 %. Without `original` the statistics
-    are measured on `data` outright."""
+def reestimate_batchnorm(module, data: Dataset, batch: int = 32) -> int:
+    """Recompute every BatchNorm's running mean and variance on `data` (a cumulative average, the rest of
+    the model in eval mode). Pruning shifts these statistics; re-estimating them needs no labels.
+    Returns how many BatchNorm layers were updated."""
     import torch
 
-    norms = batchnorms(module)
-    trained = {name: (norm.running_mean.clone(), norm.running_var.clone()) for name, norm in norms.items()}
-    _measure_batchnorm(module, data)
-    if original is None:
-        return len(norms)
-    reference = copy.deepcopy(original)
-    _measure_batchnorm(reference, data)
-    before = batchnorms(reference)
-    surviving = surviving or {}
-    with torch.no_grad():
-        for name, norm in norms.items():
-            channels = torch.from_numpy(surviving[name]) if name in surviving else slice(None)
-            mean, var = trained[name]
-            norm.running_mean = mean + norm.running_mean - before[name].running_mean[channels]
-            norm.running_var = var * norm.running_var / before[name].running_var[channels].clamp_min(norm.eps)
-    return len(norms)
-
-
-def batchnorms(module) -> dict:
-    """The module's BatchNorm layers that keep running statistics, by name."""
-    import torch
-
-    return {name: m for name, m in module.named_modules()
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats}
-
-
-def _measure_batchnorm(module, data: Dataset, batch: int = 32) -> None:
-    """Set every BatchNorm's running statistics to those of `data` (a cumulative average, the rest of the
-    model in eval mode)."""
-    import torch
-
-    norms = list(batchnorms(module).values())
+    norms = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [norm.momentum for norm in norms]
     module.eval()
     for norm in norms:
@@ -146,3 +107,4 @@ def _measure_batchnorm(module, data: Dataset, batch: int = 32) -> None:
     for norm, momentum in zip(norms, momenta):
         norm.momentum = momentum
     module.eval()
+    return len(norms)
