@@ -178,6 +178,17 @@ def test_other_importances_prune_too(digits_module, digits_sets, importance):
     assert record.channels_after < record.channels_before and record.importance == importance
 
 
+@pytest.mark.parametrize("spec", [Prune("channels", 0.95), Prune("channels", 0.9, "global")])
+def test_a_prune_that_would_empty_a_layer_is_refused(spec):
+    """Torch-Pruning would leave such a layer whole without a word; edgec names it instead. Per layer, 0.95
+    of 8 channels keeps int(0.4) = 0; ranked globally, the concatenation's left branch falls below the
+    threshold whole."""
+    torch.manual_seed(0)
+    model = ResidualConcat().eval()
+    with pytest.raises(InputError, match=r"would remove the whole layer \S+: lower the ratio, or pass --keep-layer"):
+        structured.prune_channels(model, (torch.zeros(1, 1, 8, 8),), spec, "l1", (), None)
+
+
 def test_keep_layer_stays_whole_and_unknown_names_are_refused(digits_module):
     layers = list(structured.prunable_layers(digits_module.module))
     kept = layers[0]
@@ -249,16 +260,18 @@ def quantized_digits(tmp_path_factory):
     return artifact / "model.onnx"
 
 
-@pytest.mark.parametrize("case", ["untrainable", "whole_layer", "train_shape", "no_train_data"])
+@pytest.mark.parametrize("case", ["untrainable", "whole_layer", "emptied_layer", "train_shape", "no_train_data"])
 def test_refusals_are_one_line_exit_2_and_write_nothing(case, tmp_path, digits_sets, request):
     bad = tmp_path / "bad.npz"
     np.savez(bad, input=np.zeros((8, 1, 9, 9), np.float32))
     source = request.getfixturevalue("quantized_digits") if case == "untrainable" else DIGITS / "digits_cnn.onnx"
     args = {"untrainable": ["--prune", "channels:0.5"],
             "whole_layer": ["--prune", "channels:1.0"],
+            "emptied_layer": ["--prune", "channels:0.95"],
             "train_shape": ["--prune", "channels:0.5", "--distill", "--train-data", bad],
             "no_train_data": ["--distill"]}[case]
     words = {"untrainable": ["cannot be made trainable", "QuantizeLinear"], "whole_layer": ["whole layers"],
+             "emptied_layer": ["would remove the whole layer", "--keep-layer"],
              "train_shape": ["[8, 1, 9, 9]", "expected"], "no_train_data": ["--train-data"]}[case]
     out = tmp_path / "out" / "small.onnx"
     assert_one_line_error(edgec("compress", source, "-o", out, *args), *words)

@@ -79,18 +79,34 @@ def prune_channels(module, example: tuple, spec: Prune, importance: str, keep: t
         module, example, importance=_importance(tp, importance), pruning_ratio=spec.amount,
         global_pruning=spec.scope == "global", ignored_layers=kept,
     )
+    names = {m: n for n, m in layers.items()}
+    _refuse_emptied_layers(pruner.DG, names, spec)
     if importance == "taylor":
         _accumulate_gradients(module, example, data)
     before = _channels(layers.values())
     pruner.step()
     module.zero_grad(set_to_none=True)
-    emptied = [name for name, m in layers.items() if _out_channels(m) == 0]
-    if emptied:
-        raise InputError(f"pruning {spec.amount} would remove the whole layer {emptied[0]}: lower the ratio, or "
-                         f"pass --keep-layer {emptied[0]}")
-    names = {m: n for n, m in layers.items()}
     return ChannelRecord(spec.amount, spec.scope, importance, sorted(names[m] for m in kept if m in names),
                          before, _channels(layers.values()))
+
+
+def _refuse_emptied_layers(graph, names: dict, spec: Prune) -> None:
+    """Torch-Pruning silently leaves a channel group whole when pruning it would take every channel of a
+    layer (a 4-channel layer at 0.8 keeps int(4 * 0.2) = 0; global ranking can put a whole layer below the
+    threshold). The user asked for that layer to shrink, so it is refused instead: the check Torch-Pruning
+    asks before each group's pruning raises, naming the layer."""
+    check = graph.check_pruning_group
+
+    def refusing(group) -> bool:
+        if check(group):
+            return True
+        emptied = next((dep.target.module for dep, idxs in group
+                        if dep.target.module in names and len(idxs) >= _out_channels(dep.target.module)), None)
+        name = names.get(emptied, "a layer tied to " + names.get(group[0].dep.target.module, "it"))
+        raise InputError(f"--prune channels:{spec.amount}{':global' if spec.scope == 'global' else ''} would remove "
+                         f"the whole layer {name}: lower the ratio, or pass --keep-layer {name}")
+
+    graph.check_pruning_group = refusing
 
 
 def _importance(tp, name: str):
