@@ -126,6 +126,9 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         calibration_data = calibration_data.first(getattr(values, "calibration_samples", None))
     given = _user_samples(samples, source_inputs) or (calibration_data.runs if calibration_data else None)
     original = eir.clone(model)
+    from edgec.package import policy
+
+    reference_policy = policy.reference_policy(original, precision, target, values.output_kind, values.tolerance)
     samples_in = sampling.sample_inputs(original, source_inputs, given)
     with stage("running the source model in onnxruntime", "the source model itself does not run"):
         samples_ref = sampling.reference_outputs(original, source_inputs, source_outputs, samples_in)
@@ -174,9 +177,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         interface.save(folder / sample_files.expected,
                        interface.to_interface(samples_ref, outputs, stacked=True, quantized=False))
         files.install_harness(folder, backend.session, backend.requirements(target))
-        from edgec.package import policy
-
-        verification = Verification(policy.reference_policy(precision), lowered.host_policy or policy.host_policy())
+        verification = Verification(reference_policy, lowered.host_policy or policy.host_policy())
         build_record = BuildRecord(
             dataclasses.asdict(values), list(input_shapes), str(calibration) if calibration else None,
             PassesRecord(report.nodes_before, report.nodes_after, report.ops_after, report.warnings,

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .errors import HarnessError
 
-SCHEMA_VERSION = 3  # 3: `files` hashes every file of the artifact
+SCHEMA_VERSION = 4  # 3: `files` hashes every file of the artifact; 4: outputs judged by what they mean
 MANIFEST = "edgec.json"
 
 
@@ -74,10 +74,12 @@ class Criterion:
 
 @dataclass
 class OutputPolicy:
-    """How one output is judged: what it means, and the criteria it must meet."""
+    """How one output is judged: what it means (edgec.package.policy.KINDS), the criteria it must meet,
+    and the measures shown beside them without a limit."""
 
-    kind: str  # "tensor" for now; the int8 work classifies probabilities, logits, boxes, ...
+    kind: str
     criteria: List[Criterion]
+    report: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -284,6 +286,8 @@ class Target:
     runtime_version: str = ""  # the runtime release the device brings, where the build host cannot install it
     requires: List[str] = field(default_factory=list)  # ISA features its compiled code uses (refused without)
     faster_with: Dict[str, List[str]] = field(default_factory=dict)  # precision -> features it is slower without
+    # precision -> {"KIND.MEASURE": limit}: verification limits tighter than edgec's (edgec.package.policy)
+    verification: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
