@@ -96,7 +96,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
 
     from edgec import frontends, options as declared, passes
     from edgec.backends import BuildContext, get_backend
-    from edgec.package import samples as sampling
+    from edgec.package import policy, samples as sampling
     from edgec.quantize import check_options
 
     specs = eir.parse_input_specs(input_shapes)
@@ -113,6 +113,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
             model = frontends.load(source, specs, weights, trust_code)
     notes = bind_inputs(model, bindings)
     source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
+    reference_policy = policy.reference_policy(model, precision, target, values.output_kind, values.tolerance)
     notes += backend.static_shapes(model, values)
     for note in notes:
         logger.info(note)
@@ -126,9 +127,6 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         calibration_data = calibration_data.first(getattr(values, "calibration_samples", None))
     given = _user_samples(samples, source_inputs) or (calibration_data.runs if calibration_data else None)
     original = eir.clone(model)
-    from edgec.package import policy
-
-    reference_policy = policy.reference_policy(original, precision, target, values.output_kind, values.tolerance)
     samples_in = sampling.sample_inputs(original, source_inputs, given)
     with stage("running the source model in onnxruntime", "the source model itself does not run"):
         samples_ref = sampling.reference_outputs(original, source_inputs, source_outputs, samples_in)

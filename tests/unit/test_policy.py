@@ -39,7 +39,20 @@ def test_each_kind_gets_the_issues_limits_and_fp32_keeps_the_kernels_bound():
     assert policy.reference_policy(model, "int8").policy("fetch_name_0").criteria == [Criterion("mask_iou", 0.9)]
     assert policy.reference_policy(model, "fp32").policy("fetch_name_0").criteria == [Criterion("rel_err", 1e-4)]
     logits = policy.reference_policy(ir.load(MOBILENET / "mobilenet_v2.onnx"), "int8").policy("logits")
-    assert logits.criteria == [Criterion("top1_agreement", 0.95)] and logits.report == ["top5_agreement"]
+    assert logits.criteria == [Criterion("top1_decisive", 0.95)]
+    assert logits.report == ["top1_agreement", "top5_agreement"]
+
+
+def test_int8_agreement_counts_the_rows_the_reference_decides():
+    ref = np.log(np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]]))  # logits; row 1 a near-tie
+    flipped_tie = ref.copy()
+    flipped_tie[1] = ref[1, [1, 0, 2]]
+    assert compare.top1_agreement(flipped_tie, ref) == pytest.approx(2 / 3)
+    assert compare.top1_decisive(flipped_tie, ref) == 1.0  # rows 0 and 2 lead by >= 0.2: unchanged
+    flipped_sure = ref[:, [2, 1, 0]]
+    assert compare.top1_decisive(flipped_sure, ref) == 0.0
+    probabilities = np.exp(ref)
+    assert compare.top1_decisive(np.exp(flipped_tie), probabilities) == 1.0  # taken as they are
 
 
 def test_the_user_names_kinds_and_loosens_a_target_only_tightens():
