@@ -157,7 +157,11 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         from edgec.quantize import quantize_for_target
 
         with stage("quantizing", "try --precision fp16, or report the model"):
-            model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values)
+            from edgec.quantize.fallback import PolicyJudge
+
+            judge = PolicyJudge(checker, reference_policy)
+            model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values,
+                                                      judge)
 
     with system.temporary_folder(output) as folder:
         mark(folder, "artifact")

@@ -64,6 +64,8 @@ INT8 = (
            "(default: all of them)", minimum=1),
     Option("max_accuracy_drop", float, None, "keep the most harmful layers in float until the accuracy drop "
            "is at most X percentage points", minimum=0.0),
+    Option("strict_precision", bool, False, "refuse (exit 2, naming the worst layers) an int8 build that does "
+           "not verify, instead of keeping its most harmful layers float"),
     Option("eval_data", str, None, ".npz with inputs (and optionally 'labels') to measure the accuracy drop on",
            flag="--eval"),
 )

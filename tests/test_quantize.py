@@ -260,3 +260,27 @@ def test_detector_head_keeps_its_scores(yolox, tmp_path):
     head = next(h for h in record.mixed_range_heads if h.float_nodes)
     assert head.ratio > 100 and worst.name in head.float_nodes
     assert _box_f1(corpus, qdq, images, reference) >= 0.9
+
+
+def test_int8_that_does_not_verify_keeps_its_worst_layers_float(tmp_path):
+    """The corpus FER CNN (real weights, real faces): plain int8 misses the probabilities' 0.05 bound, so the
+    default build keeps its most harmful layers float until every output verifies, and says what it cost;
+    --strict-precision refuses instead, naming the worst layers."""
+    from models.corpus.registry import BY_NAME
+
+    corpus = BY_NAME["fer_emotion"]
+    args = ["build", corpus.onnx_path, "--precision", "int8", "--calibration", corpus.inputs_path]
+    proc = edgec(*args, "-o", tmp_path / "int8", check=True)
+    record = manifest(tmp_path / "int8")["quantization"]
+    fallback = record["policy_fallback"]
+    assert fallback["passed"] and fallback["failed"]["predictions"].startswith("max_abs_err")
+    assert 1 <= len(fallback["float_layers"]) and record["int8_mac_share"] >= 0.8
+    assert fallback["added_bytes"] > 0 and fallback["latency_ratio"] > 0
+    assert f"int8 verifies with {len(fallback['float_layers'])} layer(s) float" in proc.stderr
+    layers = {layer["name"]: layer["precision"] for layer in record["layers"]}
+    assert all(layers[name] == "float" for name in fallback["float_layers"])
+    strict = edgec(*args, "-o", tmp_path / "strict", "--strict-precision")
+    assert strict.returncode == 2 and not (tmp_path / "strict").exists() and "Traceback" not in strict.stderr
+    refusal = strict.stderr.strip().splitlines()[-1]  # after the build's progress lines
+    assert refusal.startswith("edgec: error: int8 does not verify (predictions: max_abs_err")
+    assert "--strict-precision keeps every layer int8; the most harmful layers: " + fallback["float_layers"][0] in refusal

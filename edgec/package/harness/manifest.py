@@ -355,6 +355,20 @@ class MixedRangeHead:
 
 
 @dataclass
+class PolicyFallback:
+    """The layers an int8 build kept float because its outputs failed the verification policy on the
+    build's samples (quantize/fallback.py), and what that cost."""
+
+    failed: Dict[str, str]  # output -> what plain int8 failed: the measure and its limit
+    float_layers: List[str]  # most harmful first
+    passed: bool  # every output meets the policy with these layers float
+    int8_mac_share: float  # of the model's multiply-accumulates, with these layers float
+    added_bytes: int  # weights stored float instead of int8
+    latency_ratio: Optional[float] = None  # over plain int8's, onnxruntime on the build host (noisy)
+    gave_up: str = ""  # why it stopped before every output passed
+
+
+@dataclass
 class QuantizationRecord:
     """How the model was made fp16 or int8."""
 
@@ -369,6 +383,8 @@ class QuantizationRecord:
     warning: Optional[str] = None
     opset: Optional[int] = None  # the default-domain opset the model was quantized at
     mixed_range_heads: List[MixedRangeHead] = field(default_factory=list)
+    int8_mac_share: Optional[float] = None  # of the multiply-accumulates: an int8 artifact runs at least 0.8
+    policy_fallback: Optional[PolicyFallback] = None
 
 
 @dataclass
