@@ -93,7 +93,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         if quantizer.always_float:
             qdq = quantizer.run()
         record.layers = report.layer_errors(model, qdq, calibration)
-        macs = fallback.MacShare(model)
+        macs = fallback.MacShare(model, next(calibration.feeds()))
         record.int8_mac_share = round(macs.int8_share(quantizer.always_float), 4)
         budget = options.max_accuracy_drop
         failed = judge.failures(qdq) if judge is not None and budget is None else {}

@@ -123,15 +123,19 @@ class PolicyJudge:
 
 
 class MacShare:
-    """Each node's multiply-accumulates, to tell what share of a model stays int8."""
+    """Each node's multiply-accumulates at the shapes of one calibration run, to tell what share of a
+    model stays int8."""
 
-    def __init__(self, model: ir.Model):
+    def __init__(self, model: ir.Model, feed: dict[str, np.ndarray]):
         import onnx_ir.passes.common as common
 
         from edgec import ir as eir
         from edgec.ir import stats
 
         shaped = eir.clone(model)
+        for value in shaped.graph.inputs:
+            if value.name in feed:
+                value.shape = ir.Shape(feed[value.name].shape)
         common.ShapeInferencePass()(shaped)
         self.macs = {node.name: stats.node_macs(node) or 0 for node in shaped.graph}
         self.total = sum(self.macs.values())
