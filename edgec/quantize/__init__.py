@@ -96,6 +96,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         macs = fallback.MacShare(model, next(calibration.feeds()))
         record.int8_mac_share = round(macs.int8_share(quantizer.always_float), 4)
         budget = options.max_accuracy_drop
+        # with an accuracy budget, the accuracy fallback below judges instead
         failed = judge.failures(qdq) if judge is not None and budget is None else {}
         if failed and options.strict_precision:
             worst = ", ".join(f"{layer.name} ({layer.harm_db:.1f} dB)" for layer in record.layers[:5])
