@@ -148,8 +148,8 @@ def output_policy(kind: str, precision: str, target_limits: dict, user_limits: d
         if k == kind:
             chosen[measure] = limit
     chosen.update({m: limit for (k, m), limit in user_limits.items() if k == kind})
-    report = [m for m in REPORTED[kind] if m not in chosen] if precision != "fp32" else []
-    return OutputPolicy(kind, [Criterion(m, limit) for m, limit in chosen.items()], report)
+    return OutputPolicy(kind, [Criterion(m, limit) for m, limit in chosen.items()],
+                        [m for m in REPORTED[kind] if m not in chosen])
 
 
 def reference_policy(model: ir.Model, precision: str, target=None, output_kinds: str | None = None,
@@ -167,8 +167,9 @@ def reference_policy(model: ir.Model, precision: str, target=None, output_kinds:
 
 
 def range_policy(tolerance: float) -> ComparisonPolicy:
-    """Every output within `tolerance` of the reference's range (errors under 1e-6 count as none)."""
-    return ComparisonPolicy(OutputPolicy("tensor", [Criterion("rel_err", tolerance)]))
+    """Every output within `tolerance` of the reference's range (errors under 1e-6 count as none); top-1
+    agreement shown beside it."""
+    return ComparisonPolicy(OutputPolicy("tensor", [Criterion("rel_err", tolerance)], ["top1_agreement"]))
 
 
 def host_policy() -> ComparisonPolicy:
