@@ -262,18 +262,20 @@ def test_detector_head_keeps_its_scores(yolox, tmp_path):
     assert _box_f1(corpus, qdq, images, reference) >= 0.9
 
 
+@pytest.mark.slow
 def test_int8_that_does_not_verify_keeps_its_worst_layers_float(tmp_path):
-    """The corpus FER CNN (real weights, real faces): plain int8 misses the probabilities' 0.05 bound, so the
-    default build keeps its most harmful layers float until every output verifies, and says what it cost;
-    --strict-precision refuses instead, naming the worst layers."""
+    """The corpus PP-OCR direction classifier (real weights, real text lines): plain int8 misses the
+    probabilities' 0.05 bound (max abs error 0.33), so the default build keeps its most harmful layers float
+    (16, its squeeze-excitation blocks: 99.8 % of the MACs stay int8) until every output verifies, and says
+    what it cost; --strict-precision refuses instead, naming the worst layers. 70 s on the shared machine."""
     from models.corpus.registry import BY_NAME
 
-    corpus = BY_NAME["fer_emotion"]
+    corpus = BY_NAME["ppocr_cls"]
     args = ["build", corpus.onnx_path, "--precision", "int8", "--calibration", corpus.inputs_path]
     proc = edgec(*args, "-o", tmp_path / "int8", check=True)
     record = manifest(tmp_path / "int8")["quantization"]
     fallback = record["policy_fallback"]
-    assert fallback["passed"] and fallback["failed"]["predictions"].startswith("max_abs_err")
+    assert fallback["passed"] and fallback["failed"]["softmax_0.tmp_0"].startswith("max_abs_err")
     assert 1 <= len(fallback["float_layers"]) and record["int8_mac_share"] >= 0.8
     assert fallback["added_bytes"] > 0 and fallback["latency_ratio"] > 0
     assert f"int8 verifies with {len(fallback['float_layers'])} layer(s) float" in proc.stderr
@@ -282,7 +284,7 @@ def test_int8_that_does_not_verify_keeps_its_worst_layers_float(tmp_path):
     strict = edgec(*args, "-o", tmp_path / "strict", "--strict-precision")
     assert strict.returncode == 2 and not (tmp_path / "strict").exists() and "Traceback" not in strict.stderr
     refusal = strict.stderr.strip().splitlines()[-1]  # after the build's progress lines
-    assert refusal.startswith("edgec: error: int8 does not verify (predictions: max_abs_err")
+    assert refusal.startswith("edgec: error: int8 does not verify (softmax_0.tmp_0: max_abs_err")
     assert "--strict-precision keeps every layer int8; the most harmful layers: " + fallback["float_layers"][0] in refusal
 
 

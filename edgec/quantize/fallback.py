@@ -97,8 +97,10 @@ LATENCY_RUNS = 10
 
 
 class PolicyJudge:
-    """Which outputs of a model fail the verification policy on the build's samples, run with
-    onnxruntime's int8 kernels: the build's own verification, before the backend lowers anything."""
+    """Which outputs of a model fail the verification policy on the build's samples: the build's own
+    verification before the backend lowers anything. The QDQ graph is computed in float (onnxruntime,
+    unoptimized), as every target's int8 kernels should compute it: one CPU's kernels must not judge
+    another's (onnxruntime's S8S8 kernels saturate on AVX2 without VNNI; TensorRT's do not)."""
 
     def __init__(self, checker, policy):
         self.checker, self.policy = checker, policy  # passes.Checker: the samples and the source's outputs
@@ -108,7 +110,7 @@ class PolicyJudge:
         from edgec.package.harness import compare
 
         try:
-            outputs = runtime.run_all(runtime.session(model, optimize=True), self.checker.runs, self.checker.outputs)
+            outputs = runtime.run_all(runtime.session(model), self.checker.runs, self.checker.outputs)
         except Exception as exc:  # onnxruntime's own errors: a scheme its kernels do not run (TensorRT's)
             logger.info(f"the int8 graph does not run in onnxruntime ({exc}): the target's verification judges it")
             return {}
