@@ -96,7 +96,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
 
     from edgec import frontends, options as declared, passes
     from edgec.backends import BuildContext, get_backend
-    from edgec.package import samples as sampling
+    from edgec.package import policy, samples as sampling
     from edgec.quantize import check_options
 
     specs = eir.parse_input_specs(input_shapes)
@@ -113,6 +113,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
             model = frontends.load(source, specs, weights, trust_code)
     notes = bind_inputs(model, bindings)
     source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
+    reference_policy = policy.reference_policy(model, precision, target, values.output_kind, values.tolerance)
     notes += backend.static_shapes(model, values)
     for note in notes:
         logger.info(note)
@@ -157,7 +158,11 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         from edgec.quantize import quantize_for_target
 
         with stage("quantizing", "try --precision fp16, or report the model"):
-            model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values)
+            from edgec.quantize.fallback import PolicyJudge
+
+            judge = PolicyJudge(checker, reference_policy)
+            model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values,
+                                                      judge)
 
     with system.temporary_folder(output) as folder:
         mark(folder, "artifact")
@@ -175,9 +180,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         interface.save(folder / sample_files.expected,
                        interface.to_interface(samples_ref, outputs, stacked=True, quantized=False))
         files.install_harness(folder, backend.session, backend.requirements(target))
-        from edgec.package import policy
-
-        verification = Verification(policy.reference_policy(precision), lowered.host_policy or policy.host_policy())
+        verification = Verification(reference_policy, lowered.host_policy or policy.host_policy())
         build_record = BuildRecord(
             dataclasses.asdict(values), list(input_shapes), str(calibration) if calibration else None,
             PassesRecord(report.nodes_before, report.nodes_after, report.ops_after, report.warnings,

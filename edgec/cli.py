@@ -156,7 +156,8 @@ def declared_options(command):
             takers[o.name] = f"{backend} targets"
     for option in reversed(list(every_option().values())):
         default = f"; default {option.default}" if option.default is not None else ""
-        command = click.option(option.cli_flag, option.name, type=_click_type(option), default=None,
+        kind = {"is_flag": True, "flag_value": True} if option.type is bool else {"type": _click_type(option)}
+        command = click.option(option.cli_flag, option.name, default=None, **kind,
                                help=f"{option.help} ({takers[option.name]}{default})")(command)
     return command
 

@@ -51,6 +51,10 @@ class Option:
 COMMON = (
     Option("preprocess", str, None, "image-folder calibration: size=224,mean=0.485/0.456/0.406,"
            "std=0.229/0.224/0.225,scale=255,order=rgb,layout=nchw"),
+    Option("output_kind", str, None, "what outputs mean, judged by verification: NAME=KIND[,NAME=KIND] with KIND "
+           "probabilities, logits, embeddings, masks, boxes, integers or tensor (default: read from the graph)"),
+    Option("tolerance", str, None, "verification limits of your own, looser or tighter than edgec's: "
+           "KIND.MEASURE=LIMIT[,...], e.g. logits.top1_agreement=0.9"),
 )
 # Taken by every target that builds int8: the shared quantization engine's settings.
 INT8 = (
@@ -62,6 +66,8 @@ INT8 = (
            "(default: all of them)", minimum=1),
     Option("max_accuracy_drop", float, None, "keep the most harmful layers in float until the accuracy drop "
            "is at most X percentage points", minimum=0.0),
+    Option("strict_precision", bool, False, "refuse (exit 2, naming the worst layers) an int8 build that does "
+           "not verify, instead of keeping its most harmful layers float"),
     Option("eval_data", str, None, ".npz with inputs (and optionally 'labels') to measure the accuracy drop on",
            flag="--eval"),
 )

@@ -1,12 +1,13 @@
 """The command line as a user meets it: bad input gets one line and exit 2, --help stays light."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
-from conftest import edgec
+from conftest import edgec, manifest
 
 
 def assert_one_line_error(proc, *words):
@@ -90,16 +91,19 @@ def test_library_noise_only_with_verbose(tmp_path, digits_model, digits_files):
 
 
 def test_an_unfaithful_build_goes_to_unverified_and_exits_3(tmp_path, digits_model):
-    """The real build with a tolerance no fp16 model meets: nothing at OUT, the artifact in OUT.unverified/."""
+    """The real build with a limit no fp16 model meets: nothing at OUT, the artifact in OUT.unverified/, whose
+    report names the failing output, its measure and the limit."""
     out = tmp_path / "fp16"
-    code = ("import sys; from edgec.package import policy; policy.TOLERANCE['fp16'] = 1e-9; "
-            "from edgec.cli import main; sys.argv[0] = 'edgec'; main()")
-    proc = subprocess.run([sys.executable, "-c", code, "build", str(digits_model), "--precision", "fp16",
-                           "-o", str(out)], capture_output=True, text=True, timeout=600)
+    proc = edgec("build", digits_model, "--precision", "fp16", "--tolerance", "logits.max_abs_err=1e-9", "-o", out)
     assert proc.returncode == 3, proc.stderr
     assert not out.exists() and (tmp_path / "fp16.unverified" / "edgec.json").exists()
     assert "fp16.unverified" in proc.stderr
-    assert edgec("verify", tmp_path / "fp16.unverified").returncode == 3
+    check = manifest(tmp_path / "fp16.unverified")["verification"]["result"]["checks"]["reference"]["logits"]
+    assert not check["passed"] and check["detail"].startswith("max_abs_err ") and "(limit 1e-09)" in check["detail"]
+    assert check["measures"]["top1_agreement"] == 1.0  # the logits' own measure, taken and passed
+    verify = edgec("verify", tmp_path / "fp16.unverified", "--json", tmp_path / "verify.json")
+    assert verify.returncode == 3 and "FAIL logits vs reference: logits: max abs err" in json.loads(
+        (tmp_path / "verify.json").read_text())["output"]
 
 
 def test_verify_of_non_artifact_and_unknown_device(tmp_path, digits_model):

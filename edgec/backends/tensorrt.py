@@ -90,8 +90,10 @@ class TensorRTBackend(Backend):
         from edgec.package import policy
 
         # The engine's tactics are not onnxruntime's kernels: a device matches the host to the precision's bound.
+        host = policy.reference_policy(ctx.float_model, ctx.precision, ctx.target, ctx.options.output_kind,
+                                       ctx.options.tolerance)
         return Lowered(files, eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs), config,
-                       host_policy=policy.reference_policy(ctx.precision), host_simulated=True)
+                       host_policy=host, host_simulated=True)
 
 
 def int8_layers(model: ir.Model) -> list[str]:

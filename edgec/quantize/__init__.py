@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx_ir as ir
 
 from edgec import system
-from edgec.errors import InputError
+from edgec.errors import InputError, UnsupportedError
 from edgec.package.harness.manifest import QuantizationRecord, SchemeChoice
 from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
@@ -89,8 +89,12 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, given: str, calibratio
 
 
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
-                        options) -> tuple[ir.Model, QuantizationRecord | None]:
-    """Return the model the backend lowers and the manifest's `quantization` record."""
+                        options, judge=None) -> tuple[ir.Model, QuantizationRecord | None]:
+    """Return the model the backend lowers and the manifest's `quantization` record.
+
+    `judge` (a fallback.PolicyJudge) checks the int8 model against the verification policy; where it
+    fails, the most harmful layers stay float until it passes (or --strict-precision refuses).
+    """
     if precision == "fp16":
         return model, QuantizationRecord("fp16", "the backend's own (float16 weights)", weights="float16")
     if precision != "int8":
@@ -127,17 +131,31 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, options.int8_scheme, calibration, qdq)
             record.scheme = quantizer.scheme.to_dict()
         record.layers = report.layer_errors(model, qdq, calibration)
+        macs = fallback.MacShare(model, next(calibration.feeds()))
+        record.int8_mac_share = round(macs.int8_share(quantizer.always_float), 4)
         budget = options.max_accuracy_drop
+        # with an accuracy budget, the accuracy fallback below judges instead
+        failed = judge.failures(qdq) if judge is not None and budget is None else {}
+        if failed and options.strict_precision:
+            worst = ", ".join(f"{layer.name} ({layer.harm_db:.1f} dB)" for layer in record.layers[:5])
+            raise UnsupportedError(
+                f"int8 does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and --strict-precision "
+                f"keeps every layer int8; the most harmful layers: {worst}. Drop --strict-precision to keep them "
+                "float, or build fp16")
+        if failed:
+            qdq, record.policy_fallback = fallback.to_verify(quantizer, record.layers, judge, macs, qdq, failed)
+            record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
+            _mark_float(record, record.policy_fallback.float_layers)
         if budget is not None:
             judge = fallback.AccuracyJudge(model, load_eval(options.eval_data, calibration.specs))
             qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
-            kept = set(record.fallback["float_layers"])
-            for layer in record.layers:
-                layer.precision = "float" if layer.name in kept else "int8"
+            _mark_float(record, record.fallback["float_layers"])
+            record.int8_mac_share = round(macs.int8_share((*quantizer.always_float, *record.fallback["float_layers"])), 4)
         if quantizer.scheme.int8_data_movement:
             moved = islands.move_in_int8(qdq)
             logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")
-        kept_float = {*quantizer.always_float, *quantizer.kept_float, *(record.fallback or {}).get("float_layers", [])}
+        kept_float = {*quantizer.always_float, *quantizer.kept_float, *(record.fallback or {}).get("float_layers", []),
+                      *(record.policy_fallback.float_layers if record.policy_fallback else [])}
         record.float_islands = islands.float_islands(qdq, model, _int8_ops(quantizer.scheme), kept_float)
         _log_islands(record.float_islands)
     return qdq, record
@@ -158,3 +176,9 @@ def _log_islands(found: list) -> None:
     largest = sorted(found, key=lambda i: -i.elements)[:5]
     logger.info(f"{len(found)} float island(s) between int8 tensors, {sum(i.elements for i in found):,} elements "
                 "per inference; largest: " + ", ".join(f"{i.node} ({i.op_type}, {i.elements:,})" for i in largest))
+
+
+def _mark_float(record: QuantizationRecord, names) -> None:
+    kept = set(names)
+    for layer in record.layers:
+        layer.precision = "float" if layer.name in kept else "int8"

@@ -1,4 +1,5 @@
-"""Accuracy-driven fallback: keep the most harmful layers in float until the drop fits the budget.
+"""Fallback: keep the most harmful layers in float until the outputs verify (by default), or until the
+accuracy drop fits the budget (--max-accuracy-drop).
 
 Accuracy is top-1 against labels when the evaluation data has them, else top-1 agreement
 with the float model. Both models run in onnxruntime with its real int8 kernels. The search
@@ -15,6 +16,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.ir import runtime
+from edgec.package.harness.manifest import PolicyFallback
 from edgec.quantize.data import CalibrationData
 
 logger = logging.getLogger(__name__)
@@ -86,3 +88,111 @@ def run(quantizer, layers: list, judge: AccuracyJudge, budget: float, first: ir.
         "float_layers": excluded,
         "steps": steps,
     }
+
+
+# ---------------------------------------------------------------- fallback until the outputs verify
+
+MIN_INT8_MAC_SHARE = 0.8  # an artifact counts as int8 only if at least this share of its MACs run in int8
+LATENCY_RUNS = 10
+
+
+class PolicyJudge:
+    """Which outputs of a model fail the verification policy on the build's samples: the build's own
+    verification before the backend lowers anything. The QDQ graph is computed in float (onnxruntime,
+    unoptimized), as every target's int8 kernels should compute it: one CPU's kernels must not judge
+    another's (onnxruntime's S8S8 kernels saturate on AVX2 without VNNI; TensorRT's do not)."""
+
+    def __init__(self, checker, policy):
+        self.checker, self.policy = checker, policy  # passes.Checker: the samples and the source's outputs
+
+    def failures(self, model: ir.Model) -> dict[str, str]:
+        """Output -> what failed (empty when every output passes)."""
+        from edgec.package.harness import compare
+
+        try:
+            outputs = runtime.run_all(runtime.session(model), self.checker.runs, self.checker.outputs)
+        except Exception as exc:  # onnxruntime's own errors: a scheme its kernels do not run (TensorRT's)
+            logger.info(f"the int8 graph does not run in onnxruntime ({exc}): the target's verification judges it")
+            return {}
+        checks = compare.compare(outputs, self.checker.expected, self.policy)
+        return {name: check.detail for name, check in checks.items() if not check.passed}
+
+    def latency_ms(self, model: ir.Model) -> float:
+        import time
+
+        session, feed = runtime.session(model, optimize=True), next(iter(self.checker.runs))
+        session.run(None, feed)
+        started = time.perf_counter()
+        for _ in range(LATENCY_RUNS):
+            session.run(None, feed)
+        return 1000.0 * (time.perf_counter() - started) / LATENCY_RUNS
+
+
+class MacShare:
+    """Each node's multiply-accumulates at the shapes of one calibration run, to tell what share of a
+    model stays int8."""
+
+    def __init__(self, model: ir.Model, feed: dict[str, np.ndarray]):
+        import onnx_ir.passes.common as common
+
+        from edgec import ir as eir
+        from edgec.ir import stats
+
+        shaped = eir.clone(model)
+        for value in shaped.graph.inputs:
+            if value.name in feed:
+                value.shape = ir.Shape(feed[value.name].shape)
+        common.ShapeInferencePass()(shaped)
+        self.macs = {node.name: stats.node_macs(node) or 0 for node in shaped.graph}
+        self.total = sum(self.macs.values())
+        self.weights = {node.name: sum(v.const_value.size for v in node.inputs
+                                       if v is not None and v.const_value is not None and v.dtype == ir.DataType.FLOAT)
+                        for node in model.graph}
+
+    def int8_share(self, float_nodes) -> float:
+        if not self.total:
+            return 1.0
+        return 1.0 - sum(self.macs.get(name, 0) for name in set(float_nodes)) / self.total
+
+    def added_bytes(self, float_nodes) -> int:
+        """float32 instead of int8 weights: 3 bytes more per weight."""
+        return 3 * sum(self.weights.get(name, 0) for name in set(float_nodes))
+
+
+def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first: ir.Model,
+              failed: dict[str, str]) -> tuple[ir.Model, PolicyFallback]:
+    """Keep the most harmful layers float, 1, 2, 4, ... of them, until every output passes the policy;
+    give up (returning plain int8, which the build's verification then fails) before less than
+    MIN_INT8_MAC_SHARE of the MACs would stay int8."""
+    ranked = [layer.name for layer in layers]
+    logger.info("int8 fails verification on the build's samples (" + "; ".join(f"{k}: {v}" for k, v in failed.items())
+                + "): keeping its most harmful layers float")
+    count, gave_up, passed = 1, "", False
+    while True:
+        excluded = ranked[:count]
+        share = macs.int8_share((*quantizer.always_float, *excluded))
+        if share < MIN_INT8_MAC_SHARE:
+            gave_up = (f"keeping {count} layers float would leave {share:.0%} of the MACs in int8, "
+                       f"under {MIN_INT8_MAC_SHARE:.0%}")
+            break
+        model = quantizer.run(tuple(excluded))
+        still = judge.failures(model)
+        passed = not still
+        logger.info(f"kept {count} most harmful layer(s) float: " +
+                    ("every output passes" if passed else "; ".join(f"{k}: {v}" for k, v in still.items())))
+        if passed:
+            break
+        if count >= len(ranked):
+            gave_up = "every quantized layer was tried"
+            break
+        count = min(2 * count, len(ranked))
+    if not passed:
+        logger.warning(f"int8 does not verify and the fallback gave up: {gave_up}")
+        return first, PolicyFallback(failed, [], False, macs.int8_share(quantizer.always_float), 0, gave_up=gave_up)
+    kept = ranked[:count]
+    record = PolicyFallback(failed, kept, True, macs.int8_share((*quantizer.always_float, *kept)),
+                            macs.added_bytes(kept), round(judge.latency_ms(model) / judge.latency_ms(first), 3))
+    logger.info(f"int8 verifies with {len(kept)} layer(s) float ({', '.join(kept)}): {record.int8_mac_share:.1%} "
+                f"of the MACs int8, +{record.added_bytes / 1024:.0f} KB, {record.latency_ratio:.2f}x plain int8's "
+                "latency in onnxruntime")
+    return model, record

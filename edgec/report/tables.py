@@ -101,17 +101,16 @@ def inspect(console: Console, data: dict) -> None:
 
 
 def verify(console: Console, r: dict) -> None:
+    from edgec.package.harness.compare import WORDS
+
     title = f"verify on {r['device']}" + (" (emulated)" if r.get("emulated") else "")
-    table = _table(title, "output", "against", "max abs err", "of range", "top-1", "", "why")
+    table = _table(title, "output", "against", "measures", "", "why")
     for kind, check in r["checks"].items():
         for name, e in check.items():
-            measures = e["measures"]
-            cells = [f"{measures[k]:.3g}" if k in measures else "" for k in ("max_abs_err", "rel_err")]
-            top1 = f"{measures['top1_agreement']:.0%}" if "top1_agreement" in measures else ""
-            table.add_row(name, kind, *cells, top1, "[green]ok[/]" if e["passed"] else "[red]FAIL[/]", e["detail"])
+            measures = ", ".join(WORDS[k].format(v) for k, v in e["measures"].items())
+            table.add_row(name, kind, measures, "[green]ok[/]" if e["passed"] else "[red]FAIL[/]", e["detail"])
     for name, check in (r.get("runtime_checks") or {}).items():
-        table.add_row(name, "runtime", "", "", "", "[green]ok[/]" if check["passed"] else "[red]FAIL[/]",
-                      check["detail"])
+        table.add_row(name, "runtime", "", "[green]ok[/]" if check["passed"] else "[red]FAIL[/]", check["detail"])
     console.print(table)
     console.print("[green]PASSED[/]" if r["passed"] else "[red]FAILED[/]")
     if r.get("note"):

@@ -18,7 +18,7 @@ from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.backends.tvm.operators import CONVERTED
 from edgec.errors import UnsupportedError
 from edgec.passes.stable import LONG_SUM, sums_long_axis
-from edgec.package.policy import TOLERANCE, range_policy
+from edgec.package.policy import FP16_RANGE, range_policy
 from edgec.package.harness.manifest import TVMConfig
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class TVMBackend(Backend):
             config.host_twin = (f"{files[1]} is the same model compiled untuned for the build host, "
                                 "only to record the reference outputs (samples/host.npz)")
             if ctx.precision == "fp16":  # the host emulates fp16 through fp32, the device rounds in fp16
-                host_policy = range_policy(TOLERANCE["fp16"])
+                host_policy = range_policy(FP16_RANGE)
         return Lowered(files, eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs), config, host_policy)
 
     @staticmethod

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .errors import HarnessError
 
-SCHEMA_VERSION = 3  # 3: `files` hashes every file of the artifact
+SCHEMA_VERSION = 4  # 3: `files` hashes every file of the artifact; 4: outputs judged by what they mean
 MANIFEST = "edgec.json"
 
 
@@ -74,10 +74,12 @@ class Criterion:
 
 @dataclass
 class OutputPolicy:
-    """How one output is judged: what it means, and the criteria it must meet."""
+    """How one output is judged: what it means (edgec.package.policy.KINDS), the criteria it must meet,
+    and the measures shown beside them without a limit."""
 
-    kind: str  # "tensor" for now; the int8 work classifies probabilities, logits, boxes, ...
+    kind: str
     criteria: List[Criterion]
+    report: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -284,6 +286,8 @@ class Target:
     runtime_version: str = ""  # the runtime release the device brings, where the build host cannot install it
     requires: List[str] = field(default_factory=list)  # ISA features its compiled code uses (refused without)
     faster_with: Dict[str, List[str]] = field(default_factory=dict)  # precision -> features it is slower without
+    # precision -> {"KIND.MEASURE": limit}: verification limits tighter than edgec's (edgec.package.policy)
+    verification: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -378,6 +382,17 @@ class SchemeChoice:
     why: str
     replay: str  # the flag that rebuilds with this choice without measuring
     candidates: List[SchemeCandidate] = field(default_factory=list)  # empty where the choice was given
+class PolicyFallback:
+    """The layers an int8 build kept float because its outputs failed the verification policy on the
+    build's samples (quantize/fallback.py), and what that cost."""
+
+    failed: Dict[str, str]  # output -> what plain int8 failed: the measure and its limit
+    float_layers: List[str]  # most harmful first
+    passed: bool  # every output meets the policy with these layers float
+    int8_mac_share: float  # of the model's multiply-accumulates, with these layers float
+    added_bytes: int  # weights stored float instead of int8
+    latency_ratio: Optional[float] = None  # over plain int8's, onnxruntime on the build host (noisy)
+    gave_up: str = ""  # why it stopped before every output passed
 
 
 @dataclass
@@ -397,6 +412,8 @@ class QuantizationRecord:
     mixed_range_heads: List[MixedRangeHead] = field(default_factory=list)
     scheme_choice: Optional[SchemeChoice] = None
     float_islands: List[FloatIsland] = field(default_factory=list)
+    int8_mac_share: Optional[float] = None  # of the multiply-accumulates: an int8 artifact runs at least 0.8
+    policy_fallback: Optional[PolicyFallback] = None
 
 
 @dataclass

@@ -1,0 +1,92 @@
+"""The verification policy: what each output means, read from real models' graphs, and the limits per kind."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from conftest import DIGITS, MOBILENET, ROOT
+from edgec.errors import InputError
+from edgec.package import policy
+from edgec.package.harness import compare
+from edgec.package.harness.manifest import Criterion, OutputPolicy
+from edgec.targets import load_target
+
+CORPUS = ROOT / "models" / "corpus" / "cache"
+
+
+@pytest.mark.parametrize("path, expected", [
+    (MOBILENET / "mobilenet_v2.onnx", {"logits": "logits"}),
+    (DIGITS / "digits_cnn.onnx", {"logits": "logits"}),
+    (CORPUS / "fer_emotion.onnx", {"predictions": "probabilities"}),  # Softmax
+    (CORPUS / "ppocr_det.onnx", {"fetch_name_0": "masks"}),  # Sigmoid over an image
+    (CORPUS / "ppocr_rec.onnx", {"fetch_name_0": "probabilities"}),  # Softmax per step
+    (CORPUS / "minilm_l6.onnx", {"embedding": "embeddings"}),  # mean-pooled, L2-normalised
+    (CORPUS / "resemblyzer_stream.onnx", {"embedding": "embeddings", "h": "tensor", "c": "tensor"}),
+    (CORPUS / "ddddocr_det.onnx", {"detections": "tensor"}),  # boxes and scores in one tensor: no single kind
+])
+def test_outputs_are_classified_from_the_graph(path, expected):
+    model = ir.load(path)
+    assert {v.name: policy.classify(v) for v in model.graph.outputs} == expected
+
+
+def test_each_kind_gets_the_issues_limits_and_fp32_keeps_the_kernels_bound():
+    model = ir.load(CORPUS / "ppocr_det.onnx")
+    masks = policy.reference_policy(model, "fp16").policy("fetch_name_0")
+    assert masks.kind == "masks" and masks.criteria == [Criterion("mask_iou", 0.98)]
+    assert policy.reference_policy(model, "int8").policy("fetch_name_0").criteria == [Criterion("mask_iou", 0.9)]
+    assert policy.reference_policy(model, "fp32").policy("fetch_name_0").criteria == [Criterion("rel_err", 1e-4)]
+    logits = policy.reference_policy(ir.load(MOBILENET / "mobilenet_v2.onnx"), "int8").policy("logits")
+    assert logits.criteria == [Criterion("top1_decisive", 0.95)]
+    assert logits.report == ["top1_agreement", "top5_agreement"]
+
+
+def test_int8_agreement_counts_the_rows_the_reference_decides():
+    ref = np.log(np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.1, 0.1, 0.8]]))  # logits; row 1 a near-tie
+    flipped_tie = ref.copy()
+    flipped_tie[1] = ref[1, [1, 0, 2]]
+    assert compare.top1_agreement(flipped_tie, ref) == pytest.approx(2 / 3)
+    assert compare.top1_decisive(flipped_tie, ref) == 1.0  # rows 0 and 2 lead by >= 0.2: unchanged
+    flipped_sure = ref[:, [2, 1, 0]]
+    assert compare.top1_decisive(flipped_sure, ref) == 0.0
+    probabilities = np.exp(ref)
+    assert compare.top1_decisive(np.exp(flipped_tie), probabilities) == 1.0  # taken as they are
+
+
+def test_the_user_names_kinds_and_loosens_a_target_only_tightens():
+    model = ir.load(CORPUS / "ppocr_det.onnx")
+    boxes = policy.reference_policy(model, "int8", output_kinds="fetch_name_0=boxes").policy("fetch_name_0")
+    assert boxes.kind == "boxes" and boxes.criteria == [Criterion("box_err", 2.0)]
+    loose = policy.reference_policy(model, "int8", tolerance="masks.mask_iou=0.8").policy("fetch_name_0")
+    assert loose.criteria == [Criterion("mask_iou", 0.8)]
+    target = load_target("onnxruntime")
+    tight = dataclasses.replace(target, verification={"int8": {"masks.mask_iou": 0.95}})
+    assert policy.reference_policy(model, "int8", tight).policy("fetch_name_0").criteria == [Criterion("mask_iou", 0.95)]
+    with pytest.raises(InputError, match="looser than edgec's 0.9; a target may only tighten"):
+        policy.reference_policy(model, "int8", dataclasses.replace(target, verification={"int8": {"masks.mask_iou": 0.5}}))
+    with pytest.raises(InputError, match="no output 'scores'"):
+        policy.reference_policy(model, "int8", output_kinds="scores=probabilities")
+    with pytest.raises(InputError, match="unknown kind 'heatmap'"):
+        policy.reference_policy(model, "int8", output_kinds="fetch_name_0=heatmap")
+    with pytest.raises(InputError, match="KIND.MEASURE=LIMIT"):
+        policy.reference_policy(model, "int8", tolerance="masks.iou=0.5")
+
+
+def test_masks_boxes_and_embeddings_have_their_own_measures():
+    rng = np.random.default_rng(0)
+    mask = (rng.random((2, 1, 32, 32)) > 0.7).astype(float)
+    half = mask.copy()
+    half[0, 0, :16] = 0.0  # one run loses the top half of its mask
+    iou = compare.check_output(half, mask, OutputPolicy("masks", [Criterion("mask_iou", 0.9)]))
+    assert not iou.passed and iou.measures["mask_iou"] == pytest.approx(
+        half[0].sum() / mask[0].sum(), abs=1e-9)
+    boxes = np.array([[[0.0, 0.0, 300.0, 200.0]]])
+    # 1 % of the 300 px range is 3 px: an error of 4.5 px is 1.5 box units
+    assert compare.box_err(boxes + [0, 0, 4.5, 0], boxes) == pytest.approx(1.5)
+    assert compare.box_err(np.array([[0.2, 0.5]]), np.array([[0.1, 0.5]])) == pytest.approx(0.1)  # 1 px unit
+    embedding = rng.normal(size=(3, 64))
+    assert compare.cosine(embedding, embedding) == pytest.approx(1.0)
+    assert compare.cosine(-embedding, embedding) == pytest.approx(-1.0)
+    assert compare.cosine(np.zeros((1, 4)), np.zeros((1, 4))) == 1.0
