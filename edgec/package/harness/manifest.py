@@ -382,6 +382,9 @@ class SchemeChoice:
     why: str
     replay: str  # the flag that rebuilds with this choice without measuring
     candidates: List[SchemeCandidate] = field(default_factory=list)  # empty where the choice was given
+
+
+@dataclass
 class PolicyFallback:
     """The layers an int8 build kept float because its outputs failed the verification policy on the
     build's samples (quantize/fallback.py), and what that cost."""
