@@ -36,6 +36,10 @@ class TFLiteBackend(Backend):
     session = "rt_tflite:LiteRTSession"
     supported_ops = frozenset(ops.TABLE)
 
+    def claimed_operators(self) -> list[str]:
+        """Its kernels, and the shape queries that its static shapes always fold into constants."""
+        return sorted(self.supported_ops | {"Shape", "Size"})
+
     def check_node(self, node: ir.Node) -> str:
         return ops.check(node)
 
