@@ -153,7 +153,7 @@ def _first_layer_weights(model: ir.Model) -> list[str]:
     after_mac: set[int] = set()
     weights = []
     for node in model.graph:  # topological order
-        fed = any(v is not None and id(v.producer()) in after_mac for v in node.inputs if v.producer() is not None)
+        fed = any(v is not None and v.producer() is not None and id(v.producer()) in after_mac for v in node.inputs)
         if node.op_type in MAC_OPS and not fed:
             weights += [v.name for v in node.inputs[1:2] if v is not None and v.is_initializer()]
         if node.op_type in MAC_OPS or fed:
