@@ -70,8 +70,11 @@ def _cosine(a, b):
 def test_minilm_block_runs_in_xnnpack_but_the_embedding_lookup(block, precision, tmp_path):
     folder, tokens, reference = block
     out = tmp_path / precision
+    # static per-tensor int8 of a BERT layer misses edgec's 0.98 cosine for a hidden state (it measures
+    # 0.85, and keeping layers float cannot reach it): the user states the loss they accept
+    accept = ("--tolerance", "tensor.cosine=0.8") if precision == "int8" else ()
     edgec("build", "--target", "tflite-arm", folder / "block.onnx", "-o", out, "--precision", precision,
-          "--calibration", folder / "tokens.npz", check=True)
+          "--calibration", folder / "tokens.npz", *accept, check=True)
     m = manifest(out)
     assert m["verification"]["result"]["passed"], m["verification"]
     delegation = m["verification"]["result"]["runtime_checks"]["xnnpack_delegation"]
