@@ -6,7 +6,7 @@ EDGEC := $(VENV)/bin/edgec
 MOBILENET := models/mobilenet_v2/mobilenet_v2.onnx
 MOBILENET_CALIB := models/mobilenet_v2/calibration.npz
 
-.PHONY: install models corpus demo test test-fast bench clean
+.PHONY: install models corpus demo test test-full test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,12 @@ demo: install
 test: models corpus
 	tools/system_packages.sh
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=30
+
+# Everything, the long tail marked `full` included (every corpus model on TVM, the whole node suite on
+# every target, TVM tuning): about twice make test's time.
+test-full: models corpus
+	tools/system_packages.sh
+	EDGEC_FULL=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=30
 
 # The unit tests of the pure logic (no builds, no subprocesses): under 2 minutes on 2 cores.
 test-fast: install

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "models" / "digits"
 MOBILENET = ROOT / "models" / "mobilenet_v2"
 sys.path.insert(0, str(MOBILENET))
+FULL = bool(os.environ.get("EDGEC_FULL"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """`full` tests repeat what a cheaper test covers on a slower model or target: make test-full runs them."""
+    if FULL:
+        return
+    leave_out = pytest.mark.skip(reason="make test-full (EDGEC_FULL=1) runs it: it repeats a cheaper test's class")
+    for item in items:
+        if "full" in item.keywords:
+            item.add_marker(leave_out)
 
 
 def digits_cnn_class():

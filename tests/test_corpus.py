@@ -71,8 +71,20 @@ def test_shape_arithmetic_is_folded(model):
     assert not left, f"{len(left)} left: {', '.join(left[:8])}"
 
 
+# captcha_crnn's failure classes are all other models' too, and openvino-cpu compiles its unrolled LSTM for
+# minutes: make test builds it on onnxruntime only.
+OPENVINO_FULL_ONLY = {"captcha_crnn"}
+
+
+def _model_targets():
+    for model in corpus_params():
+        for target in ("onnxruntime", "openvino-cpu"):
+            full = target == "openvino-cpu" and model.id in OPENVINO_FULL_ONLY
+            yield pytest.param(*model.values, target, id=f"{model.id}-{target}",
+                               marks=pytest.mark.full if full else ())
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["onnxruntime", "openvino-cpu"])
-@pytest.mark.parametrize("model", corpus_params())
+@pytest.mark.parametrize("model, target", _model_targets())
 def test_fp32_builds_faithfully(model, target, tmp_path):
     assert_fp32_faithful(model, target, tmp_path)

@@ -3,26 +3,24 @@ where it needs an operator TVM 0.27's ONNX importer lacks (Loop/Scan, If), is re
 
 TVM compiles each model for minutes, so `make test` builds the models that cover the corpus's failure
 classes in the least time (shape arithmetic, Constant weights, old opsets, LSTMs unrolled by the shared
-pass, a transformer, a TF-exported CNN); EDGEC_FULL_CORPUS=1 builds them all. The whole matrix
+pass, a transformer, a TF-exported CNN); make test-full builds them all. The whole matrix
 (tools/corpus_matrix.py) builds every model for every target and precision: benchmarks/results/corpus_after.md.
 """
 from __future__ import annotations
-
-import os
 
 import pytest
 
 from corpus_checks import assert_fp32_faithful, corpus_params
 
-# ppocr_rec (TVM compiles it for 5 to 13 minutes here) is left to EDGEC_FULL_CORPUS. Its long softmax is what
+# ppocr_rec (TVM compiles it for 5 to 13 minutes here) is left to make test-full. Its long softmax is what
 # the shared float64-sum lowering fixes (passes/stable.py): 2.1e-5 of the range, where TVM's own was 1.2e-4.
-IN_MAKE_TEST = {"fer_emotion", "ddddocr_ocr", "crepe_tiny", "minilm_l6", "resemblyzer_stream"}
+# An LSTM on TVM is test_tvm's test_recurrent_model_is_unrolled_for_tvm (ddddocr_ocr's CRNN takes 3-8 minutes).
+IN_MAKE_TEST = {"fer_emotion", "crepe_tiny", "minilm_l6", "resemblyzer_stream"}
 
 
 def _selected():
-    if os.environ.get("EDGEC_FULL_CORPUS"):
-        return corpus_params()
-    return [p for p in corpus_params() if p.id in IN_MAKE_TEST]
+    return [p if p.id in IN_MAKE_TEST else pytest.param(*p.values, id=p.id, marks=pytest.mark.full)
+            for p in corpus_params()]
 
 
 @pytest.mark.slow

@@ -126,7 +126,7 @@ def test_digits_aarch64_runs_under_emulation(digits_model, tmp_path, target, cpu
                               "build for tvm-rpi4")
 
 
-@pytest.mark.slow
+@pytest.mark.full  # MetaSchedule's tuning takes minutes even at 4 trials
 def test_tuning_database_is_reused(digits_model, digits_data, tmp_path):
     """A second build with the same database spends no tuning time and applies the same records."""
     db = tmp_path / "db"

@@ -48,6 +48,9 @@ def record(report: TargetReport) -> dict:
 
     data = json.loads(JSON_FILE.read_text()) if JSON_FILE.exists() else {"targets": {}}
     data.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__, suite_tests=len(read_list(SUITE_FILE)))
+    previous = data["targets"].get(report.target)
+    if report.sampled and previous and not previous["sampled"]:
+        return data  # a sample never replaces a whole run's record
     data["targets"][report.target] = entry(report)
     data["targets"] = dict(sorted(data["targets"].items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
