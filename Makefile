@@ -46,7 +46,7 @@ test: models corpus
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=30
 
 # Everything, the long tail marked `full` included (every corpus model on TVM, the whole node suite on
-# every target, TVM tuning): about twice make test's time.
+# every target, TVM tuning).
 test-full: models corpus
 	tools/system_packages.sh
 	EDGEC_FULL=1 $(PY) -m pytest -q -n 2 --dist loadfile --durations=30

@@ -3,7 +3,7 @@
 The suite (tests/node_suite/suite.txt) is the single-node tests of 96 edge operators that plain
 onnxruntime passes, regenerated from the installed onnx package's generators and cached under
 .cache/node_suite/. Each test is built in fp32 as shipped and with its parameter inputs as
-constants, each build in a forked child; make test runs a sample on every target but tflite-arm. A clean one-line refusal is allowed (it counts as not
+constants, each build in a forked child; make test runs a sample on tvm-x86 and openvino-cpu. A clean one-line refusal is allowed (it counts as not
 claimed); a wrong output or a crash fails. Every run records its counts in
 benchmarks/results/node_suite.md, which the README cites.
 """

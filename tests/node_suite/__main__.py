@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.node_suite", description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help=f"targets to run (default: none; the suite's: {', '.join(suite.TARGETS)})")
     parser.add_argument("--tests", nargs="+", metavar="NAME", help="run only these tests")
-    parser.add_argument("--whole", action="store_true", help="run the whole suite on sampled targets (all but tflite-arm)")
+    parser.add_argument("--whole", action="store_true", help="run the whole suite on sampled targets (tvm-x86, openvino-cpu)")
     parser.add_argument("--workers", type=int, default=2, help="forked builds at a time (default 2)")
     parser.add_argument("--refusals", action="store_true", help="also print every refusal")
     parser.add_argument("--write", action="store_true", help="record the results in benchmarks/results/node_suite.*")
