@@ -87,11 +87,10 @@ def _emit(ctx, data: dict, render, json_path: str | None = None):
     if json_path == "-":
         terminal.print(json.dumps(data, indent=2, sort_keys=True, default=str), err=False)
     else:
-        from rich.console import Console
-
         from edgec.report import tables
+        from edgec.report.console import console_for
 
-        getattr(tables, render)(Console(file=terminal.stdout), data)
+        getattr(tables, render)(console_for(terminal.stdout), data)
 
 
 TRUST_OPTION = click.option("--trust-code", is_flag=True,

@@ -18,6 +18,15 @@ import tempfile
 from rich.console import Console
 
 
+# Tables written to a file or a pipe: rich would wrap them at 80 columns, splitting layer names.
+PIPED_WIDTH = 160
+
+
+def console_for(stream) -> Console:
+    """A rich console on `stream`: the terminal's width, or PIPED_WIDTH when it is not a terminal."""
+    return Console(file=stream, width=None if stream.isatty() else PIPED_WIDTH)
+
+
 class _LogHandler(logging.Handler):
     """edgec's records, one line each, above the spinner."""
 
@@ -39,7 +48,7 @@ class Terminal:
     def __init__(self, verbose: bool):
         self.verbose = verbose
         self.stdout, self.stderr = sys.stdout, sys.stderr
-        self.console = Console(file=self.stderr)
+        self.console = console_for(self.stderr)
 
     def print(self, text: str, err: bool = True) -> None:
         stream = self.stderr if err else self.stdout
@@ -54,7 +63,7 @@ class Terminal:
     def session(self):
         """For the command's duration: edgec's log shown, library output captured unless verbose."""
         with self._captured():
-            self.console = Console(file=self.stderr)
+            self.console = console_for(self.stderr)
             handler = _LogHandler(self.console)
             edgec = logging.getLogger("edgec")
             edgec.addHandler(handler)
