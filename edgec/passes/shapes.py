@@ -2,9 +2,11 @@
 
 onnx_ir's ShapeInferencePass serializes the model, runs onnx's shape inference (C++) and then
 deserializes the whole inferred model only to read its value types: at 16,000 nodes the
-deserialization cost three times the inference itself. This pass reads the inferred types
-straight from the returned proto, pairing each graph with its proto (subgraphs through their
-node's attribute), and only for values whose type or shape is not yet fully known.
+deserialization cost three times the inference itself, and its helper that leaves the weights
+out tests each initializer's membership in the input list (quadratic in initializers). This
+pass reads the inferred types straight from the returned proto, pairing each graph with its
+proto (subgraphs through their node's attribute), and only for values whose type or shape is
+not yet fully known.
 """
 from __future__ import annotations
 
@@ -12,9 +14,10 @@ import logging
 
 import onnx
 import onnx_ir as ir
-from onnx_ir.passes.common import _c_api_utils
 
 logger = logging.getLogger(__name__)
+
+WEIGHT_BYTES = 1000  # larger initializers go to inference as typed inputs (the limit of onnx_ir's own helper)
 
 
 def known(value: ir.Value) -> bool:
@@ -36,15 +39,39 @@ class InferShapesPass(ir.passes.InPlacePass):
         if all(known(value) for value in _computed(model.graph)):
             return ir.passes.PassResult(model, False)
 
-        def infer(proto: onnx.ModelProto) -> onnx.ModelProto:
-            return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
-
-        try:  # weights are left out of the proto it infers on (onnx_ir's helper, as its own pass does)
-            inferred = _c_api_utils.call_onnx_api(infer, model)
+        try:
+            inferred = onnx.shape_inference.infer_shapes(_without_weights(model), check_type=True, strict_mode=True,
+                                                         data_prop=True)
         except Exception as exc:  # inference refuses some valid models; they keep the shapes they have
             logger.info("shape inference failed, shapes left as they are: %s", exc)
             return ir.passes.PassResult(model, False)
         return ir.passes.PassResult(model, _merge(model.graph, inferred.graph))
+
+
+def _without_weights(model: ir.Model) -> onnx.ModelProto:
+    """The model as a proto whose large initializers are typed graph inputs without their bytes (a model
+    over 2 GB could not be serialized whole); the model itself is left as it was."""
+    graph = model.graph
+    inputs, initializers = list(graph.inputs), list(graph.initializers.values())
+    listed = set(inputs)
+    weights = [v for v in initializers if v.const_value is None or v.const_value.nbytes > WEIGHT_BYTES]
+    tensors = [v.const_value for v in weights]
+    for value, tensor in zip(weights, tensors):
+        if tensor is not None:  # an initializer's type is its tensor's
+            value.shape, value.dtype = value.shape or tensor.shape, value.dtype or tensor.dtype
+        graph.initializers.pop(value.name)
+        value.const_value = None
+    graph.inputs.extend(value for value in weights if value not in listed)
+    try:
+        return ir.serde.serialize_model(model)
+    finally:
+        graph.inputs.clear()
+        graph.inputs.extend(inputs)
+        for value, tensor in zip(weights, tensors):
+            value.const_value = tensor
+        graph.initializers.clear()
+        for value in initializers:
+            graph.initializers.add(value)
 
 
 def _merge(graph: ir.Graph, proto: onnx.GraphProto) -> bool:
