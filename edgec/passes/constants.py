@@ -118,7 +118,7 @@ class FoldConstantSubgraphsPass(ir.passes.InPlacePass):
 class _IncrementalFolder(onnxscript_folding.FoldConstantsPass):
     """onnxscript's folder, inferring shapes only for nodes whose outputs are not fully known.
 
-    The folder runs onnx's inference on every node it visits (a serialization each: 10 s at
+    The folder runs onnx's inference on every node it visits (a serialization each: 5 CPU s at
     16,000 nodes) so that values it folds make later shapes static, and Shape/Size of them
     foldable. An output whose type and every dimension are already known (the pipeline's shape
     inference ran just before) cannot gain from it: the folder keeps known dimensions anyway.
