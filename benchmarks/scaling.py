@@ -3,8 +3,10 @@
 
 For each size: the CLI's wall time, the build's own time (manifest build.seconds, without Python's
 start-up), the CPU seconds of the build and its harness (user + system, /usr/bin/time: on a shared
-machine far steadier than wall time), the peak resident memory of the largest process, and, from an
-in-process run of the optimizer, its slowest steps. Each doubling's CPU-time ratio is the measure of
+machine far steadier than wall time), the peak resident memory of the largest process, the CPU
+seconds of the artifact's own `run.py verify` (the share of the build that its host verification
+costs, run again alone: onnxruntime at ORT_ENABLE_ALL, as on the device) and, from an in-process run
+of the optimizer, its slowest steps. Each doubling's CPU-time ratio is the measure of
 linearity (the bar: at most 2.3x; 16,000 nodes in under 20 s).
 
     python benchmarks/scaling.py [--sizes 1000,2000,...] [--styles matmul,conv]
@@ -33,21 +35,28 @@ SIZES = (1000, 2000, 4000, 8000, 16000)
 SLOWEST = 4  # optimizer steps listed per size
 
 
-def cli_build(model: Path, out: Path) -> dict:
-    """One `edgec build` as a user runs it: wall, build and CPU seconds, and the peak memory of its largest process."""
-    usage = out.with_suffix(".time")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(usage), sys.executable, "-m", "edgec", "build", "-t",
-               "onnxruntime", str(model), "-o", str(out)]
-    load = load_average()
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+def timed(command: list[str], usage: Path, **kwargs) -> tuple[float, float, int]:
+    """Run `command` under /usr/bin/time: its wall seconds, CPU seconds (user + system) and peak KiB."""
+    proc = subprocess.run(["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(usage), *command], capture_output=True,
+                          text=True, **kwargs)
     if proc.returncode != 0:
-        raise SystemExit(f"edgec build {model.name} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(command)} exited {proc.returncode}: {proc.stderr[-2000:]}")
     wall, user, system, peak_kb = usage.read_text().split()[-4:]
+    return float(wall), round(float(user) + float(system), 2), int(peak_kb)
+
+
+def cli_build(model: Path, out: Path) -> dict:
+    """One `edgec build` as a user runs it: wall, build and CPU seconds, and the peak memory of its largest process;
+    then the artifact's host verification alone."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    load = load_average()
+    wall, cpu, peak_kb = timed([sys.executable, "-m", "edgec", "build", "-t", "onnxruntime", str(model), "-o", str(out)],
+                               out.with_suffix(".time"), env=env)
     manifest = json.loads((out / "edgec.json").read_text())
-    return {"wall_s": float(wall), "build_s": manifest["build"]["seconds"], "cpu_s": round(float(user) + float(system), 2),
-            "peak_mb": round(int(peak_kb) / 1024),
-            "load_before": float(load), "nodes_after": manifest["build"]["passes"]["nodes_after"]}
+    _, harness_cpu, _ = timed([sys.executable, "-P", "run.py", "verify"], out.with_suffix(".verify.time"), cwd=out)
+    return {"wall_s": wall, "build_s": manifest["build"]["seconds"], "cpu_s": cpu, "harness_cpu_s": harness_cpu,
+            "peak_mb": round(peak_kb / 1024), "load_before": float(load),
+            "nodes_after": manifest["build"]["passes"]["nodes_after"]}
 
 
 def slowest_steps(model: Path) -> list[tuple[str, float]]:
@@ -64,13 +73,14 @@ def markdown(rows: list[dict]) -> str:
     lines = ["# Build time and memory against node count (edgec build -t onnxruntime)", "",
              f"{cpu_name()}, 2 cores **shared with other engineers' jobs**: the 1-minute load before each build is in "
              "the table; times are noisy, ratios between neighbouring sizes of one run are the measure.", "",
-             "| chain | nodes | CPU s | x per doubling | build s (wall) | CLI wall s | peak MB | load | "
-             "slowest optimizer steps (s) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| chain | nodes | CPU s | x per doubling | of it, host verification CPU s | build s (wall) | CLI wall s | "
+             "peak MB | load | slowest optimizer steps (s) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in rows:
         steps = ", ".join(f"{name} {seconds}" for name, seconds in row["slowest_steps"])
         ratio = f"{row['ratio']:.2f}" if row.get("ratio") else ""
-        lines.append(f"| {row['style']} | {row['nodes']} | {row['cpu_s']:.1f} | {ratio} | {row['build_s']:.1f} | "
+        lines.append(f"| {row['style']} | {row['nodes']} | {row['cpu_s']:.1f} | {ratio} | {row['harness_cpu_s']:.1f} | "
+                     f"{row['build_s']:.1f} | "
                      f"{row['wall_s']:.1f} | {row['peak_mb']} | {row['load_before']:.1f} | {steps} |")
     return "\n".join(lines) + "\n"
 

@@ -24,6 +24,7 @@ from edgec.passes.guard import Checker, GuardReport, Step, run_guarded
 from edgec.passes.identity import IdentityEliminationPass
 from edgec.passes.loops import UnrollLoopsPass
 from edgec.passes.recurrent import RECURRENT_OPS, LowerRecurrentPass
+from edgec.passes.shapes import InferShapesPass
 from edgec.passes.stable import STABLE_OPS, StableActivationsPass
 
 
@@ -92,7 +93,7 @@ def _onnxscript_rules() -> RulesPass:
 
 
 FOLD_AND_REWRITE = [
-    ("shape-inference", common.ShapeInferencePass),
+    ("shape-inference", InferShapesPass),
     ("fold-constants", FoldConstantSubgraphsPass),
     ("unroll-loops", UnrollLoopsPass),
     ("onnxscript-rewrites", _onnxscript_rules),
@@ -104,9 +105,10 @@ FOLD_AND_REWRITE = [
 
 def _rounds() -> list[Step]:
     """Two rounds of folding and rewriting; the second only if the first's folds or rewrites changed something."""
-    first = [Step(f"{name}/1", make) for name, make in FOLD_AND_REWRITE]
+    first = [Step(f"{name}/1", make, annotates=make is InferShapesPass) for name, make in FOLD_AND_REWRITE]
     triggers = ("fold-constants/1", "unroll-loops/1", "onnxscript-rewrites/1", "edgec-rules/1")
-    second = [Step(f"{name}/2", make, after=triggers) for name, make in FOLD_AND_REWRITE]
+    second = [Step(f"{name}/2", make, after=triggers, annotates=make is InferShapesPass)
+              for name, make in FOLD_AND_REWRITE]
     return first + second
 
 
@@ -138,7 +140,7 @@ PIPELINE: list[Step] = [
     Step("common-subexpressions", common.CommonSubexpressionEliminationPass),
     Step("topological-sort", common.TopologicalSortPass),
     Step("lift-folded-constants", LiftConstantsPass),  # folding and rewrites leave Constant nodes
-    Step("mark-activation-fusion", MarkActivationFusionPass),
+    Step("mark-activation-fusion", MarkActivationFusionPass, annotates=True),
 ]
 
 

@@ -8,7 +8,8 @@ without it: a failed pass never leaves a half-edited graph behind.
 After the pipeline the result is run against the original model's outputs. If they differ by
 more than `TOLERANCE` of each output's range, prefixes of the pipeline are bisected to the
 first step that changed the numbers; that step is dropped with a warning and the rest runs
-again. Failures cost reruns; a healthy pipeline costs one copy.
+again. Failures cost reruns; a healthy pipeline costs one copy, and no check at all when it
+changed nothing but annotations (shapes, backend marks).
 """
 from __future__ import annotations
 
@@ -30,12 +31,15 @@ class Step:
     """One named pass of the pipeline; `make` builds a fresh pass object for each run.
 
     A step with `after` runs only if one of the steps named there changed the model (a second
-    round of folding and rewriting has work only when the first round did something).
+    round of folding and rewriting has work only when the first round did something). A step that
+    `annotates` only adds what is known about the graph (shapes, marks for backends) and cannot
+    change what it computes.
     """
 
     name: str
     make: Callable[[], ir.passes.PassBase]
     after: tuple[str, ...] = ()
+    annotates: bool = False
 
 
 @dataclass
@@ -160,6 +164,9 @@ def run_guarded(steps: list[Step], model: ir.Model, checker: Checker | None) -> 
             continue
         if checker is None:
             return result, report
+        if not _computes_differently(active, report):  # the same computation: no run can tell them apart
+            report.max_error = 0.0
+            return result, report
         report.max_error = checker.error(result)
         if report.max_error <= TOLERANCE:
             return result, report
@@ -169,6 +176,13 @@ def run_guarded(steps: list[Step], model: ir.Model, checker: Checker | None) -> 
         culprit = _first_bad(active, model, checker)
         logger.info("pass %s changed the outputs by %.3g of their range", active[culprit].name, report.max_error)
         report.dropped.append(active.pop(culprit).name)
+
+
+def _computes_differently(steps: list[Step], report: GuardReport) -> bool:
+    """Some step that can change what the model computes did change it (a check costs a session: seconds on
+    a large graph, spent in vain on a model the pipeline only annotated)."""
+    annotating = {step.name for step in steps if step.annotates}
+    return any(record.modified and record.name not in annotating for record in report.steps)
 
 
 def _first_bad(steps: list[Step], model: ir.Model, checker: Checker) -> int:

@@ -54,8 +54,10 @@ def fail(message):
 
 
 if __name__ == "__main__":
+    # Nothing is written into this folder, and no bytecode is read from it: check_files refuses any file the
+    # manifest does not list, a planted __pycache__ too. (A pycache_prefix that hid every cache made numpy and
+    # the runtime compile from source at every start: about a second of CPU on the build host.)
     sys.dont_write_bytecode = True
-    sys.pycache_prefix = os.path.join(os.devnull, "edgec")  # no bytecode read from, or written into, this folder
     check_files()
     sys.path.insert(0, HERE)
     try:
