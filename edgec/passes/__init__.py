@@ -37,22 +37,27 @@ class RulesPass(ir.passes.InPlacePass):
     rewrite that brings in a new operator brings its rules into one more sweep.
 
     `modified` is exact: the sweep removes nodes and initializers that nothing uses even when no
-    rule fires, and onnxscript's RewritePass reported that change as none.
+    rule fires, and onnxscript's RewritePass reported that change as none. A rule whose
+    replacement needs a newer opset than the model's (`minimum_opsets`) is left out.
     """
 
-    def __init__(self, rules: list[pattern.RewriteRule]):
+    def __init__(self, rules: list[pattern.RewriteRule],
+                 minimum_opsets: dict[pattern.RewriteRule, int] | None = None):
         super().__init__()
         self.rules = rules
+        self.minimum_opsets = minimum_opsets or {}
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = common.RemoveUnusedNodesPass()(model).modified
+        opset = model.opset_imports.get("", 0)
+        usable = [rule for rule in self.rules if self.minimum_opsets.get(rule, 0) <= opset]
         swept: set[tuple[str, str]] = set()
         while True:
             present = _operators(model)
             if present <= swept:
                 return ir.passes.PassResult(model, modified)
             swept |= present
-            rules = [rule for rule in self.rules if _root(rule) in present or _root(rule) is None]
+            rules = [rule for rule in usable if _root(rule) in present or _root(rule) is None]
             if rules:
                 modified = RewritePass(rules)(model).modified or modified
 
@@ -84,12 +89,17 @@ def _onnxscript_rules() -> RulesPass:
       of their range on real audio;
     - rules whose pattern has several output nodes (SlicesSplit): its matcher indexes the whole
       graph for every candidate node, which made builds quadratic in node count.
+    MaterializeReshapeShape writes `Reshape(allowzero=1)`, an attribute of opset 14: below it, the
+    rule made an invalid model (onnxruntime refused ppocr_cls's at opset 13, and the guard dropped
+    every onnxscript rewrite with it).
     """
     from onnxscript.rewriter.rules.common import _no_op
+    from onnxscript.rewriter.rules.common._materialize_reshape_shape import materialize_reshape_shape_rule
 
     unsafe = set(_no_op.rules)
     return RulesPass([rule for rule in rewriter._DEFAULT_REWRITE_RULES
-                        if rule not in unsafe and rule._target_pattern.has_single_output_node])
+                      if rule not in unsafe and rule._target_pattern.has_single_output_node],
+                     minimum_opsets={materialize_reshape_shape_rule: 14})
 
 
 FOLD_AND_REWRITE = [

@@ -3,6 +3,7 @@ edgec's own passes reach into If/Loop bodies and functions."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 import pytest
@@ -108,3 +109,22 @@ def test_a_rule_that_does_not_fire_says_why(caplog):
     with caplog.at_level("DEBUG", logger="edgec.passes.rules"):
         assert not _edgec_rules()(m).modified
     assert "rule dropout_is_inference not applied at Dropout 'drop': training mode is on" in caplog.text
+
+
+@pytest.mark.parametrize("opset, materialized", [(13, False), (14, True)])
+def test_rewrites_stay_inside_the_models_opset(opset, materialized):
+    """onnxscript's MaterializeReshapeShape writes Reshape's allowzero, an opset-14 attribute: below 14 it is left out,
+    so the model stays valid and the other rewrites go on."""
+    from edgec.passes import _onnxscript_rules
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])])
+    m = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+    _onnxscript_rules()(m)
+    reshape = next(n for n in m.graph if n.op_type == "Reshape")
+    assert ("allowzero" in reshape.attributes) == materialized
+    assert (reshape.inputs[1].name != "shape") == materialized
+    onnx.checker.check_model(ir.to_proto(m), full_check=True)
