@@ -69,6 +69,25 @@ def test_calibration_methods(method, tmp_path, digits_model, digits_files, digit
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.01
 
 
+def test_calibration_method_is_measured_recorded_and_replayed(digits_builds, digits_model, digits_files, tmp_path):
+    """The default --calibration-method auto judges minmax, percentile and entropy on held-back calibration
+    samples against fp32 and records each; a --config with the manifest's choices rebuilds the same bytes."""
+    built = manifest(digits_builds / "int8")["quantization"]
+    choice = built["calibration_choice"]
+    assert [c["name"] for c in choice["candidates"]] == ["minmax", "percentile", "entropy"]
+    assert all(c["top1_agreement"] >= 95 and c["sqnr_db"] > 25 for c in choice["candidates"])
+    best = max(c["sqnr_db"] for c in choice["candidates"] if c["top1_agreement"] == 100.0)
+    assert built["method"] == choice["chosen"] and choice["replay"] == f"--calibration-method {choice['chosen']}"
+    assert next(c for c in choice["candidates"] if c["name"] == choice["chosen"])["sqnr_db"] == best
+    config = tmp_path / "choices.toml"
+    config.write_text(f'calibration-method = "{choice["chosen"]}"\nint8-scheme = "{built["scheme_choice"]["chosen"]}"\n')
+    edgec("build", digits_model, "-o", tmp_path / "again", "--precision", "int8", "--calibration",
+          digits_files["calib"], "--config", config, check=True)
+    again = manifest(tmp_path / "again")["quantization"]
+    assert again["calibration_choice"] is None and again["method"] == choice["chosen"]
+    assert (tmp_path / "again" / "model.onnx").read_bytes() == (digits_builds / "int8" / "model.onnx").read_bytes()
+
+
 def test_random_calibration_is_recorded(tmp_path, digits_model):
     out = tmp_path / "rand"
     edgec("build", digits_model, "-o", out, "--precision", "int8", "--calibration", "random", check=True)

@@ -1,7 +1,8 @@
 """int8 QDQ graphs that follow a target's scheme, made with onnxruntime's quantization tools.
 
-Calibration runs once: its tensor ranges are kept in a cache file, so the fallback loop
-can re-quantize with some layers excluded without calibrating again.
+Calibration runs once (quantize/calibrate.py): each method's tensor ranges are kept in a cache
+file, so the method choice, the scheme candidates and the fallback loop re-quantize without
+calibrating again.
 """
 from __future__ import annotations
 
@@ -72,11 +73,11 @@ class Scheme:
                 "ops": list(self.ops), "computed_inputs_only": list(self.computed_inputs_only)}
 
 
-class _Reader:
+class Reader:
     """onnxruntime CalibrationDataReader over the calibration runs."""
 
-    def __init__(self, data: CalibrationData):
-        self.rows = list(data.feeds())
+    def __init__(self, runs: list[dict]):
+        self.rows = list(runs)
         self.index = 0
 
     def get_next(self):
@@ -99,14 +100,24 @@ class Quantizer:
     runs (the candidates of a target's scheme share one calibration)."""
 
     def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path):
-        if method not in METHODS:
-            raise ValueError(f"unknown calibration method {method}")
-        self.scheme, self.data, self.method, self.workdir = scheme, data, method, workdir
+        """`method` "auto" leaves the choice to the caller, who measures (quantize/choose.py) and calls `use`."""
+        from edgec.quantize.calibrate import Ranges
+
+        self.scheme, self.data, self.workdir = scheme, data, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
         self.first_weights = _first_layer_weights(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
-        self.cache = workdir / "calibration.json"
+        self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir)
+        self.method, self.cache = "", Path()
+        if method != "auto":
+            self.use(method)
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
+
+    def use(self, method: str, held_back_too: bool = True) -> None:
+        """Quantize with `method`'s ranges, from every calibration run or without the held-back ones."""
+        if method not in METHODS:
+            raise ValueError(f"unknown calibration method {method}")
+        self.method, self.cache = method, self.ranges.write(method, held_back_too)
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -116,7 +127,7 @@ class Quantizer:
         quantize_static(
             str(self.float_path),
             str(out),
-            _Reader(self.data),
+            None,  # the ranges come from the cache
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(self.scheme.ops) or None,
             per_channel=self.scheme.per_channel,
