@@ -177,6 +177,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
             _mark_float(record, record.fallback["float_layers"])
             record.int8_mac_share = round(macs.int8_share((*quantizer.always_float, *record.fallback["float_layers"])), 4)
+        record.bias_corrected = quantizer.bias_corrected
         if quantizer.scheme.int8_data_movement:
             moved = islands.move_in_int8(qdq)
             logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")

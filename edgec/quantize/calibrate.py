@@ -28,7 +28,9 @@ METHODS = ("minmax", "percentile", "entropy")
 class Ranges:
     """Histograms of the float model's tensors over the calibration runs, and each method's ranges."""
 
-    def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path):
+    def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path,
+                 channel_means_of: frozenset[str] = frozenset()):
+        """`channel_means_of`: tensors whose mean per channel (axis 1) over every run is kept too (bias.py)."""
         from onnxruntime.quantization.calibrate import HistogramCalibrater
 
         held = len(runs) // HELD_BACK if len(runs) // HELD_BACK >= MIN_HELD_BACK else 0
@@ -39,12 +41,15 @@ class Ranges:
         session, names = calibrater.infer_session, calibrater.tensors_to_calibrate
         outputs = [o.name for o in session.get_outputs()]
         histograms: dict[str, Histogram] = {}
-        self._histograms = {}
+        self._histograms, self.channel_means = {}, {}
         for part, chunk in (("calibration", runs[:len(runs) - held]), ("all", self.held_back)):
             for feed in chunk:
                 for name, value in zip(outputs, session.run(None, feed)):
                     if name in names and value.size and np.issubdtype(value.dtype, np.floating):
                         histograms.setdefault(name, Histogram()).add(value)
+                    if name in channel_means_of and value.ndim >= 2:
+                        mean = value.mean(axis=tuple(a for a in range(value.ndim) if a != 1), dtype=np.float64)
+                        self.channel_means[name] = self.channel_means.get(name, 0.0) + mean / len(runs)
             self._histograms[part] = {name: h.snapshot() for name, h in histograms.items()}
 
     def write(self, method: str, held_back_too: bool = True) -> Path:

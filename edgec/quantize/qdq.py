@@ -101,17 +101,22 @@ class Quantizer:
 
     def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path):
         """`method` "auto" leaves the choice to the caller, who measures (quantize/choose.py) and calls `use`."""
+        from edgec.quantize import bias
         from edgec.quantize.calibrate import Ranges
 
         self.scheme, self.data, self.workdir = scheme, data, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
         self.first_weights = _first_layer_weights(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
-        self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir)
+        self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
+                             frozenset(bias.correctable(model).values()))
         self.method, self.cache = "", Path()
         if method != "auto":
             self.use(method)
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
+        self._weights: dict[str, dict] = {}  # scheme -> its dequantized weights by layer
+        self.bias_corrected = 0  # layers the last run corrected
+        self.correct_bias = True
 
     def use(self, method: str, held_back_too: bool = True) -> None:
         """Quantize with `method`'s ranges, from every calibration run or without the held-back ones."""
@@ -120,12 +125,29 @@ class Quantizer:
         self.method, self.cache = method, self.ranges.write(method, held_back_too)
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
+        """The QDQ graph, `exclude` and the always-float nodes left float; every int8 layer's bias takes
+        back its weights' mean rounding shift (quantize/bias.py). The weights' rounding depends on the
+        scheme only: one extra quantization per scheme measures it."""
+        from edgec.quantize import bias
+
+        key = repr(self.scheme)
+        if not self.correct_bias:
+            return self._quantize(self.float_path, exclude)
+        if key not in self._weights:
+            self._weights[key] = bias.dequantized_weights(self._quantize(self.float_path, ()))
+        floating = {*exclude, *self.always_float, *self.kept_float}
+        model = ir.load(self.float_path)
+        self.bias_corrected = bias.correct(model, {k: w for k, w in self._weights[key].items() if k not in floating},
+                                           self.ranges.channel_means)
+        return self._quantize(eir.save(model, self.workdir / "float-bias-corrected.onnx"), exclude)
+
+    def _quantize(self, float_path: Path, exclude: tuple[str, ...]) -> ir.Model:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
         out = self.workdir / "qdq.onnx"
         quantize_static(
-            str(self.float_path),
+            str(float_path),
             str(out),
             None,  # the ranges come from the cache
             quant_format=QuantFormat.QDQ,
