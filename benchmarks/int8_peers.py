@@ -35,15 +35,15 @@ from models.corpus.registry import MODELS  # noqa: E402
 RUNS_PER_ROUND = 10
 
 
-def edgec_artifact(model, target: str, calibration: Path, out: Path):
-    """edgec's int8 artifact for `target`, opened through its own harness adapter."""
+def edgec_artifact(model, target: str, calibration: Path, out: Path, **options):
+    """edgec's int8 artifact for `target` (build `options` by name), opened through its own harness adapter."""
     from edgec import api
     from edgec.package.harness.commands import load_manifest, session_class
 
     shapes = tuple(f"{n}:{','.join(map(str, d))}" for n, d in model.input_shapes.items())
     consts = tuple(f"{n}={v}" for n, v in model.const_inputs.items())
     built = api.build(str(model.onnx_path), target, out, precision="int8", calibration=str(calibration),
-                      input_shapes=shapes, const_inputs=consts, force=True, host_verify=False)
+                      input_shapes=shapes, const_inputs=consts, force=True, host_verify=False, options=options)
     manifest = load_manifest(built.path)
     session = session_class(manifest)(str(built.path), manifest, 1)
     names = {spec.name for spec in manifest.inputs}

@@ -58,8 +58,9 @@ COMMON = (
 )
 # Taken by every target that builds int8: the shared quantization engine's settings.
 INT8 = (
-    Option("calibration_method", str, "minmax", "how int8 activation ranges are chosen",
-           choices=("minmax", "percentile", "entropy")),
+    Option("calibration_method", str, "auto", "how int8 activation ranges are chosen; auto judges minmax, "
+           "percentile and entropy on held-back calibration samples against fp32 and keeps the most faithful",
+           choices=("auto", "minmax", "percentile", "entropy")),
     Option("int8_scheme", str, "auto", "which of the target's int8 scheme candidates to use; auto measures "
            "each (fidelity and speed) and keeps the most faithful unless another is 10 % faster at equal fidelity"),
     Option("calibration_samples", int, None, "calibrate on the first N samples of the calibration data "

@@ -19,6 +19,7 @@ from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
 
 AUTO_SCHEME = "auto"  # --int8-scheme: measure the target's candidates and choose
+AUTO_METHOD = "auto"  # --calibration-method: measure minmax, percentile and entropy on held-back samples
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) exists from opset 13
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,28 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, given: str, calibratio
     return graphs[chosen.name], SchemeChoice(chosen.name, why, f"--int8-scheme {chosen.name}", measured)
 
 
+def _choose_method(model: ir.Model, quantizer: Quantizer) -> SchemeChoice:
+    """Quantize with each method's ranges from the calibration part, judge each on the held-back runs
+    against fp32, and keep the most faithful; the quantizer then uses its ranges from every run."""
+    from edgec.quantize import choose
+    from edgec.quantize.calibrate import METHODS
+
+    held_back = quantizer.ranges.held_back
+    if not held_back:
+        quantizer.use("minmax")
+        return SchemeChoice("minmax", f"too few calibration runs ({quantizer.data.count}) to hold any back and "
+                            "judge the methods: minmax", "--calibration-method minmax")
+    graphs = {}
+    for method in METHODS:
+        quantizer.use(method, held_back_too=False)
+        graphs[method] = quantizer.run()
+    measured = choose.measure_methods(model, graphs, held_back)
+    chosen, why = choose.most_faithful(measured)
+    logger.info(f"calibration method {chosen.name}: {why}")
+    quantizer.use(chosen.name)
+    return SchemeChoice(chosen.name, why, f"--calibration-method {chosen.name}", measured)
+
+
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
                         options, judge=None) -> tuple[ir.Model, QuantizationRecord | None]:
     """Return the model the backend lowers and the manifest's `quantization` record.
@@ -118,6 +141,9 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
         quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
+        if method == AUTO_METHOD:
+            record.calibration_choice = _choose_method(model, quantizer)
+            record.method = quantizer.method
         qdq = quantizer.run()
         record.mixed_range_heads = ranges.mixed_range_heads(model, ranges.calibrated_spans(quantizer.cache))
         quantizer.always_float = tuple(name for head in record.mixed_range_heads for name in head.float_nodes)
@@ -151,6 +177,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
             _mark_float(record, record.fallback["float_layers"])
             record.int8_mac_share = round(macs.int8_share((*quantizer.always_float, *record.fallback["float_layers"])), 4)
+        record.bias_corrected = quantizer.bias_corrected
         if quantizer.scheme.int8_data_movement:
             moved = islands.move_in_int8(qdq)
             logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")

@@ -48,14 +48,36 @@ def measure(float_model: ir.Model, candidates: dict[str, ir.Model], overrides: d
                 session.run(None, feeds[0])
                 fastest = min(fastest, time.perf_counter() - start)
             times[name].append(fastest * 1000)
-    measured = []
-    for name, session in sessions.items():
-        outputs = _outputs(session, feeds)
-        agrees = agreement(reference, outputs)
-        top1 = round(float(100.0 * agrees.mean()), 2) if agrees is not None else None
-        measured.append(SchemeCandidate(name, overrides[name], top1, round(sqnr(reference, outputs), 2),
-                                        round(statistics.median(times[name]), 3)))
-    return measured
+    return [SchemeCandidate(name, overrides[name], *_fidelity_of(reference, _outputs(session, feeds)),
+                            round(statistics.median(times[name]), 3)) for name, session in sessions.items()]
+
+
+def measure_methods(float_model: ir.Model, graphs: dict[str, ir.Model], feeds: list[dict]) -> list[SchemeCandidate]:
+    """Fidelity against `float_model` of each calibration method's graph on the held-back `feeds`.
+
+    The QDQ graphs are computed in float (quantize, dequantize, float kernels): the ranges are judged,
+    not one CPU's integer kernels, so the choice holds for every target's runtime.
+    """
+    reference = _outputs(runtime.session(float_model), feeds)
+    return [SchemeCandidate(method, {"calibration_method": method},
+                            *_fidelity_of(reference, _outputs(runtime.session(graph), feeds)))
+            for method, graph in graphs.items()]
+
+
+def most_faithful(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:
+    """The best top-1 agreement; among those within TOP1_POINTS of it, the best SQNR; and why."""
+    top = max(c.top1_agreement or 0.0 for c in measured)
+    tied = [c for c in measured if top - (c.top1_agreement or 0.0) <= TOP1_POINTS]
+    best = max(tied, key=lambda c: c.sqnr_db)
+    others = ", ".join(f"{c.name} {_fidelity(c)}" for c in measured if c is not best)
+    return best, f"{best.name} is the most faithful on the held-back samples ({_fidelity(best)}; {others})"
+
+
+def _fidelity_of(reference: list[np.ndarray], outputs: list[np.ndarray]) -> tuple[float | None, float]:
+    """Top-1 agreement (percent, None where the first output is no score vector) and SQNR (dB)."""
+    agrees = agreement(reference, outputs)
+    top1 = round(float(100.0 * agrees.mean()), 2) if agrees is not None else None
+    return top1, round(sqnr(reference, outputs), 2)
 
 
 def choose(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:

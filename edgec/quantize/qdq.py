@@ -1,7 +1,8 @@
 """int8 QDQ graphs that follow a target's scheme, made with onnxruntime's quantization tools.
 
-Calibration runs once: its tensor ranges are kept in a cache file, so the fallback loop
-can re-quantize with some layers excluded without calibrating again.
+Calibration runs once (quantize/calibrate.py): each method's tensor ranges are kept in a cache
+file, so the method choice, the scheme candidates and the fallback loop re-quantize without
+calibrating again.
 """
 from __future__ import annotations
 
@@ -72,11 +73,11 @@ class Scheme:
                 "ops": list(self.ops), "computed_inputs_only": list(self.computed_inputs_only)}
 
 
-class _Reader:
+class Reader:
     """onnxruntime CalibrationDataReader over the calibration runs."""
 
-    def __init__(self, data: CalibrationData):
-        self.rows = list(data.feeds())
+    def __init__(self, runs: list[dict]):
+        self.rows = list(runs)
         self.index = 0
 
     def get_next(self):
@@ -99,24 +100,56 @@ class Quantizer:
     runs (the candidates of a target's scheme share one calibration)."""
 
     def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path):
-        if method not in METHODS:
-            raise ValueError(f"unknown calibration method {method}")
-        self.scheme, self.data, self.method, self.workdir = scheme, data, method, workdir
+        """`method` "auto" leaves the choice to the caller, who measures (quantize/choose.py) and calls `use`."""
+        from edgec.quantize import bias
+        from edgec.quantize.calibrate import Ranges
+
+        self.scheme, self.data, self.workdir = scheme, data, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
         self.first_weights = _first_layer_weights(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
-        self.cache = workdir / "calibration.json"
+        self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
+                             frozenset(bias.correctable(model).values()))
+        self.method, self.cache = "", Path()
+        if method != "auto":
+            self.use(method)
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
+        self._weights: dict[str, dict] = {}  # scheme -> its dequantized weights by layer
+        self.bias_corrected = 0  # layers the last run corrected
+        self.correct_bias = True
+
+    def use(self, method: str, held_back_too: bool = True) -> None:
+        """Quantize with `method`'s ranges, from every calibration run or without the held-back ones."""
+        if method not in METHODS:
+            raise ValueError(f"unknown calibration method {method}")
+        self.method, self.cache = method, self.ranges.write(method, held_back_too)
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
+        """The QDQ graph, `exclude` and the always-float nodes left float; every int8 layer's bias takes
+        back its weights' mean rounding shift (quantize/bias.py). The weights' rounding depends on the
+        scheme only: one extra quantization per scheme measures it."""
+        from edgec.quantize import bias
+
+        key = repr(self.scheme)
+        if not self.correct_bias:
+            return self._quantize(self.float_path, exclude)
+        if key not in self._weights:
+            self._weights[key] = bias.dequantized_weights(self._quantize(self.float_path, ()))
+        floating = {*exclude, *self.always_float, *self.kept_float}
+        model = ir.load(self.float_path)
+        self.bias_corrected = bias.correct(model, {k: w for k, w in self._weights[key].items() if k not in floating},
+                                           self.ranges.channel_means)
+        return self._quantize(eir.save(model, self.workdir / "float-bias-corrected.onnx"), exclude)
+
+    def _quantize(self, float_path: Path, exclude: tuple[str, ...]) -> ir.Model:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
         out = self.workdir / "qdq.onnx"
         quantize_static(
-            str(self.float_path),
+            str(float_path),
             str(out),
-            _Reader(self.data),
+            None,  # the ranges come from the cache
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(self.scheme.ops) or None,
             per_channel=self.scheme.per_channel,

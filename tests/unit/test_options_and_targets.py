@@ -11,7 +11,7 @@ from edgec.targets import available, describe, load_target
 def test_values_come_from_declarations_then_the_target_then_the_user():
     tflite = load_target("tflite-arm")
     values = options.resolve(tflite, {"io_layout": "nhwc"})
-    assert values.io_layout == "nhwc" and values.io_dtype == "float32" and values.calibration_method == "minmax"
+    assert values.io_layout == "nhwc" and values.io_dtype == "float32" and values.calibration_method == "auto"
     assert options.resolve(load_target("tvm-x86"), {}).tune_trials == 0
 
 

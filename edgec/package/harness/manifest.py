@@ -365,18 +365,20 @@ class FloatIsland:
 
 @dataclass
 class SchemeCandidate:
-    """One int8 scheme candidate as measured on the calibration samples (quantize/choose.py)."""
+    """One int8 scheme candidate, or calibration method, as measured on the calibration samples
+    (quantize/choose.py)."""
 
     name: str
     overrides: Dict[str, Any]  # its keys over the target's [quantization] scheme
     top1_agreement: Optional[float]  # percent, with fp32; null where the first output is no score vector
     sqnr_db: float  # the worst output's, against fp32
-    p50_ms: float  # median of interleaved rounds, one thread, on the build host
+    p50_ms: Optional[float] = None  # median of interleaved rounds, one thread, on the build host; null: not timed
 
 
 @dataclass
 class SchemeChoice:
-    """Which of the target's int8 scheme candidates was used, and why: measured, or given."""
+    """Which of the target's int8 scheme candidates (or calibration methods) was used, and why: measured,
+    or given."""
 
     chosen: str
     why: str
@@ -414,6 +416,8 @@ class QuantizationRecord:
     opset: Optional[int] = None  # the default-domain opset the model was quantized at
     mixed_range_heads: List[MixedRangeHead] = field(default_factory=list)
     scheme_choice: Optional[SchemeChoice] = None
+    calibration_choice: Optional[SchemeChoice] = None  # --calibration-method auto's measured choice
+    bias_corrected: int = 0  # layers whose bias absorbed their int8 weights' mean output shift (quantize/bias.py)
     float_islands: List[FloatIsland] = field(default_factory=list)
     int8_mac_share: Optional[float] = None  # of the multiply-accumulates: an int8 artifact runs at least 0.8
     policy_fallback: Optional[PolicyFallback] = None

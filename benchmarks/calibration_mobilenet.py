@@ -1,0 +1,95 @@
+"""MobileNetV2 int8 fidelity by calibration method, per target, against OpenVINO+NNCF's defaults.
+
+Calibration: the 64 crops of models/mobilenet_v2/calibration.npz. Judged on other crops of the same
+photos (another seed), which no pipeline calibrated on: top-1 agreement with fp32 (onnxruntime) and
+the logits' SQNR. edgec builds each target with each --calibration-method, and with auto, whose
+build time (edgec's own, without host verification) is the issue's 10 s bar for tflite-arm.
+
+    python benchmarks/calibration_mobilenet.py [--crops 128] [--targets onnxruntime,tflite-arm]
+
+Writes benchmarks/results/calibration_mobilenet.json and .md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+from common import MOBILENET, cpu_name, load_average, write_results
+
+sys.path.insert(0, str(MOBILENET))
+from calibration import photos, random_crop  # noqa: E402
+from preprocess import normalize  # noqa: E402
+
+from int8_peers import edgec_artifact, onnxruntime_session, openvino_default_int8  # noqa: E402
+
+METHODS = ("auto", "minmax", "percentile", "entropy")
+EVAL_SEED = 1  # calibration.npz used seed 0
+
+
+def eval_crops(count: int) -> list[dict]:
+    rng = np.random.default_rng(EVAL_SEED)
+    images = photos()
+    crops = normalize(np.stack([random_crop(images[i % len(images)], rng) for i in range(count)]))
+    return [{"input": crops[i : i + 1]} for i in range(count)]
+
+
+class _Model:
+    """What int8_peers' builders read of a corpus model."""
+
+    name = "mobilenet_v2"
+    onnx_path = MOBILENET / "mobilenet_v2.onnx"
+    input_shapes: dict = {}
+    const_inputs: dict = {}
+
+
+def fidelity(run, feeds: list[dict], reference: np.ndarray) -> dict:
+    from edgec.quantize.choose import agreement, sqnr
+
+    logits = np.stack([run(feed)[0] for feed in feeds])
+    return {"top1_agreement": round(float(100 * agreement([reference], [logits]).mean()), 2),
+            "sqnr_db": round(sqnr([reference], [logits]), 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--crops", type=int, default=128)
+    parser.add_argument("--targets", default="onnxruntime,tflite-arm")
+    args = parser.parse_args()
+    from edgec.package.harness.commands import load_manifest
+
+    feeds = eval_crops(args.crops)
+    fp32 = onnxruntime_session(_Model.onnx_path)
+    reference = np.stack([fp32(feed)[0] for feed in feeds])
+    calibration = MOBILENET / "calibration.npz"
+    with np.load(calibration) as data:
+        calib_feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
+    rows = {"openvino+nncf default": fidelity(openvino_default_int8(_Model, calib_feeds), feeds, reference)}
+    with tempfile.TemporaryDirectory(prefix="edgec-bench-calib-") as tmp:
+        for target in args.targets.split(","):
+            for method in METHODS:
+                out = Path(tmp) / f"{target}-{method}"
+                start = time.perf_counter()
+                run = edgec_artifact(_Model, target, calibration, out, calibration_method=method)
+                seconds = time.perf_counter() - start
+                quantization = load_manifest(out).quantization
+                rows[f"edgec {target} {method}"] = {**fidelity(run, feeds, reference), "build_s": round(seconds, 1),
+                                                    "method": quantization.method}
+    result = {"date": str(date.today()), "cpu": cpu_name(), "load_average": load_average(),
+              "eval_crops": args.crops, "calibration": "models/mobilenet_v2/calibration.npz (64 crops)", "rows": rows}
+    lines = [f"MobileNetV2 int8 on {args.crops} crops no pipeline calibrated on (calibration: 64 other crops); "
+             f"{result['cpu']}, load average {result['load_average']} (shared machine: build times are noisy).", "",
+             "| pipeline | method used | top-1 agreement with fp32 (%) | SQNR (dB) | build (s) |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, row in rows.items():
+        lines.append(f"| {name} | {row.get('method', '')} | {row['top1_agreement']:.1f} | {row['sqnr_db']:.1f} | "
+                     f"{row.get('build_s', '')} |")
+    write_results("calibration_mobilenet", result, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

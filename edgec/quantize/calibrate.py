@@ -1,0 +1,151 @@
+"""Activation ranges for every calibration method from one pass over the calibration data.
+
+The float model runs once per calibration run with every tensor to quantize made an output
+(onnxruntime's HistogramCalibrater); each tensor keeps one signed histogram with its min and max.
+minmax, percentile and entropy ranges are all read from those histograms, so
+`--calibration-method auto` judges the three without calibrating three times. The runs are always
+collected in the same two parts, the calibration part and then the held-back part that auto judges
+on, so a method given on the command line finds the same histograms, and the same bytes, as the
+auto build that chose it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+BINS = 2048  # signed histogram bins at first (ORT's percentile default); merging adds bins of the same width
+ENTROPY_BINS = 512  # entropy searches a coarser copy: one KL divergence per candidate threshold
+ENTROPY_STEP = 4  # candidate thresholds every this many of its bins
+ENTROPY_LEVELS = 128  # quantized bins each candidate is judged with (TensorRT's and onnxruntime's default)
+PERCENTILE = 99.999  # of |x|: onnxruntime's default
+SAMPLED = 1 << 14  # values of one run a tensor's histogram counts
+HELD_BACK = 4  # one run in this many is held back to judge the methods on
+MIN_HELD_BACK = 2
+METHODS = ("minmax", "percentile", "entropy")
+
+
+class Ranges:
+    """Histograms of the float model's tensors over the calibration runs, and each method's ranges."""
+
+    def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path,
+                 channel_means_of: frozenset[str] = frozenset()):
+        """`channel_means_of`: tensors whose mean per channel (axis 1) over every run is kept too (bias.py)."""
+        from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+        held = len(runs) // HELD_BACK if len(runs) // HELD_BACK >= MIN_HELD_BACK else 0
+        self.workdir, self.held_back = workdir, runs[len(runs) - held:] if held else []
+        calibrater = HistogramCalibrater(str(model_path), list(op_types) or None, str(workdir / "augmented.onnx"))
+        calibrater.augment_graph()  # every tensor to calibrate made an output
+        calibrater.create_inference_session()
+        session, names = calibrater.infer_session, calibrater.tensors_to_calibrate
+        outputs = [o.name for o in session.get_outputs()]
+        histograms: dict[str, Histogram] = {}
+        self._histograms, self.channel_means = {}, {}
+        for part, chunk in (("calibration", runs[:len(runs) - held]), ("all", self.held_back)):
+            for feed in chunk:
+                for name, value in zip(outputs, session.run(None, feed)):
+                    if name in names and value.size and np.issubdtype(value.dtype, np.floating):
+                        histograms.setdefault(name, Histogram()).add(value)
+                    if name in channel_means_of and value.ndim >= 2:
+                        mean = value.mean(axis=tuple(a for a in range(value.ndim) if a != 1), dtype=np.float64)
+                        self.channel_means[name] = self.channel_means.get(name, 0.0) + mean / len(runs)
+            self._histograms[part] = {name: h.snapshot() for name, h in histograms.items()}
+
+    def write(self, method: str, held_back_too: bool = True) -> Path:
+        """onnxruntime's calibration cache for `method`: from every run, or from the calibration part only."""
+        from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
+
+        from edgec.quantize.qdq import METHODS as ORT_NAMES
+
+        part = "all" if held_back_too else "calibration"
+        path = self.workdir / f"ranges-{method}-{part}.json"
+        if not path.exists():
+            ranges = {name: TensorData(lowest=low, highest=high) for name, (low, high) in
+                      ((name, _range(method, histogram)) for name, histogram in self._histograms[part].items())}
+            save_tensors_data(TensorsData(getattr(CalibrationMethod, ORT_NAMES[method]), ranges), path)
+        return path
+
+
+class Histogram:
+    """One tensor's signed histogram over runs: bins of one width, symmetric about zero, added at both
+    ends as larger values come; its exact min and max. Each run is binned from at most SAMPLED of its
+    values (evenly strided), which estimates its distribution well and keeps calibration a model run."""
+
+    def __init__(self):
+        self.counts, self.width, self.low, self.high = np.zeros(0, np.int64), 0.0, np.inf, -np.inf
+
+    def add(self, value: np.ndarray) -> None:
+        flat = value.ravel()
+        low, high = float(flat.min()), float(flat.max())
+        if not np.isfinite(low) or not np.isfinite(high):  # NaN or Inf: count the finite values only
+            flat = flat[np.isfinite(flat)]
+            if not flat.size:
+                return
+            low, high = float(flat.min()), float(flat.max())
+        self.low, self.high = min(self.low, low), max(self.high, high)
+        reach = max(abs(low), abs(high))
+        if not self.width:
+            self.width = (reach or 1e-8) * 2 / BINS
+        half = self.counts.size // 2
+        needed = max(int(np.ceil(reach / self.width)), 1)
+        if needed > half:
+            self.counts = np.pad(self.counts, needed - half)
+            half = needed
+        index = np.floor(flat[::max(1, flat.size // SAMPLED)] * (1.0 / self.width)).astype(np.int64) + half
+        self.counts += np.bincount(np.minimum(index, 2 * half - 1), minlength=2 * half)
+
+    def snapshot(self) -> tuple:
+        """(counts, edges, min, max), the form onnxruntime's histogram calibrators keep."""
+        half = self.counts.size // 2
+        edges = np.arange(-half, half + 1, dtype=np.float64) * self.width
+        return (self.counts.copy(), edges.astype(np.float32), np.float32(self.low), np.float32(self.high))
+
+
+def _range(method: str, histogram: tuple) -> tuple[np.ndarray, np.ndarray]:
+    hist, edges, low, high = histogram[:4]
+    if method == "percentile":
+        return _percentile(hist, edges, low, high)
+    if method == "entropy":
+        return _entropy(hist, edges, low, high)
+    return low, high
+
+
+def _percentile(hist, edges, low, high):
+    """The symmetric range holding PERCENTILE % of |x|, within the seen min and max."""
+    half = hist.size // 2
+    folded = hist[half:] + hist[:half][::-1]  # |x| in bins of the same width, from 0 up
+    cdf = np.cumsum(folded) / max(folded.sum(), 1)
+    threshold = edges[half + min(int(np.searchsorted(cdf, PERCENTILE / 100.0)) + 1, half)]
+    return np.maximum(-threshold, low).astype(edges.dtype), np.minimum(threshold, high).astype(edges.dtype)
+
+
+def _entropy(hist, edges, low, high):
+    """The symmetric clip [-t, t] whose ENTROPY_LEVELS-level quantization keeps the distribution closest
+    (KL divergence) to the clipped one, the outliers counted at its edges; within the seen min and max."""
+    group = max(hist.size // ENTROPY_BINS, 1)
+    half = -(-(hist.size // 2) // group) * group  # half width, in fine bins, rounded up to whole groups
+    pad = half - hist.size // 2
+    coarse = np.pad(hist, pad).reshape(-1, group).sum(1).astype(np.float64)
+    width = (edges[1] - edges[0]) * group
+    zero, levels = coarse.size // 2, ENTROPY_LEVELS // 2
+    best, best_bins = np.inf, zero
+    for bins in range(levels, zero + 1, ENTROPY_STEP):  # candidate t = bins * width
+        clipped = coarse[zero - bins:zero + bins].copy()
+        reference = clipped.copy()
+        reference[0] += coarse[:zero - bins].sum()
+        reference[-1] += coarse[zero + bins:].sum()
+        level = np.arange(clipped.size) * ENTROPY_LEVELS // clipped.size
+        used = reference > 0
+        used[bins] = False  # the bin that holds exact zeros (ReLU's): zero is exactly representable
+        per_level = np.bincount(level, clipped * used, ENTROPY_LEVELS) / np.maximum(
+            np.bincount(level, used, ENTROPY_LEVELS), 1)
+        candidate = np.where(used, per_level[level], 0.0)
+        used[bins], candidate[bins] = reference[bins] > 0, clipped[bins]
+        p = reference[used] / reference.sum()
+        q = np.maximum(candidate[used], 1e-9 * candidate.sum() + 1e-30) / max(candidate.sum(), 1e-30)
+        divergence = float(np.sum(p * np.log(p / q)))
+        if divergence < best:
+            best, best_bins = divergence, bins
+    threshold = np.float32(best_bins * width)
+    return np.maximum(-threshold, low).astype(edges.dtype), np.minimum(threshold, high).astype(edges.dtype)

@@ -1,0 +1,53 @@
+"""Every calibration method's ranges from one histogram pass (edgec/quantize/calibrate.py), and the rule
+that picks among them (quantize/choose.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgec.package.harness.manifest import SchemeCandidate
+from edgec.quantize.calibrate import Histogram, _range
+from edgec.quantize.choose import most_faithful
+
+
+def _relu_with_outliers() -> list[np.ndarray]:
+    """ReLU-like activations: about a third exact zeros, a long-tailed body, one outlier at 40."""
+    rng = np.random.default_rng(0)
+    runs = []
+    for run in range(8):
+        body = np.maximum(rng.normal(0.5, 1.0, 20_000), 0) * rng.exponential(1.0, 20_000)
+        body[0] = 40.0 if run == 0 else body[0]
+        runs.append(body.astype(np.float32))
+    return runs
+
+
+def test_methods_read_one_histogram():
+    histogram = Histogram()
+    for run in _relu_with_outliers():
+        histogram.add(run)
+    counts, edges, low, high = snapshot = histogram.snapshot()
+    assert counts.sum() == 8 * 20_000 and counts.size == edges.size - 1 and edges[0] == -edges[-1]
+    assert (low, high) == (0.0, 40.0) and _range("minmax", snapshot) == (0.0, 40.0)
+    p_low, p_high = _range("percentile", snapshot)
+    e_low, e_high = _range("entropy", snapshot)
+    assert p_low == e_low == 0.0  # never below the seen minimum
+    assert 5.0 < p_high < 40.0  # one value in 160,000 lies past the 99.999th percentile of |x|
+    assert 2.0 < e_high < p_high  # the KL search clips the long tail further
+
+
+def test_larger_values_extend_the_histogram_without_rebinning():
+    histogram = Histogram()
+    histogram.add(np.linspace(-1, 1, 1001, dtype=np.float32))
+    width = histogram.width
+    histogram.add(np.array([0.0, 7.5], dtype=np.float32))
+    counts, edges, low, high = histogram.snapshot()
+    assert histogram.width == width and edges[-1] >= 7.5 and counts.sum() == 1003 and (low, high) == (-1.0, 7.5)
+
+
+def test_most_faithful_breaks_top1_ties_by_sqnr():
+    """MobileNetV2's held-back figures: percentile and entropy tie on top-1, entropy has the better SQNR."""
+    minmax = SchemeCandidate("minmax", {}, 87.5, 13.4)
+    percentile = SchemeCandidate("percentile", {}, 93.75, 15.2)
+    entropy = SchemeCandidate("entropy", {}, 93.75, 16.4)
+    assert most_faithful([minmax, percentile, entropy])[0] is entropy
+    assert most_faithful([minmax, SchemeCandidate("entropy", {}, 81.25, 16.4)])[0] is minmax  # top-1 first
+    assert most_faithful([SchemeCandidate("minmax", {}, None, 20.0), SchemeCandidate("entropy", {}, None, 21.0)])[0].name == "entropy"
