@@ -15,7 +15,7 @@ from edgec import ir as eir
 from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
-OVERFLOW_FIXES = ("disable", "first_layer", "enable")
+OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
@@ -28,7 +28,8 @@ class Scheme:
     weights: str = "int8"
     weight_symmetric: bool = True
     # 7-bit weights keep pairs of u8 x s8 products within int16, where kernels saturate (AVX2 without
-    # VNNI): on the first MAC layers (those that see the model's inputs), on all, or none; NNCF's names.
+    # VNNI): on the first MAC layers (those that see the model's inputs), on every MAC layer whose input
+    # goes below zero (its u8 zero point, and so every code, sits far above 0), on all, or none.
     overflow_fix: str = "disable"
     per_channel: bool = True
     bias: str = "int32"
@@ -104,11 +105,28 @@ class Quantizer:
         self.scheme, self.data, self.method, self.workdir = scheme, data, method, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
         self.first_weights = _first_layer_weights(model)
+        self.weights_by_input = _weights_by_input(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.cache = workdir / "calibration.json"
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
+        if self.scheme.overflow_fix == "signed_inputs" and not self.cache.exists():
+            self._quantize(exclude, seven_bit=[])  # calibrates: the inputs' ranges say which weights need 7 bits
+        return self._quantize(exclude, self._seven_bit_weights())
+
+    def _seven_bit_weights(self) -> list[str]:
+        """The weights that get 7 bits under `overflow_fix` ("enable" is onnxruntime's reduce_range)."""
+        if self.scheme.overflow_fix == "first_layer":
+            return self.first_weights
+        if self.scheme.overflow_fix == "signed_inputs":
+            from edgec.quantize.ranges import calibrated_spans
+
+            spans = calibrated_spans(self.cache)
+            return [weight for data, weight in self.weights_by_input if data in spans and spans[data].low < 0]
+        return []
+
+    def _quantize(self, exclude: tuple[str, ...], seven_bit: list[str]) -> ir.Model:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -129,8 +147,7 @@ class Quantizer:
             extra_options={
                 "ActivationSymmetric": self.scheme.activation_symmetric,
                 "WeightSymmetric": self.scheme.weight_symmetric,
-                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in self.first_weights
-                                         if self.scheme.overflow_fix == "first_layer"},
+                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in seven_bit},
                 **self.scheme.extra,
             },
         )
@@ -146,6 +163,12 @@ def _with_constant_input(model: ir.Model, op_types: tuple[str, ...]) -> list[str
             node.name = node.name or f"{node.op_type}_{index}"
             found.append(node.name)
     return found
+
+
+def _weights_by_input(model: ir.Model) -> list[tuple[str, str]]:
+    """(data input, weight) of every MAC layer whose weight is an initializer."""
+    return [(node.inputs[0].name, node.inputs[1].name) for node in model.graph if node.op_type in MAC_OPS
+            and node.inputs[1] is not None and node.inputs[1].is_initializer()]
 
 
 def _first_layer_weights(model: ir.Model) -> list[str]:
