@@ -87,6 +87,22 @@ class Backend:
         """True when, for these options, the backend quantizes from ctx.calibration on its own."""
         return False
 
+    def int8_runner(self, model: ir.Model):
+        """A callable (feed -> outputs) that runs the QDQ graph `model` as the artifact will, with the
+        runtime's int8 kernels on one thread: the build measures int8 candidates with it. None: this
+        backend's candidates cannot be measured on the build host."""
+        return None
+
+    def own_int8(self, model: ir.Model, target: Target, calibration, options) -> dict:
+        """The backend's own int8 engines that compete with edgec's QDQ graph under these options: name ->
+        runner of the int8 model it made of the float `model`. The options `int8_options(name)` build it."""
+        return {}
+
+    def int8_options(self, engine: str) -> dict:
+        """The option values that make `lower` build with the backend's own int8 engine `engine`, or
+        with edgec's QDQ graph (engine '')."""
+        return {}
+
     def requirements(self, target: Target) -> list[str]:
         """pip lines the device needs to run the harness."""
         return ["numpy>=1.24", self.requirement()]
