@@ -93,14 +93,13 @@ class Backend:
         backend's candidates cannot be measured on the build host."""
         return None
 
-    def own_int8(self, model: ir.Model, target: Target, calibration, options) -> dict:
-        """The backend's own int8 engines that compete with edgec's QDQ graph under these options: name ->
-        runner of the int8 model it made of the float `model`. The options `int8_options(name)` build it."""
-        return {}
+    def own_int8(self, model: ir.Model, target: Target, calibration, options) -> list:
+        """The backend's own int8 engines (quantize.choose.Engine) that compete with edgec's QDQ graph
+        under these options, each made of the float `model`."""
+        return []
 
-    def int8_options(self, engine: str) -> dict:
-        """The option values that make `lower` build with the backend's own int8 engine `engine`, or
-        with edgec's QDQ graph (engine '')."""
+    def qdq_options(self) -> dict:
+        """The option values that make `lower` take edgec's QDQ graph where the backend has engines of its own."""
         return {}
 
     def requirements(self, target: Target) -> list[str]:

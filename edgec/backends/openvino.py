@@ -117,17 +117,29 @@ class OpenVINOBackend(Backend):
     def int8_runner(self, model: ir.Model):
         return _runner(_convert(model))
 
-    def own_int8(self, model: ir.Model, target, calibration, options) -> dict:
-        """NNCF's int8 model, where the `quantizer` option leaves the choice to measurement."""
+    def own_int8(self, model: ir.Model, target, calibration, options) -> list:
+        """NNCF's int8 models, one per overflow fix among the target's schemes, where the `quantizer`
+        option leaves the choice to measurement."""
         if options.quantizer != "auto" or importlib.util.find_spec("nncf") is None:
-            return {}
+            return []
         from edgec.backends import openvino_nncf
+        from edgec.quantize.choose import Engine
+        from edgec.quantize.qdq import Scheme
 
-        quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options)
-        return {"nncf": _runner(quantized)}
+        scheme = Scheme.from_target(target.quantization)
+        by_fix: dict[str, str | None] = {}
+        for name in scheme.candidates or [None]:
+            fix = (scheme.variant(name) if name else scheme).overflow_fix
+            by_fix.setdefault(openvino_nncf.OVERFLOW_FIX[fix], name)
+        engines = []
+        for fix, name in by_fix.items():
+            quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options, fix)
+            chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {})}
+            engines.append(Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized)))
+        return engines
 
-    def int8_options(self, engine: str) -> dict:
-        return {"quantizer": engine or "edgec"}
+    def qdq_options(self) -> dict:
+        return {"quantizer": "edgec"}
 
     def claimed_operators(self) -> list[str]:
         return sorted(COMMON_OPS)
@@ -172,7 +184,8 @@ class OpenVINOBackend(Backend):
         if nncf_int8:
             from edgec.backends import openvino_nncf
 
-            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx.target, ctx.calibration, ctx.options)
+            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx.target, ctx.calibration, ctx.options,
+                                                    openvino_nncf.overflow_fix(ctx.target, ctx.options.int8_scheme))
         path = ctx.out_dir / MODEL_FILE
         _numbered_names(ov_model, model)
         ov.save_model(ov_model, path, compress_to_fp16=ctx.precision == "fp16")
@@ -182,7 +195,7 @@ class OpenVINOBackend(Backend):
             raise UnsupportedError("int8 build left no convolution or matmul quantized: this model has nothing "
                                    "OpenVINO runs in int8; build it in fp32 or fp16")
         config = OpenVINOConfig(self.name, "CPU", INFERENCE_PRECISION, {"fp32": "f32", "fp16": "f16", "int8": "i8"}[
-            ctx.precision], int8_layers, [], ctx.options.quantizer if ctx.precision == "int8" else None, nncf)
+            ctx.precision], int8_layers, [], ("nncf" if nncf_int8 else "edgec") if ctx.precision == "int8" else None, nncf)
         with _refused("compile"):
             config.layers = _compiled_layers(core, path, config, ctx.target.threads)
         # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.

@@ -62,7 +62,7 @@ def _check_scheme_option(target, scheme: Scheme, given: str) -> None:
         raise InputError(f"--int8-scheme {given}: not a candidate of target {target.name} (it has {known})")
 
 
-def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: dict, given: str,
+def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
                    calibration: CalibrationData, current: ir.Model) -> tuple[ir.Model, SchemeChoice]:
     """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
     target's scheme candidates and the backend's own int8 `engines` (where one of those wins: `current`);
@@ -72,15 +72,15 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: dict
     base = quantizer.scheme
     plain = dataclasses.replace(base, candidates={})
     schemes = {name: base.variant(name) for name in base.candidates} or {EDGEC: plain}
+    own = {engine.name: engine for engine in engines}
 
     def quantize(name: str) -> ir.Model:
         quantizer.scheme = schemes[name]
         return current if quantizer.scheme == plain else quantizer.run()
 
     def choice(name: str, why: str, measured: list) -> SchemeChoice:
-        chosen = backend.int8_options(name if name in engines else "")
-        if name in base.candidates:
-            chosen["int8_scheme"] = name
+        chosen = own[name].options if name in own else {
+            **backend.qdq_options(), **({"int8_scheme": name} if name in base.candidates else {})}
         return SchemeChoice(name, why, _flags(chosen), measured, chosen)
 
     if given != AUTO_SCHEME:
@@ -91,11 +91,12 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: dict
         raise UnsupportedError(f"int8 candidates are measured with the runtime's own kernels, which the "
                                f"{backend.name} backend cannot run on this host; list one scheme for its target")
     overrides = {name: base.candidates.get(name, {}) for name in schemes} | {
-        name: backend.int8_options(name) for name in engines}
-    measured = choose.measure(model, runners | engines, overrides, calibration)
+        name: engine.options for name, engine in own.items()}
+    measured = choose.measure(model, runners | {name: engine.run for name, engine in own.items()}, overrides,
+                              calibration)
     chosen, why = choose.choose(measured)
     logger.info(f"int8 {chosen.name}: {why}")
-    if chosen.name in engines:
+    if chosen.name in own:
         return current, choice(chosen.name, why, measured)
     quantizer.scheme = schemes[chosen.name]
     return graphs[chosen.name], choice(chosen.name, why, measured)
@@ -149,10 +150,10 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         if quantizer.always_float:
             qdq = quantizer.run()
         given = options.int8_scheme
-        engines = backend.own_int8(model, target, calibration, options) if given == AUTO_SCHEME else {}
+        engines = backend.own_int8(model, target, calibration, options) if given == AUTO_SCHEME else []
         if scheme.candidates or engines:
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq)
-            if record.scheme_choice.chosen in engines:
+            if record.scheme_choice.chosen in {engine.name for engine in engines}:
                 record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
                 return model, record
             record.scheme = quantizer.scheme.to_dict()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -27,6 +28,16 @@ from edgec.package.harness.manifest import SchemeCandidate
 from edgec.quantize.data import CalibrationData
 
 Runner = Callable[[dict], list]  # one feed -> the outputs, in the model's order
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A backend's own int8 model, competing with edgec's QDQ graphs: the options that build it, and
+    its runner."""
+
+    name: str
+    options: dict
+    run: Runner
 
 JUDGED_RUNS = 32  # calibration runs the candidates are judged on
 ROUNDS = 7  # interleaved timing rounds; a candidate's latency is the median over rounds of its fastest run
