@@ -56,8 +56,12 @@ def edgec_artifact(model, target: str, calibration: Path, out: Path, choices: di
     session = session_class(manifest)(str(built.path), manifest, 1)
     names = {spec.name for spec in manifest.inputs}
     outputs = [spec.name for spec in manifest.outputs]
-    # the adapter's bare run, as the peers' sessions run: no input checks in the timed call
-    return lambda feed: [session._run({k: v for k, v in feed.items() if k in names})[n] for n in outputs]
+    def run(feed: dict) -> list:
+        """The adapter's bare run, once per call as the peers' sessions run: no input checks timed."""
+        results = session._run({k: v for k, v in feed.items() if k in names})
+        return [results[n] for n in outputs]
+
+    return run
 
 
 def onnxruntime_session(path: Path):
