@@ -74,7 +74,7 @@ def main() -> None:
             for method in METHODS:
                 out = Path(tmp) / f"{target}-{method}"
                 start = time.perf_counter()
-                run = edgec_artifact(_Model, target, calibration, out, calibration_method=method)
+                run = edgec_artifact(_Model, target, calibration, out, {}, calibration_method=method)
                 seconds = time.perf_counter() - start
                 quantization = load_manifest(out).quantization
                 rows[f"edgec {target} {method}"] = {**fidelity(run, feeds, reference), "build_s": round(seconds, 1),

@@ -9,7 +9,9 @@ All four and onnxruntime fp32 run on one thread in interleaved rounds (load from
 them alike); a latency is the median over rounds of each round's median, and each ratio is edgec's
 over its peer's. Fidelity beside it: the worst output's SQNR against fp32 and, for class scores,
 top-1 agreement, on the model's real inputs (calibration: the same inputs; MobileNetV2: its 64
-calibration crops, judged on its photos). A pipeline that fails on a model is a result, not a crash.
+calibration crops, judged on 56 other crops of its photos). A pipeline that fails on a model is a
+result, not a crash. Beside each model: which int8 engine edgec's openvino-cpu build measured best
+(its scheme candidates and NNCF, quantization.scheme_choice) and every candidate's measures.
 
     python benchmarks/int8_peers.py [--models mobilenet_v2,fer_emotion] [--rounds 7]
 
@@ -18,6 +20,7 @@ Writes benchmarks/results/int8_peers.json and .md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -35,8 +38,9 @@ from models.corpus.registry import MODELS  # noqa: E402
 RUNS_PER_ROUND = 10
 
 
-def edgec_artifact(model, target: str, calibration: Path, out: Path, **options):
-    """edgec's int8 artifact for `target` (build `options` by name), opened through its own harness adapter."""
+def edgec_artifact(model, target: str, calibration: Path, out: Path, choices: dict, **options):
+    """edgec's int8 artifact for `target` (build `options` by name), opened through its own harness adapter;
+    its measured int8 choice goes into `choices`."""
     from edgec import api
     from edgec.package.harness.commands import load_manifest, session_class
 
@@ -45,11 +49,19 @@ def edgec_artifact(model, target: str, calibration: Path, out: Path, **options):
     built = api.build(str(model.onnx_path), target, out, precision="int8", calibration=str(calibration),
                       input_shapes=shapes, const_inputs=consts, force=True, host_verify=False, options=options)
     manifest = load_manifest(built.path)
+    if manifest.quantization.scheme_choice is not None:
+        choice = manifest.quantization.scheme_choice
+        choices[target] = {"chosen": choice.chosen, "why": choice.why, "replay": choice.replay,
+                           "candidates": [dataclasses.asdict(c) for c in choice.candidates]}
     session = session_class(manifest)(str(built.path), manifest, 1)
     names = {spec.name for spec in manifest.inputs}
     outputs = [spec.name for spec in manifest.outputs]
-    # the adapter's bare run, as the peers' sessions run: no input checks in the timed call
-    return lambda feed: [session._run({k: v for k, v in feed.items() if k in names})[n] for n in outputs]
+    def run(feed: dict) -> list:
+        """The adapter's bare run, once per call as the peers' sessions run: no input checks timed."""
+        results = session._run({k: v for k, v in feed.items() if k in names})
+        return [results[n] for n in outputs]
+
+    return run
 
 
 def onnxruntime_session(path: Path):
@@ -110,19 +122,23 @@ def compare(model, rounds: int, tmp: Path) -> dict:
 
     feeds = model.samples(model.load_inputs())
     if model.name == "mobilenet_v2":
+        from compression import photo_crops
+
         calibration = MOBILENET / "calibration.npz"
         with np.load(calibration) as data:
             calib_feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
+        with np.load(photo_crops(tmp)["unseen"]) as data:
+            feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
     else:
         calibration, calib_feeds = model.inputs_path, feeds
     makers = {
         "fp32": lambda: onnxruntime_session(model.onnx_path),
-        "edgec onnxruntime": lambda: edgec_artifact(model, "onnxruntime", calibration, tmp / "ort"),
+        "edgec onnxruntime": lambda: edgec_artifact(model, "onnxruntime", calibration, tmp / "ort", choices),
         "onnxruntime default": lambda: onnxruntime_default_int8(model, calib_feeds, tmp),
-        "edgec openvino-cpu": lambda: edgec_artifact(model, "openvino-cpu", calibration, tmp / "ov"),
+        "edgec openvino-cpu": lambda: edgec_artifact(model, "openvino-cpu", calibration, tmp / "ov", choices),
         "openvino+nncf default": lambda: openvino_default_int8(model, calib_feeds),
     }
-    runs, failed = {}, {}
+    runs, failed, choices = {}, {}, {}
     for name, make in makers.items():
         try:
             runs[name] = make()
@@ -131,7 +147,7 @@ def compare(model, rounds: int, tmp: Path) -> dict:
             runs.pop(name, None)
             failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
     reference = [np.stack(values) for values in zip(*(runs["fp32"](f) for f in feeds))]
-    row = {"model": model.name, "failed": failed, "variants": {}}
+    row = {"model": model.name, "failed": failed, "variants": {}, "choices": choices}
     for name, run in runs.items():
         outputs = [np.stack(values) for values in zip(*(run(f) for f in feeds))]
         agrees = agreement(reference, outputs)
@@ -169,6 +185,15 @@ def markdown(rows: list[dict], rounds: int) -> str:
         lines.append(f"| {row['model']} | " + " | ".join(f"{row[p]:.2f}x" if p in row else "-" for p in pairs) + " |")
     medians = [statistics.median(r[p] for r in rows if p in r) if any(p in r for r in rows) else None for p in pairs]
     lines.append("| **median** | " + " | ".join(f"**{m:.2f}x**" if m else "-" for m in medians) + " |")
+    lines += ["", "edgec's openvino-cpu int8 choice, measured by the build with OpenVINO's kernels on its calibration "
+              "samples (p50: fastest of 5 runs, median over 7 rounds, one thread):", "",
+              "| model | candidate | p50 ms | SQNR dB | top-1 % | chosen |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        choice = row.get("choices", {}).get("openvino-cpu")
+        for c in choice["candidates"] if choice else []:
+            top1 = "" if c["top1_agreement"] is None else f"{c['top1_agreement']:.1f}"
+            mark = f"**yes**: {choice['why']}" if c["name"] == choice["chosen"] else ""
+            lines.append(f"| {row['model']} | {c['name']} | {c['p50_ms']:.2f} | {c['sqnr_db']:.1f} | {top1} | {mark} |")
     return "\n".join(lines) + "\n"
 
 

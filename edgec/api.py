@@ -163,6 +163,8 @@ def _build(source, target, output, unverified, user_files, started, precision, i
             judge = PolicyJudge(checker, reference_policy)
             model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values,
                                                       judge)
+        if quantization is not None and quantization.scheme_choice is not None:  # the backend builds what was chosen
+            values = dataclasses.replace(values, **quantization.scheme_choice.options)
 
     with system.temporary_folder(output) as folder:
         mark(folder, "artifact")

@@ -55,13 +55,31 @@ def test_fp16_stores_half_weights(tmp_path, digits_model, digits_fp32):
 
 def test_digits_int8_accuracy_and_proof(digits_int8, digits_data, digits_accuracy, tmp_path):
     m = manifest(digits_int8)
-    assert m["precision"] == "int8" and m["backend"]["quantizer"] == "edgec"  # the target's default
+    assert m["precision"] == "int8"
+    # both quantizers measured with OpenVINO's kernels: the target's two schemes and NNCF
+    choice = m["quantization"]["scheme_choice"]
+    assert {c["name"] for c in choice["candidates"]} == {"s8-7bit-signed-inputs", "s8-7bit", "s8-7bit-first",
+                                                      "nncf s8-7bit-signed-inputs", "nncf s8-7bit-first"}
+    assert all(c["p50_ms"] > 0 and c["top1_agreement"] is not None for c in choice["candidates"])
+    assert m["backend"]["quantizer"] == choice["options"]["quantizer"] == m["build"]["options"]["quantizer"]
     logits = infer(digits_int8, {"input": digits_data["x_test"]}, tmp_path)["logits"]
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
     ran = {layer["type"]: layer["precision"] for layer in m["backend"]["layers"]}
     assert ran["Convolution"] in INT8 and ran["FullyConnected"] in INT8
     assert len(m["backend"]["int8_layers"]) == 4  # 3 convolutions and the classifier
     assert m["verification"]["result"]["runtime_checks"]["int8_layers"]["passed"]
+
+
+def test_recorded_choice_replays_byte_identical(digits_int8, tmp_path, digits_model, digits_files):
+    """The manifest's choice, given back as its flags, rebuilds without measuring, and the same bytes."""
+    choice = manifest(digits_int8)["quantization"]["scheme_choice"]
+    out = tmp_path / "replayed"
+    edgec("build", digits_model, "-t", "openvino-cpu", "--calibration", digits_files["calib"], *choice["replay"].split(),
+          "-o", out, check=True)
+    again = manifest(out)["quantization"]["scheme_choice"]
+    assert (again or {}).get("candidates", []) == []
+    assert (out / "model.bin").read_bytes() == (digits_int8 / "model.bin").read_bytes()
+    assert (out / "model.xml").read_bytes() == (digits_int8 / "model.xml").read_bytes()
 
 
 def test_digits_int8_edgec_quantizer(tmp_path, digits_model, digits_files, digits_data, digits_accuracy):

@@ -32,7 +32,9 @@ TENSORRT_OPTIONS = (
 REGISTRY = {
     "onnxruntime": BackendEntry("edgec.backends.onnxruntime:OnnxRuntimeBackend"),
     "openvino": BackendEntry("edgec.backends.openvino:OpenVINOBackend", (
-        Option("quantizer", str, "edgec", "int8 engine: edgec's own QDQ graph or NNCF", choices=("edgec", "nncf")),
+        Option("quantizer", str, "auto", "int8 engine: edgec's own QDQ graph, NNCF, or auto: measure both "
+               "(fidelity and speed) and keep the more faithful unless the other is 10 % faster at equal fidelity",
+               choices=("auto", "edgec", "nncf")),
     )),
     "tflite": BackendEntry("edgec.backends.tflite:TFLiteBackend", (
         Option("io_layout", str, "nchw", "the artifact's image layout", choices=("nchw", "nhwc")),

@@ -87,6 +87,21 @@ class Backend:
         """True when, for these options, the backend quantizes from ctx.calibration on its own."""
         return False
 
+    def int8_runner(self, model: ir.Model):
+        """A callable (feed -> outputs) that runs the QDQ graph `model` as the artifact will, with the
+        runtime's int8 kernels on one thread: the build measures int8 candidates with it. None: this
+        backend's candidates cannot be measured on the build host."""
+        return None
+
+    def own_int8(self, model: ir.Model, target: Target, calibration, options) -> list:
+        """The backend's own int8 engines (quantize.choose.Engine) that compete with edgec's QDQ graph
+        under these options, each made of the float `model`."""
+        return []
+
+    def qdq_options(self) -> dict:
+        """The option values that make `lower` take edgec's QDQ graph where the backend has engines of its own."""
+        return {}
+
     def requirements(self, target: Target) -> list[str]:
         """pip lines the device needs to run the harness."""
         return ["numpy>=1.24", self.requirement()]

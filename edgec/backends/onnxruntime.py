@@ -28,6 +28,11 @@ class OnnxRuntimeBackend(Backend):
     def extra_domains(self) -> tuple[str, ...]:
         return ("com.microsoft", "ai.onnx.ml")
 
+    def int8_runner(self, model: ir.Model):
+        from edgec.quantize.choose import onnxruntime_runner
+
+        return onnxruntime_runner(model, optimize=True, threads=1)
+
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
         import onnx
         import onnxruntime as ort

@@ -9,6 +9,7 @@ the artifact's own harness and records, per layer, the precision the compiled mo
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -26,12 +27,13 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
 INFERENCE_PRECISION = "f32"
-# edgec's QDQ graph is the default quantizer (the `quantizer` option, edgec/backends/__init__.py): on a
-# quiet machine it ran MobileNetV2 10 % faster than NNCF's MIXED-preset model (and faster than the
-# plain ov+nncf pipeline), with the better digits accuracy; NNCF kept one more photo's top-1
-# (benchmarks/results/openvino_mobilenet.md).
+# int8 comes from edgec's QDQ graph or from NNCF (the `quantizer` option, edgec/backends/__init__.py).
+# Neither wins everywhere (benchmarks/results/int8_peers.md), so by default (`auto`) the build measures
+# both, with OpenVINO's kernels (edgec/quantize/choose.py), and keeps the better.
 # The lines of OpenVINO's errors that say where, not why.
 BOILERPLATE = re.compile(r"Check '|Exception from |FrontEnd API failed|Model wasn't|Summary:|-- |\[ONNX Frontend\] Conv|While val")
+# A name OpenVINO makes up for a node: its type and a process-wide count.
+MADE_UP_NAME = re.compile(r"(?<![\w.])([A-Z][A-Za-z0-9]*)_(\d+)(?![\w.])")
 # Layers whose data input comes through a FakeQuantize are meant to run int8.
 QUANTIZABLE = frozenset({"Convolution", "GroupConvolution", "ConvolutionBackpropData",
                          "GroupConvolutionBackpropData", "MatMul"})
@@ -112,6 +114,33 @@ class OpenVINOBackend(Backend):
     def quantizes_itself(self, options) -> bool:
         return options.quantizer == "nncf"
 
+    def int8_runner(self, model: ir.Model):
+        return _runner(_convert(model))
+
+    def own_int8(self, model: ir.Model, target, calibration, options) -> list:
+        """NNCF's int8 models, one per overflow fix among the target's schemes, where the `quantizer`
+        option leaves the choice to measurement."""
+        if options.quantizer != "auto" or importlib.util.find_spec("nncf") is None:
+            return []
+        from edgec.backends import openvino_nncf
+        from edgec.quantize.choose import Engine
+        from edgec.quantize.qdq import Scheme
+
+        scheme = Scheme.from_target(target.quantization)
+        by_fix: dict[str, str | None] = {}
+        for name in scheme.candidates or [None]:
+            fix = (scheme.variant(name) if name else scheme).overflow_fix
+            by_fix.setdefault(openvino_nncf.OVERFLOW_FIX[fix], name)
+        engines = []
+        for fix, name in by_fix.items():
+            quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options, fix)
+            chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {})}
+            engines.append(Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized)))
+        return engines
+
+    def qdq_options(self) -> dict:
+        return {"quantizer": "edgec"}
+
     def claimed_operators(self) -> list[str]:
         return sorted(COMMON_OPS)
 
@@ -149,16 +178,16 @@ class OpenVINOBackend(Backend):
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
         ov = require("openvino", "openvino")
         nncf = None
-        with system.scratch("ov") as tmp, _refused("convert"):
-            nncf_int8 = ctx.precision == "int8" and self.quantizes_itself(ctx.options)
-            source = ctx.float_model if nncf_int8 and ctx.float_model is not None else model
-            ov_model = ov.convert_model(str(eir.save(source, Path(tmp) / "model.onnx")))
+        nncf_int8 = ctx.precision == "int8" and self.quantizes_itself(ctx.options)
+        ov_model = _convert(ctx.float_model if nncf_int8 and ctx.float_model is not None else model)
         _stable_top_k(ov_model)
         if nncf_int8:
             from edgec.backends import openvino_nncf
 
-            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx)
+            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx.target, ctx.calibration, ctx.options,
+                                                    openvino_nncf.overflow_fix(ctx.target, ctx.options.int8_scheme))
         path = ctx.out_dir / MODEL_FILE
+        _numbered_names(ov_model, model)
         ov.save_model(ov_model, path, compress_to_fp16=ctx.precision == "fp16")
         core = ov.Core()
         int8_layers = _int8_layers(core.read_model(path))
@@ -166,12 +195,45 @@ class OpenVINOBackend(Backend):
             raise UnsupportedError("int8 build left no convolution or matmul quantized: this model has nothing "
                                    "OpenVINO runs in int8; build it in fp32 or fp16")
         config = OpenVINOConfig(self.name, "CPU", INFERENCE_PRECISION, {"fp32": "f32", "fp16": "f16", "int8": "i8"}[
-            ctx.precision], int8_layers, [], ctx.options.quantizer if ctx.precision == "int8" else None, nncf)
+            ctx.precision], int8_layers, [], ("nncf" if nncf_int8 else "edgec") if ctx.precision == "int8" else None, nncf)
         with _refused("compile"):
             config.layers = _compiled_layers(core, path, config, ctx.target.threads)
         # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.
         return Lowered([MODEL_FILE, WEIGHTS_FILE], eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs),
                        config)
+
+
+def _convert(model: ir.Model):
+    """The OpenVINO model of `model`, by OpenVINO's ONNX frontend."""
+    ov = require("openvino", "openvino")
+    with system.scratch("ov") as tmp, _refused("convert"):
+        return ov.convert_model(str(eir.save(model, Path(tmp) / "model.onnx")))
+
+
+def _runner(ov_model):
+    """Run `ov_model` as the artifact's harness compiles it, on one thread: feed -> outputs."""
+    from edgec.package.harness import rt_openvino
+
+    ov = require("openvino", "openvino")
+    config = OpenVINOConfig("openvino", "CPU", INFERENCE_PRECISION, "i8", [], [], None, None)
+    request = rt_openvino.compile_model(ov.Core(), ov_model, config, 1).create_infer_request()
+    return lambda feed: [value.copy() for value in request.infer(feed).values()]
+
+
+def _numbered_names(ov_model, model: ir.Model) -> None:
+    """Number the names OpenVINO made up (Constant_60916, and names built on them) in order of their
+    place in the model. Its own numbers count every node the process made before, so a build that
+    measured candidates first would write other names, and other bytes, than its replay."""
+    given = {n.name for n in model.graph} | {v.name for n in model.graph for v in n.outputs}
+    numbers: dict[str, str] = {}
+
+    def renumber(match: re.Match) -> str:
+        if match[0] in given:
+            return match[0]
+        return numbers.setdefault(match[0], f"{match[1]}_n{len(numbers)}")
+
+    for op in ov_model.get_ordered_ops():
+        op.set_friendly_name(MADE_UP_NAME.sub(renumber, op.get_friendly_name()))
 
 
 def _stable_top_k(ov_model) -> None:

@@ -59,7 +59,8 @@ def space(trial, target, calibration: str | None) -> tuple[str, dict]:
     for option in declared(target):
         int8_only = option.name == "calibration_method"
         if option.name in TUNED_OPTIONS and option.choices and (precision == "int8" or not int8_only):
-            options[option.name] = trial.suggest_categorical(option.name, list(option.choices))
+            # "auto" measures inside the build what the study measures itself
+            options[option.name] = trial.suggest_categorical(option.name, [c for c in option.choices if c != "auto"])
     if precision == "int8":
         options["calibration_samples"] = trial.suggest_categorical("calibration_samples", list(CALIBRATION_SAMPLES))
     return precision, options

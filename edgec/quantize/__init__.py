@@ -20,6 +20,7 @@ from edgec.quantize.qdq import Quantizer, Scheme
 
 AUTO_SCHEME = "auto"  # --int8-scheme: measure the target's candidates and choose
 AUTO_METHOD = "auto"  # --calibration-method: measure minmax, percentile and entropy on held-back samples
+EDGEC = "edgec"  # the one candidate of a target without scheme candidates, measured against a backend's own
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) exists from opset 13
 
 logger = logging.getLogger(__name__)
@@ -56,37 +57,58 @@ def _scheme_for_opset(model: ir.Model, scheme: Scheme) -> Scheme:
     return dataclasses.replace(scheme, per_channel=False)
 
 
-def _check_scheme_option(target, scheme: Scheme, backend, given: str) -> None:
-    """Candidates are measured with onnxruntime's kernels; a given one must be the target's."""
-    if scheme.candidates and backend.runtime != "onnxruntime":
-        raise InputError(f"target {target.name}: [quantization.candidates] are measured with onnxruntime's int8 "
-                         f"kernels, but the {backend.name} backend runs its own; list one scheme")
+def _check_scheme_option(target, scheme: Scheme, given: str) -> None:
     if given != AUTO_SCHEME and given not in scheme.candidates:
         known = ", ".join(scheme.candidates) or "none: its one scheme is used"
         raise InputError(f"--int8-scheme {given}: not a candidate of target {target.name} (it has {known})")
 
 
-def _choose_scheme(model: ir.Model, quantizer: Quantizer, given: str, calibration: CalibrationData,
-                   current: ir.Model) -> tuple[ir.Model, SchemeChoice]:
-    """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py);
+def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
+                   calibration: CalibrationData, current: ir.Model) -> tuple[ir.Model, SchemeChoice]:
+    """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
+    target's scheme candidates and the backend's own int8 `engines` (where one of those wins: `current`);
     `current`, quantized with the target's own scheme, serves the candidate that changes nothing."""
     from edgec.quantize import choose
 
     base = quantizer.scheme
     plain = dataclasses.replace(base, candidates={})
+    schemes = {name: base.variant(name) for name in base.candidates} or {EDGEC: plain}
+    own = {engine.name: engine for engine in engines}
 
     def quantize(name: str) -> ir.Model:
-        quantizer.scheme = base.variant(name)
+        quantizer.scheme = schemes[name]
         return current if quantizer.scheme == plain else quantizer.run()
 
+    def choice(name: str, why: str, measured: list) -> SchemeChoice:
+        chosen = own[name].options if name in own else {
+            **backend.qdq_options(), **({"int8_scheme": name} if name in base.candidates else {})}
+        return SchemeChoice(name, why, _flags(chosen), measured, chosen)
+
     if given != AUTO_SCHEME:
-        return quantize(given), SchemeChoice(given, "given", f"--int8-scheme {given}")
-    graphs = {name: quantize(name) for name in base.candidates}
-    measured = choose.measure(model, graphs, base.candidates, calibration)
+        return quantize(given), choice(given, "given", [])
+    graphs = {name: quantize(name) for name in schemes}
+    runners = {name: backend.int8_runner(graph) for name, graph in graphs.items()}
+    if None in runners.values():
+        raise UnsupportedError(f"int8 candidates are measured with the runtime's own kernels, which the "
+                               f"{backend.name} backend cannot run on this host; list one scheme for its target")
+    overrides = {name: base.candidates.get(name, {}) for name in schemes} | {
+        name: engine.options for name, engine in own.items()}
+    measured = choose.measure(model, runners | {name: engine.run for name, engine in own.items()}, overrides,
+                              calibration)
     chosen, why = choose.choose(measured)
-    logger.info(f"int8 scheme {chosen.name}: {why}")
-    quantizer.scheme = base.variant(chosen.name)
-    return graphs[chosen.name], SchemeChoice(chosen.name, why, f"--int8-scheme {chosen.name}", measured)
+    logger.info(f"int8 {chosen.name}: {why}")
+    if chosen.name in own:
+        return current, choice(chosen.name, why, measured)
+    quantizer.scheme = schemes[chosen.name]
+    return graphs[chosen.name], choice(chosen.name, why, measured)
+
+
+def _flags(values: dict) -> str:
+    """The command-line flags that set `values` (declared options by name)."""
+    from edgec.options import every_option
+
+    declared = every_option()
+    return " ".join(f"{declared[name].cli_flag} {value}" for name, value in values.items())
 
 
 def _choose_method(model: ir.Model, quantizer: Quantizer) -> SchemeChoice:
@@ -132,7 +154,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
 
     scheme = Scheme.from_target(target.quantization)
     scheme = _scheme_for_opset(model, scheme)
-    _check_scheme_option(target, scheme, backend, options.int8_scheme)
+    _check_scheme_option(target, scheme, options.int8_scheme)
     method = options.calibration_method
     record.scheme, record.method, record.opset = scheme.to_dict(), method, model.opset_imports.get("")
     record.engine = "edgec (onnxruntime quantize_static, QDQ)"
@@ -153,8 +175,13 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
                 if head.float_nodes else "left int8, since multiply-accumulate layers follow it"))
         if quantizer.always_float:
             qdq = quantizer.run()
-        if scheme.candidates:
-            qdq, record.scheme_choice = _choose_scheme(model, quantizer, options.int8_scheme, calibration, qdq)
+        given = options.int8_scheme
+        engines = backend.own_int8(model, target, calibration, options) if given == AUTO_SCHEME else []
+        if scheme.candidates or engines:
+            qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq)
+            if record.scheme_choice.chosen in {engine.name for engine in engines}:
+                record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
+                return model, record
             record.scheme = quantizer.scheme.to_dict()
         record.layers = report.layer_errors(model, qdq, calibration)
         macs = fallback.MacShare(model, next(calibration.feeds()))

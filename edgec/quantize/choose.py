@@ -1,4 +1,4 @@
-"""Measure, then choose: which of a target's int8 scheme candidates a model gets.
+"""Measure, then choose: which of a target's int8 candidates a model gets.
 
 Which int8 kernels are both fast and faithful depends on the model and the CPU: on AVX2 without
 VNNI, onnxruntime's u8 x s8 kernels saturate int16 pair sums (MobileNetV2 logits 7.7 dB against
@@ -7,7 +7,8 @@ and run at u8 x s8 speed, but keep one bit less of each weight. So each candidat
 (one calibration serves them all), run with the runtime's real integer kernels on the calibration
 samples, and timed in interleaved rounds. The most faithful one is kept unless another is at
 least 10 % faster at equal fidelity. The manifest records every measure; `--int8-scheme NAME`
-replays a choice without measuring, so the rebuild is byte-identical.
+replays a choice without measuring, so the rebuild is byte-identical. A backend with an int8 engine
+of its own (OpenVINO's NNCF) adds it as one more candidate, measured the same way.
 
 The candidates share the activation ranges and differ only in weights and kernels, which do not
 fit the calibration samples: judging them on those samples ranks them as held-out samples would.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import onnx_ir as ir
@@ -23,6 +26,18 @@ import onnx_ir as ir
 from edgec.ir import runtime
 from edgec.package.harness.manifest import SchemeCandidate
 from edgec.quantize.data import CalibrationData
+
+Runner = Callable[[dict], list]  # one feed -> the outputs, in the model's order
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A backend's own int8 model, competing with edgec's QDQ graphs: the options that build it, and
+    its runner."""
+
+    name: str
+    options: dict
+    run: Runner
 
 JUDGED_RUNS = 32  # calibration runs the candidates are judged on
 ROUNDS = 7  # interleaved timing rounds; a candidate's latency is the median over rounds of its fastest run
@@ -32,24 +47,29 @@ TOP1_POINTS = 0.5  # equal fidelity: top-1 agreement within this many points (cl
 SQNR_DB = 2.0  # and SQNR at most this much lower: 7-bit weights cost MobileNetV2 1.7 dB, saturation 5 dB
 
 
-def measure(float_model: ir.Model, candidates: dict[str, ir.Model], overrides: dict[str, dict],
+def onnxruntime_runner(model: ir.Model, optimize: bool = False, threads: int = 0) -> Runner:
+    session = runtime.session(model, optimize=optimize, threads=threads)
+    return lambda feed: session.run(None, feed)
+
+
+def measure(float_model: ir.Model, runners: dict[str, Runner], overrides: dict[str, dict],
             data: CalibrationData) -> list[SchemeCandidate]:
-    """Fidelity against `float_model` and latency of every candidate, with onnxruntime's int8 kernels."""
+    """Fidelity against `float_model` and latency of every candidate, each run by the target's runtime
+    with its int8 kernels on one thread (the backend's `int8_runner`)."""
     feeds = list(data.feeds())[:JUDGED_RUNS]
-    reference = _outputs(runtime.session(float_model), feeds)
-    sessions = {name: runtime.session(model, optimize=True, threads=1) for name, model in candidates.items()}
-    times: dict[str, list[float]] = {name: [] for name in sessions}
+    reference = _outputs(onnxruntime_runner(float_model), feeds)
+    times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(ROUNDS):
-        for name, session in sessions.items():
-            session.run(None, feeds[0])
+        for name, run in runners.items():
+            run(feeds[0])
             fastest = np.inf  # other processes only ever add time: the fastest run is the least disturbed
             for _ in range(RUNS_PER_ROUND):
                 start = time.perf_counter()
-                session.run(None, feeds[0])
+                run(feeds[0])
                 fastest = min(fastest, time.perf_counter() - start)
             times[name].append(fastest * 1000)
-    return [SchemeCandidate(name, overrides[name], *_fidelity_of(reference, _outputs(session, feeds)),
-                            round(statistics.median(times[name]), 3)) for name, session in sessions.items()]
+    return [SchemeCandidate(name, overrides[name], *_fidelity_of(reference, _outputs(run, feeds)),
+                            round(statistics.median(times[name]), 3)) for name, run in runners.items()]
 
 
 def measure_methods(float_model: ir.Model, graphs: dict[str, ir.Model], feeds: list[dict]) -> list[SchemeCandidate]:
@@ -58,9 +78,9 @@ def measure_methods(float_model: ir.Model, graphs: dict[str, ir.Model], feeds: l
     The QDQ graphs are computed in float (quantize, dequantize, float kernels): the ranges are judged,
     not one CPU's integer kernels, so the choice holds for every target's runtime.
     """
-    reference = _outputs(runtime.session(float_model), feeds)
+    reference = _outputs(onnxruntime_runner(float_model), feeds)
     return [SchemeCandidate(method, {"calibration_method": method},
-                            *_fidelity_of(reference, _outputs(runtime.session(graph), feeds)))
+                            *_fidelity_of(reference, _outputs(onnxruntime_runner(graph), feeds)))
             for method, graph in graphs.items()]
 
 
@@ -103,11 +123,10 @@ def _fidelity(c: SchemeCandidate) -> str:
     return f"{top1}{c.sqnr_db:.1f} dB"
 
 
-def _outputs(session, feeds: list[dict]) -> list[np.ndarray]:
+def _outputs(run: Runner, feeds: list[dict]) -> list[np.ndarray]:
     """Every float output over all feeds, each flattened per run and put together."""
-    names = [o.name for o in session.get_outputs()]
-    runs = [session.run(names, feed) for feed in feeds]
-    return [np.stack([run[i] for run in runs]) for i in range(len(names))
+    runs = [run(feed) for feed in feeds]
+    return [np.stack([out[i] for out in runs]) for i in range(len(runs[0]))
             if np.issubdtype(runs[0][i].dtype, np.floating)]
 
 

@@ -16,7 +16,7 @@ from edgec import ir as eir
 from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
-OVERFLOW_FIXES = ("disable", "first_layer", "enable")
+OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
@@ -29,7 +29,8 @@ class Scheme:
     weights: str = "int8"
     weight_symmetric: bool = True
     # 7-bit weights keep pairs of u8 x s8 products within int16, where kernels saturate (AVX2 without
-    # VNNI): on the first MAC layers (those that see the model's inputs), on all, or none; NNCF's names.
+    # VNNI): on the first MAC layers (those that see the model's inputs), on every MAC layer whose input
+    # goes below zero (its u8 zero point, and so every code, sits far above 0), on all, or none.
     overflow_fix: str = "disable"
     per_channel: bool = True
     bias: str = "int32"
@@ -107,6 +108,7 @@ class Quantizer:
         self.scheme, self.data, self.workdir = scheme, data, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
         self.first_weights = _first_layer_weights(model)
+        self.weights_by_input = _weights_by_input(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
                              frozenset(bias.correctable(model).values()))
@@ -127,21 +129,33 @@ class Quantizer:
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
         """The QDQ graph, `exclude` and the always-float nodes left float; every int8 layer's bias takes
         back its weights' mean rounding shift (quantize/bias.py). The weights' rounding depends on the
-        scheme only: one extra quantization per scheme measures it."""
+        scheme and on which weights get 7 bits only: one extra quantization per such pair measures it."""
         from edgec.quantize import bias
 
-        key = repr(self.scheme)
+        seven_bit = self._seven_bit_weights()
+        key = (repr(self.scheme), tuple(seven_bit))
         if not self.correct_bias:
-            return self._quantize(self.float_path, exclude)
+            return self._quantize(self.float_path, exclude, seven_bit)
         if key not in self._weights:
-            self._weights[key] = bias.dequantized_weights(self._quantize(self.float_path, ()))
+            self._weights[key] = bias.dequantized_weights(self._quantize(self.float_path, (), seven_bit))
         floating = {*exclude, *self.always_float, *self.kept_float}
         model = ir.load(self.float_path)
         self.bias_corrected = bias.correct(model, {k: w for k, w in self._weights[key].items() if k not in floating},
                                            self.ranges.channel_means)
-        return self._quantize(eir.save(model, self.workdir / "float-bias-corrected.onnx"), exclude)
+        return self._quantize(eir.save(model, self.workdir / "float-bias-corrected.onnx"), exclude, seven_bit)
 
-    def _quantize(self, float_path: Path, exclude: tuple[str, ...]) -> ir.Model:
+    def _seven_bit_weights(self) -> list[str]:
+        """The weights that get 7 bits under `overflow_fix` ("enable" is onnxruntime's reduce_range)."""
+        if self.scheme.overflow_fix == "first_layer":
+            return self.first_weights
+        if self.scheme.overflow_fix == "signed_inputs":
+            from edgec.quantize.ranges import calibrated_spans
+
+            spans = calibrated_spans(self.cache)
+            return [weight for data, weight in self.weights_by_input if data in spans and spans[data].low < 0]
+        return []
+
+    def _quantize(self, float_path: Path, exclude: tuple[str, ...], seven_bit: list[str]) -> ir.Model:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
@@ -162,8 +176,7 @@ class Quantizer:
             extra_options={
                 "ActivationSymmetric": self.scheme.activation_symmetric,
                 "WeightSymmetric": self.scheme.weight_symmetric,
-                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in self.first_weights
-                                         if self.scheme.overflow_fix == "first_layer"},
+                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in seven_bit},
                 **self.scheme.extra,
             },
         )
@@ -179,6 +192,12 @@ def _with_constant_input(model: ir.Model, op_types: tuple[str, ...]) -> list[str
             node.name = node.name or f"{node.op_type}_{index}"
             found.append(node.name)
     return found
+
+
+def _weights_by_input(model: ir.Model) -> list[tuple[str, str]]:
+    """(data input, weight) of every MAC layer whose weight is an initializer."""
+    return [(node.inputs[0].name, node.inputs[1].name) for node in model.graph if node.op_type in MAC_OPS
+            and node.inputs[1] is not None and node.inputs[1].is_initializer()]
 
 
 def _first_layer_weights(model: ir.Model) -> list[str]:

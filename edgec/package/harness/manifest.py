@@ -365,11 +365,11 @@ class FloatIsland:
 
 @dataclass
 class SchemeCandidate:
-    """One int8 scheme candidate, or calibration method, as measured on the calibration samples
-    (quantize/choose.py)."""
+    """One int8 candidate (a scheme, the backend's own engine, or a calibration method) as measured
+    on the calibration samples (quantize/choose.py)."""
 
     name: str
-    overrides: Dict[str, Any]  # its keys over the target's [quantization] scheme
+    overrides: Dict[str, Any]  # its keys over the target's [quantization] scheme, or the options of an engine
     top1_agreement: Optional[float]  # percent, with fp32; null where the first output is no score vector
     sqnr_db: float  # the worst output's, against fp32
     p50_ms: Optional[float] = None  # median of interleaved rounds, one thread, on the build host; null: not timed
@@ -377,13 +377,14 @@ class SchemeCandidate:
 
 @dataclass
 class SchemeChoice:
-    """Which of the target's int8 scheme candidates (or calibration methods) was used, and why: measured,
-    or given."""
+    """Which int8 candidate was used (one of the target's schemes, the backend's own engine, or a
+    calibration method), and why: measured, or given."""
 
     chosen: str
     why: str
-    replay: str  # the flag that rebuilds with this choice without measuring
+    replay: str  # the flags that rebuild with this choice without measuring
     candidates: List[SchemeCandidate] = field(default_factory=list)  # empty where the choice was given
+    options: Dict[str, Any] = field(default_factory=dict)  # the option values of `replay`, which the build used
 
 
 @dataclass
