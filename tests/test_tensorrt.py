@@ -235,8 +235,11 @@ def test_per_layer_report_and_fallback_with_outputs_left_float(tmp_path, digits_
     assert sorted(l["op"] for l in layers) == ["Conv", "Conv", "Conv", "Gemm"]
     assert all(l["sqnr_db"] > 20 and l["cosine"] > 0.99 for l in layers)
     out = tmp_path / "fallback"
-    edgec("build", digits_model, "-t", "tensorrt-gpu", "--precision", "int8", "--calibration", "random",
-          "--max-accuracy-drop", "0", "--eval", digits_files["eval"], "-o", out, check=True)
+    # one calibration image: int8 then loses 0.44 points (random noise, once, lost more; bias correction and
+    # entropy ranges took that away)
+    edgec("build", digits_model, "-t", "tensorrt-gpu", "--precision", "int8", "--calibration", digits_files["calib"],
+          "--calibration-samples", "1", "--max-accuracy-drop", "0", "--eval", digits_files["eval"], "-o", out,
+          check=True)
     m = manifest(out)
     fallback = m["quantization"]["fallback"]
     assert fallback["met"] and fallback["steps"][0]["drop"] > 0 and fallback["float_layers"]
