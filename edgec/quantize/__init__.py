@@ -120,8 +120,8 @@ def _choose_method(model: ir.Model, quantizer: Quantizer) -> SchemeChoice:
     held_back = quantizer.ranges.held_back
     if not held_back:
         quantizer.use("minmax")
-        return SchemeChoice("minmax", f"too few calibration runs ({quantizer.data.count}) to hold any back and "
-                            "judge the methods: minmax", "--calibration-method minmax")
+        return _method_choice("minmax", f"too few calibration runs ({quantizer.data.count}) to hold any back "
+                              "and judge the methods: minmax", [])
     graphs = {}
     for method in METHODS:
         quantizer.use(method, held_back_too=False)
@@ -130,7 +130,13 @@ def _choose_method(model: ir.Model, quantizer: Quantizer) -> SchemeChoice:
     chosen, why = choose.most_faithful(measured)
     logger.info(f"calibration method {chosen.name}: {why}")
     quantizer.use(chosen.name)
-    return SchemeChoice(chosen.name, why, f"--calibration-method {chosen.name}", measured)
+    return _method_choice(chosen.name, why, measured)
+
+
+def _method_choice(method: str, why: str, measured: list) -> SchemeChoice:
+    """The record of a calibration method chosen, with the flags that replay it (as the scheme choice's)."""
+    chosen = {"calibration_method": method}
+    return SchemeChoice(method, why, _flags(chosen), measured, chosen)
 
 
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
