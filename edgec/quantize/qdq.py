@@ -17,6 +17,7 @@ from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
+ACTIVATION_RANGES = ("calibrated", "runtime")
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
@@ -28,6 +29,11 @@ class Scheme:
     activation_symmetric: bool = False
     weights: str = "int8"
     weight_symmetric: bool = True
+    # where activation scales come from: "calibrated" ranges fixed at build time (QDQ), or each tensor's
+    # own range at run time ("runtime": DynamicQuantizeLinear before integer MatMuls, onnxruntime's
+    # dynamic quantization). Transformers need the latter: their per-tensor activation outliers leave a
+    # fixed scale a few levels for the rest (corpus MiniLM embeddings: cosine 0.85-0.89 static, 0.99 dynamic)
+    activation_ranges: str = "calibrated"
     # 7-bit weights keep pairs of u8 x s8 products within int16, where kernels saturate (AVX2 without
     # VNNI): on the first MAC layers (those that see the model's inputs), on every MAC layer whose input
     # goes below zero (its u8 zero point, and so every code, sits far above 0), on all, or none.
@@ -50,6 +56,8 @@ class Scheme:
         known = {k: v for k, v in table.items() if k in cls.__dataclass_fields__ and k != "extra"}
         known["ops"] = tuple(known.get("ops", ()))
         known["computed_inputs_only"] = tuple(known.get("computed_inputs_only", ()))
+        if known.get("activation_ranges", "calibrated") not in ACTIVATION_RANGES:
+            raise ValueError(f"activation_ranges must be one of {', '.join(ACTIVATION_RANGES)}")
         if known.get("overflow_fix", "disable") not in OVERFLOW_FIXES:
             raise ValueError(f"overflow_fix must be one of {', '.join(OVERFLOW_FIXES)}, not {known['overflow_fix']}")
         for name, overrides in known.get("candidates", {}).items():
@@ -68,6 +76,7 @@ class Scheme:
 
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
+                "activation_ranges": self.activation_ranges,
                 "weights": self.weights, "weight_symmetric": self.weight_symmetric,
                 "overflow_fix": self.overflow_fix, "per_channel": self.per_channel, "bias": self.bias,
                 "int8_data_movement": self.int8_data_movement,
@@ -134,7 +143,7 @@ class Quantizer:
 
         seven_bit = self._seven_bit_weights()
         key = (repr(self.scheme), tuple(seven_bit))
-        if not self.correct_bias:
+        if not self.correct_bias or self.scheme.activation_ranges == "runtime":  # no fixed bias scale to correct
             return self._quantize(self.float_path, exclude, seven_bit)
         if key not in self._weights:
             self._weights[key] = bias.dequantized_weights(self._quantize(self.float_path, (), seven_bit))
@@ -156,10 +165,15 @@ class Quantizer:
         return []
 
     def _quantize(self, float_path: Path, exclude: tuple[str, ...], seven_bit: list[str]) -> ir.Model:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
 
         types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
         out = self.workdir / "qdq.onnx"
+        if self.scheme.activation_ranges == "runtime":
+            quantize_dynamic(str(float_path), str(out), op_types_to_quantize=list(self.scheme.ops) or None,
+                             per_channel=self.scheme.per_channel, weight_type=types[self.scheme.weights],
+                             nodes_to_exclude=[*self.always_float, *self.kept_float, *exclude])
+            return ir.load(out)
         quantize_static(
             str(float_path),
             str(out),
