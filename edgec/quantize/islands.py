@@ -36,7 +36,7 @@ def move_in_int8(model: ir.Model) -> int:
         elif dequantize is not None and _ends_in_int8(node):
             quantized, scale, zero_point = dequantize.inputs[:3]
             node.replace_input_with(0, quantized)
-            if not dequantize.outputs[0].uses():
+            if not dequantize.outputs[0].uses() and not dequantize.outputs[0].is_graph_output():
                 model.graph.remove(dequantize, safe=True)
         else:
             continue
