@@ -23,6 +23,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -64,7 +66,11 @@ def build_command(model: CorpusModel, target: str, precision: str, out: Path) ->
     cmd = [sys.executable, "-m", "edgec", "build", str(model.onnx_path), "-t", target, "-o", str(out),
            "--precision", precision, "--force", *model.build_flags()]
     if precision == "int8":
-        cmd += ["--calibration", str(model.inputs_path)]
+        calibration = model.inputs_path
+        if model.batch_axes:  # not all on axis 0: give the runs stacked
+            calibration = out.parent / "runs.npz"
+            np.savez(calibration, **model.runs())
+        cmd += ["--calibration", str(calibration)]
     return cmd
 
 
