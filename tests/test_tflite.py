@@ -211,3 +211,27 @@ def test_mobilenet_v2_nhwc_on_photos(precision, tmp_path, mobilenet_model, mobil
         top5 = np.argsort(-logits, axis=1)[:, :5]
         assert all(reference[i].argmax() in top5[i] for i in range(len(reference)))
         assert np.mean(logits.argmax(1) == reference.argmax(1)) >= 0.8
+
+
+def test_output_kind_is_read_from_the_optimized_graph(tmp_path, digits_model):
+    """An exporter can declare a wrong output shape (ddddocr's CTC logits [24, 1, 8210] are declared [1, seqlen]);
+    the judge reads each output's kind once shapes are inferred, so steps of logits are judged as logits, not by
+    the cosine of an unknown tensor. Here the digits CNN's logits, reshaped time-major by shape arithmetic."""
+    from onnx import TensorProto, helper
+
+    model = onnx.load(digits_model)
+    gemm = model.graph.node[-1]
+    gemm.output[0] = "scores"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1], np.int64), "one"))
+    model.graph.node.extend([
+        helper.make_node("Shape", ["scores"], ["scores_shape"]),
+        helper.make_node("Concat", ["one", "scores_shape"], ["steps_shape"], axis=0),
+        helper.make_node("Reshape", ["scores", "steps_shape"], ["logits"])])
+    model.graph.ClearField("output")
+    model.graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "seqlen"]))
+    path = tmp_path / "steps.onnx"
+    onnx.save(model, path)
+    edgec("build", "--target", "tflite-arm", path, "-o", tmp_path / "out", "--precision", "fp16", check=True)
+    judged = manifest(tmp_path / "out")["verification"]["reference"]["outputs"]["logits"]
+    assert judged["kind"] == "logits" and judged["criteria"] == [{"limit": 0.99, "measure": "top1_agreement"}]
+    assert manifest(tmp_path / "out")["outputs"][0]["shape"] == [1, 1, 10]
