@@ -173,11 +173,12 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             record.calibration_choice = _choose_method(model, quantizer)
             record.method = quantizer.method
         qdq = quantizer.run()
-        record.mixed_range_heads = ranges.mixed_range_heads(model, ranges.calibrated_spans(quantizer.cache))
+        spans = ranges.calibrated_spans(quantizer.cache)
+        record.mixed_range_heads = ranges.mixed_range_heads(model, spans) + ranges.additive_masks(model, spans)
         quantizer.always_float = tuple(name for head in record.mixed_range_heads for name in head.float_nodes)
         for head in record.mixed_range_heads:
-            logger.info(f"{head.node} concatenates ranges {head.ratio:g}x apart: " + (
-                f"kept it and the {len(head.float_nodes) - 1} nodes after it float, each input on its own scale"
+            logger.info(f"{head.node} mixes ranges {head.ratio:.3g}x apart: " + (
+                f"kept it and {len(head.float_nodes) - 1} more node(s) float, each input on its own scale"
                 if head.float_nodes else "left int8, since multiply-accumulate layers follow it"))
         if quantizer.always_float:
             qdq = quantizer.run()

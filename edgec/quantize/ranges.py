@@ -6,6 +6,10 @@ Where nothing after such a Concat is a convolution or matmul (a decode head), ea
 own scale and the Concat and everything after it up to the outputs stay float: a few element-wise
 operations on one tensor, no multiply-accumulates. A mixed-range Concat that feeds MAC layers is
 only reported: keeping its consumers float would give up int8 where it pays.
+
+An attention mask is the same mix in an Add: padding positions get float32's lowest (or -1e4) added to
+scores of a few units, and one int8 scale over the sum leaves every score zero (MiniLM's sentence
+embeddings fell to cosine 0.09). The Add and the Softmax after it stay float, each operand on its own scale.
 """
 from __future__ import annotations
 
@@ -68,3 +72,18 @@ def mixed_range_heads(model: ir.Model, spans: dict[str, Span], ratio: float = RA
         heads.append(MixedRangeHead(node.name, [round(w, 6) for w in widths], round(max(positive) / min(positive), 1),
                                     [n.name for n in after] if head else []))
     return heads
+
+
+def additive_masks(model: ir.Model, spans: dict[str, Span], ratio: float = RATIO) -> list[MixedRangeHead]:
+    """Every Add feeding a Softmax whose operands' ranges differ by more than `ratio` (an additive mask on
+    attention scores), with the nodes to keep float: the Add and the Softmax."""
+    masks = []
+    for node in model.graph:
+        softmaxes = [use.node for use in node.outputs[0].uses() if use.node.op_type == "Softmax"] \
+            if node.op_type == "Add" else []
+        widths = [spans[v.name].width for v in node.inputs if v is not None and v.name in spans]
+        if not softmaxes or len(widths) != 2 or min(widths) <= 0 or max(widths) <= ratio * min(widths):
+            continue
+        masks.append(MixedRangeHead(node.name, [round(w, 6) for w in widths], round(max(widths) / min(widths), 1),
+                                    [node.name, *(n.name for n in softmaxes)]))
+    return masks
