@@ -174,12 +174,14 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             record.method = quantizer.method
         qdq = quantizer.run()
         spans = ranges.calibrated_spans(quantizer.cache)
-        record.mixed_range_heads = ranges.mixed_range_heads(model, spans) + ranges.additive_masks(model, spans)
+        macs = fallback.MacShare(model, next(calibration.feeds()))
+        record.mixed_range_heads = (ranges.mixed_range_heads(model, spans) + ranges.additive_masks(model, spans)
+                                    + ranges.log_front_ends(model, spans, macs.int8_share))
         quantizer.always_float = tuple(name for head in record.mixed_range_heads for name in head.float_nodes)
         for head in record.mixed_range_heads:
             logger.info(f"{head.node} mixes ranges {head.ratio:.3g}x apart: " + (
                 f"kept it and {len(head.float_nodes) - 1} more node(s) float, each input on its own scale"
-                if head.float_nodes else "left int8, since multiply-accumulate layers follow it"))
+                if head.float_nodes else "left int8: keeping its part float would give up the multiply-accumulates int8 pays for"))
         if quantizer.always_float:
             qdq = quantizer.run()
         given = options.int8_scheme
@@ -191,7 +193,6 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
                 return model, record
             record.scheme = quantizer.scheme.to_dict()
         record.layers = report.layer_errors(model, qdq, calibration)
-        macs = fallback.MacShare(model, next(calibration.feeds()))
         record.int8_mac_share = round(macs.int8_share(quantizer.always_float), 4)
         budget = options.max_accuracy_drop
         # with an accuracy budget, the accuracy fallback below judges instead
