@@ -113,7 +113,6 @@ def _build(source, target, output, unverified, user_files, started, precision, i
             model = frontends.load(source, specs, weights, trust_code)
     notes = bind_inputs(model, bindings)
     source_inputs, source_outputs = sampling.model_interface(model)  # batch axes: before static shapes fix them
-    reference_policy = policy.reference_policy(model, precision, target, values.output_kind, values.tolerance)
     notes += backend.static_shapes(model, values)
     for note in notes:
         logger.info(note)
@@ -133,6 +132,9 @@ def _build(source, target, output, unverified, user_files, started, precision, i
     checker = passes.Checker(sampling.split(source_inputs, samples_in, "the samples"), samples_ref, source_outputs)
     # optimize works on its own copy (the source model as loaded needs no copy of its own: 2 s at 8,000 nodes)
     model, report = passes.optimize(model, checker, min_opset=_min_opset(backend, target, precision))
+    # each output's kind is read from the optimized graph: its shapes are inferred and its shape arithmetic folded
+    # (an exporter's declared output shape can be wrong: [1, seqlen] for a [24, 1, 8210] CTC logits tensor)
+    reference_policy = policy.reference_policy(model, precision, target, values.output_kind, values.tolerance)
     for warning in report.warnings:
         logger.warning(warning)
     logger.info(f"optimized graph: {report.nodes_before} -> {report.nodes_after} nodes")

@@ -211,3 +211,68 @@ def test_mobilenet_v2_nhwc_on_photos(precision, tmp_path, mobilenet_model, mobil
         top5 = np.argsort(-logits, axis=1)[:, :5]
         assert all(reference[i].argmax() in top5[i] for i in range(len(reference)))
         assert np.mean(logits.argmax(1) == reference.argmax(1)) >= 0.8
+
+
+def test_output_kind_is_read_from_the_optimized_graph(tmp_path, digits_model):
+    """An exporter can declare a wrong output shape (ddddocr's CTC logits [24, 1, 8210] are declared [1, seqlen]);
+    the judge reads each output's kind once shapes are inferred, so steps of logits are judged as logits, not by
+    the cosine of an unknown tensor. Here the digits CNN's logits, reshaped time-major by shape arithmetic."""
+    from onnx import TensorProto, helper
+
+    model = onnx.load(digits_model)
+    gemm = model.graph.node[-1]
+    gemm.output[0] = "scores"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([1], np.int64), "one"))
+    model.graph.node.extend([
+        helper.make_node("Shape", ["scores"], ["scores_shape"]),
+        helper.make_node("Concat", ["one", "scores_shape"], ["steps_shape"], axis=0),
+        helper.make_node("Reshape", ["scores", "steps_shape"], ["logits"])])
+    model.graph.ClearField("output")
+    model.graph.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "seqlen"]))
+    path = tmp_path / "steps.onnx"
+    onnx.save(model, path)
+    edgec("build", "--target", "tflite-arm", path, "-o", tmp_path / "out", "--precision", "fp16", check=True)
+    judged = manifest(tmp_path / "out")["verification"]["reference"]["outputs"]["logits"]
+    assert judged["kind"] == "logits" and judged["criteria"] == [{"limit": 0.99, "measure": "top1_agreement"}]
+    assert manifest(tmp_path / "out")["outputs"][0]["shape"] == [1, 1, 10]
+
+
+def test_an_additive_attention_mask_keeps_the_scores_float_in_int8(tmp_path, digits_data):
+    """Self-attention over the rows of real digit images (8 tokens of 8 pixels, no weights), padding masked
+    by adding -1e4 to its scores as BERT exporters do. One int8 scale over scores (0..4) plus mask (-1e4) leaves
+    every score zero and the attention uniform; the build keeps the mask, the Add and the Softmax float."""
+    from onnx import TensorProto, helper
+
+    def tensor(name, *dims):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *dims])
+
+    graph = helper.make_graph([
+        helper.make_node("Transpose", ["x"], ["xt"], "xt", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["x", "xt"], ["dots"], "dots"),
+        helper.make_node("Mul", ["dots", "sharpness"], ["scores"], "scores"),
+        helper.make_node("Sub", ["one", "mask"], ["padding"], "padding"),
+        helper.make_node("Mul", ["padding", "minus_large"], ["mask_bias"], "mask_bias"),
+        helper.make_node("Unsqueeze", ["mask_bias", "axis1"], ["mask_rows"], "mask_rows"),
+        helper.make_node("Add", ["scores", "mask_rows"], ["masked"], "masked"),
+        helper.make_node("Softmax", ["masked"], ["attention"], "attention", axis=-1),
+        helper.make_node("MatMul", ["attention", "x"], ["context"], "context")],
+        "masked_attention", [tensor("x", 8, 8), tensor("mask", 8)], [tensor("attention", 8, 8), tensor("context", 8, 8)],
+        [onnx.numpy_helper.from_array(np.array(v, dtype), n) for n, v, dtype in (
+            ("sharpness", 4.0, np.float32), ("one", 1.0, np.float32), ("minus_large", -1e4, np.float32),
+            ("axis1", [1], np.int64))])
+    path = tmp_path / "attention.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = digits_data["x_test"][:48].reshape(-1, 8, 8).astype(np.float32)
+    mask = np.ones((len(x), 8), np.float32)
+    for row, padded in enumerate(np.random.default_rng(0).integers(1, 4, len(x))):
+        mask[row, 8 - padded:] = 0
+    np.savez(tmp_path / "tokens.npz", x=x, mask=mask)
+    out = tmp_path / "int8"
+    edgec("build", "--target", "tflite-arm", path, "-o", out, "--precision", "int8", "--calibration",
+          tmp_path / "tokens.npz", check=True)
+    m = manifest(out)
+    assert [(head["node"], head["float_nodes"]) for head in m["quantization"]["mixed_range_heads"]] == \
+        [("masked", ["masked", "attention"])]
+    assert m["quantization"]["mixed_range_heads"][0]["ratio"] > 100
+    assert m["quantization"]["policy_fallback"] is None, m["quantization"]["policy_fallback"]
+    assert m["verification"]["result"]["passed"]

@@ -189,17 +189,19 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             record.calibration_choice = _choose_method(model, quantizer)
             record.method = quantizer.method
         qdq = quantizer.run()
-        record.mixed_range_heads = ranges.mixed_range_heads(model, ranges.calibrated_spans(quantizer.cache))
+        spans = ranges.calibrated_spans(quantizer.cache)
+        macs = fallback.MacShare(model, next(calibration.feeds()))
+        record.mixed_range_heads = (ranges.mixed_range_heads(model, spans) + ranges.additive_masks(model, spans)
+                                    + ranges.log_front_ends(model, spans, macs.int8_share))
         quantizer.always_float = tuple(name for head in record.mixed_range_heads for name in head.float_nodes)
         for head in record.mixed_range_heads:
-            logger.info(f"{head.node} concatenates ranges {head.ratio:g}x apart: " + (
-                f"kept it and the {len(head.float_nodes) - 1} nodes after it float, each input on its own scale"
-                if head.float_nodes else "left int8, since multiply-accumulate layers follow it"))
+            logger.info(f"{head.node} mixes ranges {head.ratio:.3g}x apart: " + (
+                f"kept it and {len(head.float_nodes) - 1} more node(s) float, each input on its own scale"
+                if head.float_nodes else "left int8: keeping its part float would give up the multiply-accumulates int8 pays for"))
         if quantizer.always_float:
             qdq = quantizer.run()
         given = options.int8_scheme
         engines = backend.own_int8(model, target, calibration, options) if given == AUTO_SCHEME else []
-        macs = fallback.MacShare(model, next(calibration.feeds()))
         if scheme.candidates or engines:
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
                                                        macs)

@@ -6,6 +6,15 @@ Where nothing after such a Concat is a convolution or matmul (a decode head), ea
 own scale and the Concat and everything after it up to the outputs stay float: a few element-wise
 operations on one tensor, no multiply-accumulates. A mixed-range Concat that feeds MAC layers is
 only reported: keeping its consumers float would give up int8 where it pays.
+
+An attention mask is the same mix in an Add: padding positions get float32's lowest (or -1e4) added to
+scores of a few units, and one int8 scale over the sum leaves every score zero (MiniLM's sentence
+embeddings fell to cosine 0.09). The Add and the Softmax after it stay float, each operand on its own scale.
+
+A Log over values whose smallest lies below one int8 step of their range (a log-magnitude spectrum over
+orders of magnitude) reads zeros where the signal was quiet: basic-pitch's notes missed by up to 0.72 in
+probability, however many of its layers the fallback kept float. Everything up to such a Log (the front end,
+audio in to log spectrum) stays float, where that leaves MIN_INT8_MAC_SHARE of the MACs int8.
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ import onnx_ir as ir
 from edgec.package.harness.manifest import MixedRangeHead
 
 RATIO = 16.0  # inputs whose ranges differ by more than this share one scale badly
+LEVELS = 255  # int8 steps over a range: values below high / LEVELS round to zero
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "LSTM", "GRU", "RNN"})
 
 
@@ -39,8 +49,8 @@ def calibrated_spans(cache: Path) -> dict[str, Span]:
             for name, data in load_tensors_data(cache).data.items()}
 
 
-def downstream(node: ir.Node) -> list[ir.Node]:
-    """`node` and every node that consumes its results, directly or not."""
+def _closure(node: ir.Node, neighbours) -> list[ir.Node]:
+    """`node` and every node reached from it by `neighbours`, directly or not."""
     seen, order, stack = set(), [], [node]
     while stack:
         current = stack.pop()
@@ -48,8 +58,18 @@ def downstream(node: ir.Node) -> list[ir.Node]:
             continue
         seen.add(id(current))
         order.append(current)
-        stack.extend(use.node for out in current.outputs for use in out.uses())
+        stack.extend(neighbours(current))
     return order
+
+
+def downstream(node: ir.Node) -> list[ir.Node]:
+    """`node` and every node that consumes its results, directly or not."""
+    return _closure(node, lambda n: [use.node for out in n.outputs for use in out.uses()])
+
+
+def upstream(node: ir.Node) -> list[ir.Node]:
+    """`node` and every node it depends on, directly or not."""
+    return _closure(node, lambda n: [v.producer() for v in n.inputs if v is not None and v.producer() is not None])
 
 
 def mixed_range_heads(model: ir.Model, spans: dict[str, Span], ratio: float = RATIO) -> list[MixedRangeHead]:
@@ -68,3 +88,36 @@ def mixed_range_heads(model: ir.Model, spans: dict[str, Span], ratio: float = RA
         heads.append(MixedRangeHead(node.name, [round(w, 6) for w in widths], round(max(positive) / min(positive), 1),
                                     [n.name for n in after] if head else []))
     return heads
+
+
+def additive_masks(model: ir.Model, spans: dict[str, Span], ratio: float = RATIO) -> list[MixedRangeHead]:
+    """Every Add feeding a Softmax whose operands' ranges differ by more than `ratio` (an additive mask on
+    attention scores), with the nodes to keep float: the Add and the Softmax."""
+    masks = []
+    for node in model.graph:
+        softmaxes = [use.node for use in node.outputs[0].uses() if use.node.op_type == "Softmax"] \
+            if node.op_type == "Add" else []
+        widths = [spans[v.name].width for v in node.inputs if v is not None and v.name in spans]
+        if not softmaxes or len(widths) != 2 or min(widths) <= 0 or max(widths) <= ratio * min(widths):
+            continue
+        masks.append(MixedRangeHead(node.name, [round(w, 6) for w in widths], round(max(widths) / min(widths), 1),
+                                    [node.name, *(n.name for n in softmaxes)]))
+    return masks
+
+
+def log_front_ends(model: ir.Model, spans: dict[str, Span], int8_share) -> list[MixedRangeHead]:
+    """Every Log whose input's smallest calibrated value is under one int8 step, with the nodes to keep float:
+    the Log and all before it, or none where that would leave less than MIN_INT8_MAC_SHARE of the MACs int8
+    (`int8_share(names)`: the share left with those nodes float)."""
+    from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
+
+    fronts = []
+    for node in model.graph:
+        span = spans.get(node.inputs[0].name) if node.op_type == "Log" else None
+        if span is None or span.high <= 0 or span.high <= LEVELS * max(span.low, 0.0):
+            continue
+        names = [n.name for n in upstream(node)]
+        fronts.append(MixedRangeHead(node.name, [round(span.width, 6)],
+                                     round(span.high / max(span.low, span.high * 1e-30), 1),
+                                     names if int8_share(names) >= MIN_INT8_MAC_SHARE else []))
+    return fronts

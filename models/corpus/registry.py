@@ -97,12 +97,6 @@ class CorpusModel:
         return [{n: a if self.batch_axis(n) is None else np.take(a, [i], axis=self.batch_axis(n))
                  for n, a in arrays.items()} for i in range(count)]
 
-    def runs(self) -> dict[str, np.ndarray]:
-        """The real inputs as runs stacked on a new first axis, the form `--calibration` takes for any
-        model, where samples concatenated along batch axes other than the first cannot be told apart."""
-        feeds = self.samples(self.load_inputs())
-        return {n: np.stack([f[n] for f in feeds]) for n in feeds[0]}
-
     def stack(self, feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """The inverse of `samples`, for outputs: concatenate along each output's batch axis."""
         return {n: np.concatenate([f[n] for f in feeds], axis=self.batch_axis(n) or 0) for n in feeds[0]}
