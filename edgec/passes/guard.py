@@ -1,7 +1,7 @@
 """Run the pass pipeline so that no pass can kill a build or silently change its numbers.
 
 The steps run in place on one copy of the model, or on the model itself when the caller gives it
-up (see Original). A step that raises is skipped with a one-line warning naming the
+up with a snapshot of it (see Original). A step that raises is skipped with a one-line warning naming the
 step and the node its traceback was working on, and the pipeline runs again from a fresh copy
 without it: a failed pass never leaves a half-edited graph behind.
 
@@ -21,10 +21,11 @@ from typing import Callable
 import numpy as np
 import onnx_ir as ir
 
+from edgec import ir as eir
+
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-4  # of each output's range, as the issue's fp32 bar
-SNAPSHOT_BYTES = 1 << 28  # weights held in memory above which a given-up model is cloned, not snapshot
 
 
 @dataclass(frozen=True)
@@ -132,19 +133,13 @@ class Original:
     """The model the pipeline started from, as a fresh copy for each run.
 
     A caller that keeps its model gets runs on clones (`Model.clone` shares the weights: a copy costs
-    nodes, 1.5 s at 16,000). A caller that gives its model up (`consume`) has the first run edit it in
-    place, while a snapshot (eir.Snapshot: a third of a clone's cost) waits for the reruns that only a
-    failure needs; above SNAPSHOT_BYTES of weights in memory the snapshot would double them, and the
-    model is cloned as for a caller that keeps it.
+    nodes, 1.7 s at 16,000). A caller that gives its model up hands over a `snapshot` of it
+    (eir.Snapshot): the first run edits the model in place, and only the reruns that a failure needs
+    rebuild it from the snapshot.
     """
 
-    def __init__(self, model: ir.Model, consume: bool = False):
-        from edgec import ir as eir
-
-        tensors = (value.const_value for value in model.graph.initializers.values())
-        in_memory = sum(t.nbytes for t in tensors if t is not None and not isinstance(t, ir.ExternalTensor))
-        self.model, self.given = model, consume and in_memory <= SNAPSHOT_BYTES
-        self.snapshot = eir.Snapshot(model) if self.given else None
+    def __init__(self, model: ir.Model, snapshot: eir.Snapshot | None = None):
+        self.model, self.snapshot, self.given = model, snapshot, snapshot is not None
 
     def copy(self) -> ir.Model:
         if self.given:  # the first run takes the model itself
@@ -182,11 +177,11 @@ def _run(steps: list[Step], work: ir.Model, report: GuardReport | None = None) -
 
 
 def run_guarded(steps: list[Step], model: ir.Model, checker: Checker | None,
-                consume: bool = False) -> tuple[ir.Model, GuardReport]:
-    """Run the steps on a copy of `model` (on `model` itself if the caller gives it up: `consume`);
-    return the optimized model and what happened."""
+                snapshot: eir.Snapshot | None = None) -> tuple[ir.Model, GuardReport]:
+    """Run the steps on a copy of `model` (on `model` itself where the caller gives it up, keeping a
+    `snapshot`); return the optimized model and what happened."""
     report = GuardReport()
-    original = Original(model, consume)
+    original = Original(model, snapshot)
     active = list(steps)
     while True:
         report.steps.clear()
