@@ -1,9 +1,9 @@
 """Run the pass pipeline so that no pass can kill a build or silently change its numbers.
 
 The steps run in place on one copy of the model, or on the model itself when the caller gives it
-up with a snapshot of it (see Original). A step that raises is skipped with a one-line warning naming the
-step and the node its traceback was working on, and the pipeline runs again from a fresh copy
-without it: a failed pass never leaves a half-edited graph behind.
+up with a snapshot of it (see Original). A step that raises is skipped with a one-line warning
+naming the step and the node its traceback was working on, and the pipeline runs again from a
+fresh copy without it: a failed pass never leaves a half-edited graph behind.
 
 After the pipeline the result is run against the original model's outputs. If they differ by
 more than `TOLERANCE` of each output's range, prefixes of the pipeline are bisected to the
