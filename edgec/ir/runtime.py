@@ -10,9 +10,11 @@ from edgec import ir as eir
 from edgec import system
 
 
-def session(model: ir.Model, optimize: bool = False, threads: int = 0):
+def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int = 0):
     """An onnxruntime CPU session for `model`; unoptimized unless asked (integer kernels need it);
-    `threads` 0 lets onnxruntime choose, 1 times steadily on a shared machine."""
+    `threads` 0 lets onnxruntime choose, 1 times steadily on a shared machine. A snapshot's proto is
+    read from memory where its weights are all in it (a model serializes once for the reference
+    run and the pass pipeline's snapshot)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -20,6 +22,10 @@ def session(model: ir.Model, optimize: bool = False, threads: int = 0):
     options.intra_op_num_threads = threads
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if isinstance(model, eir.Snapshot):
+        if model.folder is None:
+            return ort.InferenceSession(model.proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        model = model.restore()
     with system.scratch("ort") as tmp:  # the session reads it all at creation
         path = eir.save(model, Path(tmp) / "model.onnx")
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

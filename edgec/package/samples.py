@@ -284,9 +284,10 @@ def sample_inputs(model: ir.Model, specs: list[TensorSpec], given: interface.Run
     return {s.name: generate(model, values[s.name], runs, rng) for s in specs}
 
 
-def reference_outputs(model: ir.Model, inputs: list[TensorSpec], outputs: list[TensorSpec],
+def reference_outputs(model: ir.Model | eir.Snapshot, inputs: list[TensorSpec], outputs: list[TensorSpec],
                       arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The model's outputs for stacked runs, from onnxruntime without graph optimizations."""
+    """The model's outputs for stacked runs, from onnxruntime without graph optimizations (the reference
+    is the model as written; a session also creates faster without them)."""
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument, RuntimeException
 
     session = runtime.session(model)

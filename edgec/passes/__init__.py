@@ -15,6 +15,7 @@ import onnx_ir.passes.common as common
 from onnxscript import rewriter
 from onnxscript.rewriter import RewritePass, pattern
 
+from edgec import ir as eir
 from edgec.ir import opset
 from edgec.passes import canonicalize, fold, layout
 from edgec.passes.canonicalize import PositiveAxesPass
@@ -206,18 +207,21 @@ def _left_computed(model: ir.Model) -> list[str]:
     return FoldConstantSubgraphsPass.oversized(model)
 
 
-def optimize(model: ir.Model, checker: Checker | None = None, min_opset: int = 1) -> tuple[ir.Model, OptimizeReport]:
+def optimize(model: ir.Model, checker: Checker | None = None, min_opset: int = 1,
+             snapshot: eir.Snapshot | None = None) -> tuple[ir.Model, OptimizeReport]:
     """Run the pipeline on a copy of `model`; return the optimized model and what changed.
 
     With a `checker` (the original's outputs on sample inputs), a step that changes the numbers
-    is found and dropped. `min_opset` first converts an older model to that opset.
+    is found and dropped. `min_opset` first converts an older model to that opset. A caller that
+    no longer needs `model` passes a `snapshot` of it: the pipeline then edits the model instead of
+    a copy, and rebuilds it from the snapshot only when a step fails.
     """
     before = op_histogram(model)
     origins = _origins(model)
     # Scheduled only when it has work: a functional pass may not hand back its input model (PassError).
     older = opset.default_opset(model) < min_opset
     upgrade = [Step(f"upgrade-to-opset-{min_opset}", lambda: UpgradeOpsetPass(min_opset))] if older else []
-    optimized, guard = run_guarded(upgrade + PIPELINE, model, checker)
+    optimized, guard = run_guarded(upgrade + PIPELINE, model, checker, snapshot)
     _restore_names(optimized, origins)
     after = op_histogram(optimized)
     report = OptimizeReport(sum(before.values()), sum(after.values()), before, after, guard,

@@ -74,8 +74,10 @@ def _without_weights(model: ir.Model) -> onnx.ModelProto:
             graph.initializers.add(value)
 
 
-def _merge(graph: ir.Graph, proto: onnx.GraphProto) -> bool:
-    """Copy the inferred types of `proto` into `graph`'s incomplete values, then into its subgraphs'."""
+def _merge(graph: ir.Graph, proto: onnx.GraphProto, read: dict[bytes, tuple] | None = None) -> bool:
+    """Copy the inferred types of `proto` into `graph`'s incomplete values, then into its subgraphs'.
+    `read` holds each distinct type proto read once (a long graph repeats a few types thousands of times)."""
+    read = {} if read is None else read
     types = {info.name: info.type for info in (*proto.input, *proto.value_info, *proto.output)}
     modified = False
     values = [*graph.inputs, *(value for node in graph for value in node.outputs)]
@@ -83,19 +85,22 @@ def _merge(graph: ir.Graph, proto: onnx.GraphProto) -> bool:
         inferred = types.get(value.name)
         if inferred is None or known(value):
             continue
-        shape = ir.serde.deserialize_type_proto_for_shape(inferred)
+        key = inferred.SerializeToString()
+        if key not in read:
+            read[key] = (ir.serde.deserialize_type_proto_for_shape(inferred),
+                         ir.serde.deserialize_type_proto_for_type(inferred))
+        shape, value_type = read[key]
         if shape is not None and shape != value.shape:
-            value.shape = shape
+            value.shape = shape.copy()  # a value's own: passes may set its dimensions
             modified = True
-        value_type = ir.serde.deserialize_type_proto_for_type(inferred)
         if value_type is not None and value_type != value.type:
             value.type = value_type
             modified = True
     for node, node_proto in zip(graph, proto.node):  # the proto was serialized from this graph, in its order
         for attribute in node_proto.attribute:
             if attribute.type == onnx.AttributeProto.GRAPH:
-                modified = _merge(node.attributes[attribute.name].as_graph(), attribute.g) or modified
+                modified = _merge(node.attributes[attribute.name].as_graph(), attribute.g, read) or modified
             elif attribute.type == onnx.AttributeProto.GRAPHS:
                 for subgraph, subproto in zip(node.attributes[attribute.name].as_graphs(), attribute.graphs):
-                    modified = _merge(subgraph, subproto) or modified
+                    modified = _merge(subgraph, subproto, read) or modified
     return modified

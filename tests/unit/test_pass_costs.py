@@ -11,6 +11,7 @@ import onnx_ir.passes.common as common
 from onnx import TensorProto, helper, numpy_helper
 from test_pass_results import model
 
+from edgec import ir as eir
 from edgec import passes
 from edgec.ir import all_nodes, runtime
 from edgec.passes import Checker
@@ -99,11 +100,14 @@ def _conv_relu(identity: bool) -> ir.Model:
     return ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
 
 
-def _optimized(m: ir.Model):
+def _optimized(m: ir.Model, give_up: bool = False):
+    """`m` optimized, checked on two runs; given up as a build gives its source model up (one snapshot
+    for the reference run and the pipeline's reruns)."""
     x = np.random.default_rng(1).standard_normal((2, 1, 3, 8, 8)).astype(np.float32)
-    session = runtime.session(m)
+    snapshot = eir.Snapshot(m) if give_up else None
+    session = runtime.session(snapshot or m)
     expected = np.concatenate([session.run(["y"], {"x": run})[0] for run in x])
-    return passes.optimize(m, Checker.of(m, {"x": x.reshape(2, 3, 8, 8)}, {"y": expected}))
+    return passes.optimize(m, Checker.of(m, {"x": x.reshape(2, 3, 8, 8)}, {"y": expected}), snapshot=snapshot)
 
 
 def test_the_guard_checks_only_a_model_whose_computation_changed(monkeypatch):
@@ -114,3 +118,29 @@ def test_the_guard_checks_only_a_model_whose_computation_changed(monkeypatch):
     _, rewritten = _optimized(_conv_relu(identity=True))  # the Identity goes: checked
     assert len(checks) == 1 and rewritten.guard.max_error < 1e-6
     assert "Identity" not in rewritten.ops_after
+
+
+class _EditsThenRaises(ir.passes.InPlacePass):
+    """Leaves a half-edited graph behind: every weight doubled, then an exception."""
+
+    def call(self, model):
+        for value in model.graph.initializers.values():
+            value.const_value = ir.tensor(value.const_value.numpy() * 2, name=value.name)
+        raise RuntimeError("broken on purpose")
+
+
+def test_a_given_up_model_is_edited_without_a_copy_and_a_failed_step_reruns_from_its_snapshot(monkeypatch):
+    clones = _counted(monkeypatch, ir.Model, "clone")
+    m = _conv_relu(identity=True)
+    m.graph.inputs[0].meta["edgec.note"] = "kept"
+    optimized, report = _optimized(m, give_up=True)
+    assert optimized is m and clones == [] and report.guard.max_error < 1e-6 and "Identity" not in report.ops_after
+
+    broken = passes.Step("edits-then-raises", _EditsThenRaises)
+    monkeypatch.setattr(passes, "PIPELINE", passes.PIPELINE[:3] + [broken] + passes.PIPELINE[3:])
+    m = _conv_relu(identity=True)
+    m.graph.inputs[0].meta["edgec.note"] = "kept"
+    optimized, report = _optimized(m, give_up=True)
+    assert report.guard.skipped == ["edits-then-raises"] and report.guard.dropped == []
+    assert report.guard.max_error < 1e-6  # the rerun started from the snapshot, not from the doubled weights
+    assert optimized is not m and optimized.graph.inputs[0].meta["edgec.note"] == "kept" and clones == []
