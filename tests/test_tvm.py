@@ -86,6 +86,7 @@ def test_cross_target_refuses_tuning(digits_model, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full  # the corpus CNNs on tvm-x86 (tests/test_corpus_tvm.py) cover real models in make test
 def test_mobilenet_x86_matches_onnxruntime(mobilenet_model, photos, tmp_path):
     out = tmp_path / "mnv2"
     edgec("build", mobilenet_model, "-t", "tvm-x86", "-o", out, "--tuning-db", tmp_path / "db", check=True)
