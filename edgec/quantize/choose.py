@@ -72,16 +72,18 @@ def measure(float_model: ir.Model, runners: dict[str, Runner], overrides: dict[s
                             round(statistics.median(times[name]), 3)) for name, run in runners.items()]
 
 
-def measure_methods(float_model: ir.Model, graphs: dict[str, ir.Model], feeds: list[dict]) -> list[SchemeCandidate]:
-    """Fidelity against `float_model` of each calibration method's graph on the held-back `feeds`.
+def measure_held_back(float_model: ir.Model, option: str, graphs: dict[str, ir.Model],
+                      feeds: list[dict]) -> list[SchemeCandidate]:
+    """Fidelity against `float_model` on the held-back `feeds` of each value of `option` (a calibration
+    method, bias correction on or off), by the graph it gives.
 
-    The QDQ graphs are computed in float (quantize, dequantize, float kernels): the ranges are judged,
-    not one CPU's integer kernels, so the choice holds for every target's runtime.
+    The QDQ graphs are computed in float (quantize, dequantize, float kernels): the ranges and weights
+    are judged, not one CPU's integer kernels, so the choice holds for every target's runtime.
     """
     reference = _outputs(onnxruntime_runner(float_model), feeds)
-    return [SchemeCandidate(method, {"calibration_method": method},
+    return [SchemeCandidate(value, {option: value},
                             *_fidelity_of(reference, _outputs(onnxruntime_runner(graph), feeds)))
-            for method, graph in graphs.items()]
+            for value, graph in graphs.items()]
 
 
 def most_faithful(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:
