@@ -130,7 +130,7 @@ def _choose_on_held_back(model: ir.Model, quantizer: Quantizer, option: str, val
         apply(value)
         graphs[value] = quantizer.run()
     measured = choose.measure_held_back(model, option, graphs, held_back)
-    chosen, why = choose.most_faithful(measured)
+    chosen, why = choose.most_faithful(measured, len(held_back))
     logger.info(f"{option.replace('_', ' ')} {chosen.name}: {why}")
     apply(chosen.name)
     return _measured_choice(option, chosen.name, why, measured)

@@ -86,10 +86,13 @@ def measure_held_back(float_model: ir.Model, option: str, graphs: dict[str, ir.M
             for value, graph in graphs.items()]
 
 
-def most_faithful(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:
-    """The best top-1 agreement; among those within TOP1_POINTS of it, the best SQNR; and why."""
+def most_faithful(measured: list[SchemeCandidate], judged: int = 0) -> tuple[SchemeCandidate, str]:
+    """The best top-1 agreement; among those within TOP1_POINTS of it, or within one of the `judged`
+    samples (one flip in four held-back samples is 25 points of noise, not a measure), the best SQNR;
+    and why."""
     top = max(c.top1_agreement or 0.0 for c in measured)
-    tied = [c for c in measured if top - (c.top1_agreement or 0.0) <= TOP1_POINTS]
+    margin = max(TOP1_POINTS, 100.0 / judged if judged else 0.0)
+    tied = [c for c in measured if top - (c.top1_agreement or 0.0) <= margin + 1e-9]
     best = max(tied, key=lambda c: c.sqnr_db)
     others = ", ".join(f"{c.name} {_fidelity(c)}" for c in measured if c is not best)
     return best, f"{best.name} is the most faithful on the held-back samples ({_fidelity(best)}; {others})"
