@@ -1,11 +1,13 @@
-"""MobileNetV2 int8 fidelity by calibration method, per target, against OpenVINO+NNCF's defaults.
+"""MobileNetV2 int8 fidelity by calibration method and bias correction, per target, against OpenVINO+NNCF's defaults.
 
 Calibration: the 64 crops of models/mobilenet_v2/calibration.npz. Judged on other crops of the same
 photos (another seed), which no pipeline calibrated on: top-1 agreement with fp32 (onnxruntime) and
-the logits' SQNR. edgec builds each target with each --calibration-method, and with auto, whose
-build time (edgec's own, without host verification) is the issue's 10 s bar for tflite-arm.
+the logits' SQNR. edgec builds each target with each --calibration-method (--bias-correction auto),
+and with entropy ranges and bias correction on and off; the auto build's time (edgec's own, without
+host verification) is the issue's 10 s bar for tflite-arm. openvino-cpu builds edgec's QDQ graph
+(--quantizer edgec).
 
-    python benchmarks/calibration_mobilenet.py [--crops 128] [--targets onnxruntime,tflite-arm]
+    python benchmarks/calibration_mobilenet.py [--crops 128] [--targets onnxruntime,tflite-arm,openvino-cpu] [--quick]
 
 Writes benchmarks/results/calibration_mobilenet.json and .md.
 """
@@ -27,7 +29,11 @@ from preprocess import normalize  # noqa: E402
 
 from int8_peers import edgec_artifact, onnxruntime_session, openvino_default_int8  # noqa: E402
 
-METHODS = ("auto", "minmax", "percentile", "entropy")
+BUILDS = {  # row name -> (calibration method, bias correction)
+    "auto": ("auto", "auto"), "minmax": ("minmax", "auto"), "percentile": ("percentile", "auto"),
+    "entropy": ("entropy", "auto"), "entropy, bias on": ("entropy", "on"), "entropy, bias off": ("entropy", "off")}
+QUICK = ("auto", "entropy, bias on", "entropy, bias off")  # --quick: the bias correction rows only
+TARGET_OPTIONS = {"openvino-cpu": {"quantizer": "edgec"}}  # edgec's QDQ graph, not NNCF's
 EVAL_SEED = 1  # calibration.npz used seed 0
 
 
@@ -59,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--crops", type=int, default=128)
     parser.add_argument("--targets", default="onnxruntime,tflite-arm")
+    parser.add_argument("--quick", action="store_true", help="only the auto and bias correction on/off builds")
     args = parser.parse_args()
     from edgec.package.harness.commands import load_manifest
 
@@ -71,23 +78,27 @@ def main() -> None:
     rows = {"openvino+nncf default": fidelity(openvino_default_int8(_Model, calib_feeds), feeds, reference)}
     with tempfile.TemporaryDirectory(prefix="edgec-bench-calib-") as tmp:
         for target in args.targets.split(","):
-            for method in METHODS:
-                out = Path(tmp) / f"{target}-{method}"
+            for row, (method, bias) in BUILDS.items():
+                if args.quick and row not in QUICK:
+                    continue
+                out = Path(tmp) / f"{target}-{method}-{bias}"
                 start = time.perf_counter()
-                run = edgec_artifact(_Model, target, calibration, out, {}, calibration_method=method)
+                run = edgec_artifact(_Model, target, calibration, out, {}, calibration_method=method,
+                                     bias_correction=bias, **TARGET_OPTIONS.get(target, {}))
                 seconds = time.perf_counter() - start
                 quantization = load_manifest(out).quantization
-                rows[f"edgec {target} {method}"] = {**fidelity(run, feeds, reference), "build_s": round(seconds, 1),
-                                                    "method": quantization.method}
+                rows[f"edgec {target} {row}"] = {**fidelity(run, feeds, reference), "build_s": round(seconds, 1),
+                                                 "method": quantization.method,
+                                                 "bias_corrected": quantization.bias_corrected}
     result = {"date": str(date.today()), "cpu": cpu_name(), "load_average": load_average(),
               "eval_crops": args.crops, "calibration": "models/mobilenet_v2/calibration.npz (64 crops)", "rows": rows}
     lines = [f"MobileNetV2 int8 on {args.crops} crops no pipeline calibrated on (calibration: 64 other crops); "
              f"{result['cpu']}, load average {result['load_average']} (shared machine: build times are noisy).", "",
-             "| pipeline | method used | top-1 agreement with fp32 (%) | SQNR (dB) | build (s) |",
-             "| --- | --- | --- | --- | --- |"]
+             "| pipeline | method used | biases corrected | top-1 agreement with fp32 (%) | SQNR (dB) | build (s) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row.get('method', '')} | {row['top1_agreement']:.1f} | {row['sqnr_db']:.1f} | "
-                     f"{row.get('build_s', '')} |")
+        lines.append(f"| {name} | {row.get('method', '')} | {row.get('bias_corrected', '')} | "
+                     f"{row['top1_agreement']:.1f} | {row['sqnr_db']:.1f} | {row.get('build_s', '')} |")
     write_results("calibration_mobilenet", result, "\n".join(lines) + "\n")
 
 

@@ -61,6 +61,9 @@ INT8 = (
     Option("calibration_method", str, "auto", "how int8 activation ranges are chosen; auto judges minmax, "
            "percentile and entropy on held-back calibration samples against fp32 and keeps the most faithful",
            choices=("auto", "minmax", "percentile", "entropy")),
+    Option("bias_correction", str, "auto", "whether each int8 layer's bias takes back its weights' mean rounding "
+           "shift; auto judges both on held-back calibration samples against fp32 and keeps the more faithful",
+           choices=("auto", "on", "off")),
     Option("int8_scheme", str, "auto", "which of the target's int8 scheme candidates to use; auto measures "
            "each (fidelity and speed) and keeps the most faithful unless another is 10 % faster at equal fidelity"),
     Option("calibration_samples", int, None, "calibrate on the first N samples of the calibration data "

@@ -79,12 +79,17 @@ def test_calibration_method_is_measured_recorded_and_replayed(digits_builds, dig
     best = max(c["sqnr_db"] for c in choice["candidates"] if c["top1_agreement"] == 100.0)
     assert built["method"] == choice["chosen"] and choice["replay"] == f"--calibration-method {choice['chosen']}"
     assert next(c for c in choice["candidates"] if c["name"] == choice["chosen"])["sqnr_db"] == best
+    bias = built["bias_choice"]  # judged the same way, with the method chosen
+    assert [c["name"] for c in bias["candidates"]] == ["on", "off"] and bias["replay"] == f"--bias-correction {bias['chosen']}"
+    assert (built["bias_corrected"] > 0) == (bias["chosen"] == "on")
     config = tmp_path / "choices.toml"
-    config.write_text(f'calibration-method = "{choice["chosen"]}"\nint8-scheme = "{built["scheme_choice"]["chosen"]}"\n')
+    config.write_text(f'calibration-method = "{choice["chosen"]}"\nint8-scheme = "{built["scheme_choice"]["chosen"]}"\n'
+                      f'bias-correction = "{bias["chosen"]}"\n')
     edgec("build", digits_model, "-o", tmp_path / "again", "--precision", "int8", "--calibration",
           digits_files["calib"], "--config", config, check=True)
     again = manifest(tmp_path / "again")["quantization"]
     assert again["calibration_choice"] is None and again["method"] == choice["chosen"]
+    assert again["bias_choice"] is None and again["bias_corrected"] == built["bias_corrected"]
     assert (tmp_path / "again" / "model.onnx").read_bytes() == (digits_builds / "int8" / "model.onnx").read_bytes()
 
 

@@ -47,6 +47,8 @@ def quantize(ov_model, target, calibration, options, overflow: str):
               "calibration_samples": calibration.count}
     if options.calibration_method not in ("minmax", "auto"):
         logger.info("note: NNCF chooses its own activation ranges; --calibration-method applies to --quantizer edgec")
+    if options.bias_correction == "off":
+        logger.info("note: NNCF corrects biases its own way; --bias-correction applies to --quantizer edgec")
     budget = options.max_accuracy_drop
     if budget is None:
         logger.info(f"quantizing with NNCF ({preset.value} preset, {calibration.count} samples)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
+from typing import Callable
 
 import onnx_ir as ir
 
@@ -20,6 +21,7 @@ from edgec.quantize.qdq import Quantizer, Scheme
 
 AUTO_SCHEME = "auto"  # --int8-scheme: measure the target's candidates and choose
 AUTO_METHOD = "auto"  # --calibration-method: measure minmax, percentile and entropy on held-back samples
+AUTO_BIAS = "auto"  # --bias-correction: measure the int8 graph with and without it on held-back samples
 EDGEC = "edgec"  # the one candidate of a target without scheme candidates, measured against a backend's own
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) exists from opset 13
 
@@ -127,32 +129,52 @@ def _flags(values: dict) -> str:
     return " ".join(f"{declared[name].cli_flag} {value}" for name, value in values.items())
 
 
-def _choose_method(model: ir.Model, quantizer: Quantizer) -> SchemeChoice:
-    """Quantize with each method's ranges from the calibration part, judge each on the held-back runs
-    against fp32, and keep the most faithful; the quantizer then uses its ranges from every run."""
+def _choose_on_held_back(model: ir.Model, quantizer: Quantizer, option: str, values: tuple[str, ...],
+                         apply: Callable[[str], None], unmeasured: str) -> SchemeChoice:
+    """Quantize with each value of `option` (`apply` sets it on the quantizer, whose ranges come from the
+    calibration part), judge each on the held-back runs against fp32 and keep the most faithful; with
+    too few runs to hold any back, `unmeasured`. The record replays the value chosen."""
     from edgec.quantize import choose
-    from edgec.quantize.calibrate import METHODS
 
     held_back = quantizer.ranges.held_back
     if not held_back:
-        quantizer.use("minmax")
-        return _method_choice("minmax", f"too few calibration runs ({quantizer.data.count}) to hold any back "
-                              "and judge the methods: minmax", [])
+        apply(unmeasured)
+        return _measured_choice(option, unmeasured, f"too few calibration runs ({quantizer.data.count}) to hold "
+                                f"any back and judge: {unmeasured}", [])
     graphs = {}
-    for method in METHODS:
-        quantizer.use(method, held_back_too=False)
-        graphs[method] = quantizer.run()
-    measured = choose.measure_methods(model, graphs, held_back)
-    chosen, why = choose.most_faithful(measured)
-    logger.info(f"calibration method {chosen.name}: {why}")
-    quantizer.use(chosen.name)
-    return _method_choice(chosen.name, why, measured)
+    for value in values:
+        apply(value)
+        graphs[value] = quantizer.run()
+    measured = choose.measure_held_back(model, option, graphs, held_back)
+    chosen, why = choose.most_faithful(measured, len(held_back))
+    logger.info(f"{option.replace('_', ' ')} {chosen.name}: {why}")
+    apply(chosen.name)
+    return _measured_choice(option, chosen.name, why, measured)
 
 
-def _method_choice(method: str, why: str, measured: list) -> SchemeChoice:
-    """The record of a calibration method chosen, with the flags that replay it (as the scheme choice's)."""
-    chosen = {"calibration_method": method}
-    return SchemeChoice(method, why, _flags(chosen), measured, chosen)
+def _measured_choice(option: str, value: str, why: str, measured: list) -> SchemeChoice:
+    """The record of an option's value chosen, with the flags that replay it (as the scheme choice's)."""
+    chosen = {option: value}
+    return SchemeChoice(value, why, _flags(chosen), measured, chosen)
+
+
+def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: QuantizationRecord, options) -> None:
+    """The calibration method and whether biases are corrected, each given or measured (`auto`, recorded
+    in `record`): the method judged with the correction on unless it is off, the correction with the
+    method chosen. The quantizer then uses the method's ranges from every run."""
+    from edgec.quantize.calibrate import METHODS
+
+    quantizer.correct_bias = options.bias_correction != "off"
+    if options.calibration_method == AUTO_METHOD:
+        record.calibration_choice = _choose_on_held_back(
+            model, quantizer, "calibration_method", METHODS, lambda m: quantizer.use(m, held_back_too=False), "minmax")
+    if options.bias_correction == AUTO_BIAS:
+        quantizer.use(quantizer.method, held_back_too=False)
+        record.bias_choice = _choose_on_held_back(
+            model, quantizer, "bias_correction", ("on", "off"),
+            lambda value: setattr(quantizer, "correct_bias", value == "on"), "off")
+    quantizer.use(quantizer.method)
+    record.method = quantizer.method
 
 
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
@@ -185,9 +207,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
         quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
-        if method == AUTO_METHOD:
-            record.calibration_choice = _choose_method(model, quantizer)
-            record.method = quantizer.method
+        _choose_ranges_and_bias(model, quantizer, record, options)
         qdq = quantizer.run()
         spans = ranges.calibrated_spans(quantizer.cache)
         macs = fallback.MacShare(model, next(calibration.feeds()))

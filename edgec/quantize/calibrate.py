@@ -29,9 +29,11 @@ class Ranges:
     """Histograms of the float model's tensors over the calibration runs, and each method's ranges."""
 
     def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path,
-                 channel_means_of: frozenset[str] = frozenset()):
-        """`channel_means_of`: tensors whose mean per channel (axis 1) over every run is kept too (bias.py)."""
+                 input_means_of: frozenset[str] = frozenset()):
+        """`input_means_of`: tensors whose mean map over the calibration part's runs is kept too (bias.py)."""
         from onnxruntime.quantization.calibrate import HistogramCalibrater
+
+        from edgec.quantize.bias import MeanInput
 
         held = len(runs) // HELD_BACK if len(runs) // HELD_BACK >= MIN_HELD_BACK else 0
         self.workdir, self.held_back = workdir, runs[len(runs) - held:] if held else []
@@ -41,15 +43,16 @@ class Ranges:
         session, names = calibrater.infer_session, calibrater.tensors_to_calibrate
         outputs = [o.name for o in session.get_outputs()]
         histograms: dict[str, Histogram] = {}
-        self._histograms, self.channel_means = {}, {}
+        self._histograms, self.input_means = {}, {}
         for part, chunk in (("calibration", runs[:len(runs) - held]), ("all", self.held_back)):
             for feed in chunk:
-                for name, value in zip(outputs, session.run(None, feed)):
+                computed = dict(zip(outputs, session.run(None, feed)))
+                for name, value in computed.items():
                     if name in names and value.size and np.issubdtype(value.dtype, np.floating):
                         histograms.setdefault(name, Histogram()).add(value)
-                    if name in channel_means_of and value.ndim >= 2:
-                        mean = value.mean(axis=tuple(a for a in range(value.ndim) if a != 1), dtype=np.float64)
-                        self.channel_means[name] = self.channel_means.get(name, 0.0) + mean / len(runs)
+                for name, value in {**feed, **computed}.items():  # a graph input feeds a layer too
+                    if part == "calibration" and name in input_means_of and value.ndim >= 2:
+                        self.input_means.setdefault(name, MeanInput()).add(value)
             self._histograms[part] = {name: h.snapshot() for name, h in histograms.items()}
 
     def write(self, method: str, held_back_too: bool = True) -> Path:

@@ -125,7 +125,7 @@ class Quantizer:
         if method != "auto":
             self.use(method)
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
-        self._weights: dict[str, dict] = {}  # scheme -> its dequantized weights by layer
+        self._shifts: dict[tuple, dict] = {}  # (scheme, 7-bit weights) -> each layer's mean output shift
         self.bias_corrected = 0  # layers the last run corrected
         self.correct_bias = True
 
@@ -136,21 +136,23 @@ class Quantizer:
         self.method, self.cache = method, self.ranges.write(method, held_back_too)
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
-        """The QDQ graph, `exclude` and the always-float nodes left float; every int8 layer's bias takes
-        back its weights' mean rounding shift (quantize/bias.py). The weights' rounding depends on the
-        scheme and on which weights get 7 bits only: one extra quantization per such pair measures it."""
+        """The QDQ graph, `exclude` and the always-float nodes left float; with `correct_bias`, every int8
+        layer's bias takes back its weights' mean rounding shift (quantize/bias.py). The weights' rounding
+        depends on the scheme and on which weights get 7 bits only: one extra quantization per such pair
+        measures it."""
         from edgec.quantize import bias
 
         seven_bit = self._seven_bit_weights()
         key = (repr(self.scheme), tuple(seven_bit))
+        self.bias_corrected = 0
         if not self.correct_bias or self.scheme.activation_ranges == "runtime":  # no fixed bias scale to correct
             return self._quantize(self.float_path, exclude, seven_bit)
-        if key not in self._weights:
-            self._weights[key] = bias.dequantized_weights(self._quantize(self.float_path, (), seven_bit))
-        floating = {*exclude, *self.always_float, *self.kept_float}
         model = ir.load(self.float_path)
-        self.bias_corrected = bias.correct(model, {k: w for k, w in self._weights[key].items() if k not in floating},
-                                           self.ranges.channel_means)
+        if key not in self._shifts:
+            weights = bias.dequantized_weights(self._quantize(self.float_path, (), seven_bit))
+            self._shifts[key] = bias.output_shifts(model, weights, self.ranges.input_means)
+        floating = {*exclude, *self.always_float, *self.kept_float}
+        self.bias_corrected = bias.correct(model, {k: s for k, s in self._shifts[key].items() if k not in floating})
         return self._quantize(eir.save(model, self.workdir / "float-bias-corrected.onnx"), exclude, seven_bit)
 
     def _seven_bit_weights(self) -> list[str]:

@@ -51,3 +51,13 @@ def test_most_faithful_breaks_top1_ties_by_sqnr():
     assert most_faithful([minmax, percentile, entropy])[0] is entropy
     assert most_faithful([minmax, SchemeCandidate("entropy", {}, 81.25, 16.4)])[0] is minmax  # top-1 first
     assert most_faithful([SchemeCandidate("minmax", {}, None, 20.0), SchemeCandidate("entropy", {}, None, 21.0)])[0].name == "entropy"
+
+
+def test_most_faithful_takes_one_flip_among_few_samples_for_noise():
+    """One of four held-back samples flipping is 25 points of top-1, no measure: SQNR decides (fer_emotion's
+    held-back figures: bias correction on 75 % / 28.4 dB, off 100 % / 26.2 dB); two flips still count."""
+    on, off = SchemeCandidate("on", {}, 75.0, 28.4), SchemeCandidate("off", {}, 100.0, 26.2)
+    assert most_faithful([on, off])[0] is off and most_faithful([on, off], judged=4)[0] is on
+    assert most_faithful([SchemeCandidate("on", {}, 50.0, 28.4), off], judged=4)[0] is off
+    assert most_faithful([SchemeCandidate("on", {}, 87.5, 16.4), SchemeCandidate("off", {}, 93.75, 13.4)],
+                         judged=200)[0].name == "off"  # 12 samples of 200 are a measure

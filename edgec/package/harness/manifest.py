@@ -418,6 +418,7 @@ class QuantizationRecord:
     mixed_range_heads: List[MixedRangeHead] = field(default_factory=list)
     scheme_choice: Optional[SchemeChoice] = None
     calibration_choice: Optional[SchemeChoice] = None  # --calibration-method auto's measured choice
+    bias_choice: Optional[SchemeChoice] = None  # --bias-correction auto's measured choice
     bias_corrected: int = 0  # layers whose bias absorbed their int8 weights' mean output shift (quantize/bias.py)
     float_islands: List[FloatIsland] = field(default_factory=list)
     int8_mac_share: Optional[float] = None  # of the multiply-accumulates: an int8 artifact runs at least 0.8
