@@ -13,7 +13,7 @@ calibration crops, judged on 56 other crops of its photos). A pipeline that fail
 result, not a crash. Beside each model: which int8 engine edgec's openvino-cpu build measured best
 (its scheme candidates and NNCF, quantization.scheme_choice) and every candidate's measures.
 
-    python benchmarks/int8_peers.py [--models mobilenet_v2,fer_emotion] [--rounds 7]
+    python benchmarks/int8_peers.py [--models mobilenet_v2,fer_emotion] [--rounds 7] [--pipelines openvino]
 
 Writes benchmarks/results/int8_peers.json and .md.
 """
@@ -36,11 +36,15 @@ sys.path.insert(0, str(ROOT))
 from models.corpus.registry import MODELS  # noqa: E402
 
 RUNS_PER_ROUND = 10
+# each runtime's half of the benchmark: edgec's artifact and the runtime's own default pipeline
+PIPELINES = {"onnxruntime": ("edgec onnxruntime", "onnxruntime default"),
+             "openvino": ("edgec openvino-cpu", "openvino+nncf default")}
+TARGETS = {"onnxruntime": "onnxruntime", "openvino": "openvino-cpu"}
 
 
-def edgec_artifact(model, target: str, calibration: Path, out: Path, choices: dict, **options):
+def edgec_artifact(model, target: str, calibration: Path, out: Path, choices: dict, graphs: dict, **options):
     """edgec's int8 artifact for `target` (build `options` by name), opened through its own harness adapter;
-    its measured int8 choice goes into `choices`."""
+    its measured int8 choice goes into `choices`, and OpenVINO's runtime graph of it into `graphs`."""
     from edgec import api
     from edgec.package.harness.commands import load_manifest, session_class
 
@@ -53,6 +57,8 @@ def edgec_artifact(model, target: str, calibration: Path, out: Path, choices: di
         choice = manifest.quantization.scheme_choice
         choices[target] = {"chosen": choice.chosen, "why": choice.why, "replay": choice.replay,
                            "candidates": [dataclasses.asdict(c) for c in choice.candidates]}
+    if getattr(manifest.backend, "layers", None):
+        graphs[f"edgec {target}"] = layer_counts(manifest.backend.layers)
     session = session_class(manifest)(str(built.path), manifest, 1)
     names = {spec.name for spec in manifest.inputs}
     outputs = [spec.name for spec in manifest.outputs]
@@ -92,7 +98,15 @@ def onnxruntime_default_int8(model, calib_feeds: list[dict], tmp: Path):
     return onnxruntime_session(out)
 
 
-def openvino_default_int8(model, calib_feeds: list[dict]):
+def layer_counts(layers: list) -> dict:
+    """What OpenVINO's compiled model executes (CompiledLayer records): how many layers, how many in int8
+    and in f32, and FakeQuantize layers it could not fuse into the layer before."""
+    return {"executed": len(layers), "int8": sum(layer.precision in ("u8", "i8") for layer in layers),
+            "f32": sum(layer.precision == "f32" for layer in layers),
+            "FakeQuantize": sum(layer.type == "FakeQuantize" for layer in layers)}
+
+
+def openvino_default_int8(model, calib_feeds: list[dict], graphs: dict):
     """What OpenVINO's and NNCF's documentation has a user write: convert, quantize with defaults, compile."""
     import nncf
     import openvino as ov
@@ -103,6 +117,9 @@ def openvino_default_int8(model, calib_feeds: list[dict]):
     names = [i.get_any_name() for i in converted.inputs]
     quantized = nncf.quantize(converted, nncf.Dataset([{n: f[n] for n in names} for f in calib_feeds]))
     compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_NUM_THREADS": 1, "PERFORMANCE_HINT": "LATENCY"})
+    from edgec.package.harness.rt_openvino import compiled_layers
+
+    graphs["openvino+nncf default"] = layer_counts(compiled_layers(compiled))
     request = compiled.create_infer_request()
     return lambda feed: [v.copy() for v in request.infer({n: feed[n] for n in names}).values()]
 
@@ -117,7 +134,7 @@ def latency(run, feed: dict) -> float:
     return statistics.median(times)
 
 
-def compare(model, rounds: int, tmp: Path) -> dict:
+def compare(model, rounds: int, tmp: Path, pipelines: list[str]) -> dict:
     from edgec.quantize.choose import agreement, sqnr
 
     feeds = model.samples(model.load_inputs())
@@ -133,12 +150,14 @@ def compare(model, rounds: int, tmp: Path) -> dict:
         calibration, calib_feeds = model.inputs_path, feeds
     makers = {
         "fp32": lambda: onnxruntime_session(model.onnx_path),
-        "edgec onnxruntime": lambda: edgec_artifact(model, "onnxruntime", calibration, tmp / "ort", choices),
+        "edgec onnxruntime": lambda: edgec_artifact(model, "onnxruntime", calibration, tmp / "ort", choices, graphs),
         "onnxruntime default": lambda: onnxruntime_default_int8(model, calib_feeds, tmp),
-        "edgec openvino-cpu": lambda: edgec_artifact(model, "openvino-cpu", calibration, tmp / "ov", choices),
-        "openvino+nncf default": lambda: openvino_default_int8(model, calib_feeds),
+        "edgec openvino-cpu": lambda: edgec_artifact(model, "openvino-cpu", calibration, tmp / "ov", choices, graphs),
+        "openvino+nncf default": lambda: openvino_default_int8(model, calib_feeds, graphs),
     }
-    runs, failed, choices = {}, {}, {}
+    wanted = {"fp32", *(name for pipeline in pipelines for name in PIPELINES[pipeline])}
+    makers = {name: make for name, make in makers.items() if name in wanted}
+    runs, failed, choices, graphs = {}, {}, {}, {}
     for name, make in makers.items():
         try:
             runs[name] = make()
@@ -147,7 +166,7 @@ def compare(model, rounds: int, tmp: Path) -> dict:
             runs.pop(name, None)
             failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
     reference = [np.stack(values) for values in zip(*(runs["fp32"](f) for f in feeds))]
-    row = {"model": model.name, "failed": failed, "variants": {}, "choices": choices}
+    row = {"model": model.name, "failed": failed, "variants": {}, "choices": choices, "runtime_graphs": graphs}
     for name, run in runs.items():
         outputs = [np.stack(values) for values in zip(*(run(f) for f in feeds))]
         agrees = agreement(reference, outputs)
@@ -160,19 +179,19 @@ def compare(model, rounds: int, tmp: Path) -> dict:
     for name in runs:
         row["variants"][name]["p50_ms"] = round(statistics.median(timings[name]), 3)
     v = row["variants"]
-    for ours, peer in (("edgec onnxruntime", "onnxruntime default"), ("edgec openvino-cpu", "openvino+nncf default")):
+    for ours, peer in PIPELINES.values():
         if ours in v and peer in v:
             row[f"{ours} / {peer}"] = round(v[ours]["p50_ms"] / v[peer]["p50_ms"], 3)
     return row
 
 
 def markdown(rows: list[dict], rounds: int) -> str:
-    pairs = ("edgec onnxruntime / onnxruntime default", "edgec openvino-cpu / openvino+nncf default")
+    pairs = tuple(f"{ours} / {peer}" for ours, peer in PIPELINES.values())
     lines = [f"edgec int8 against the runtimes' default int8 pipelines, 1 thread, {cpu_name()}, "
              f"{date.today().isoformat()}, load average {load_average()} (shared machine: noisy); median of "
              f"{rounds} interleaved rounds of {RUNS_PER_ROUND} runs. Fidelity: worst-output SQNR against fp32, "
-             "top-1 agreement where the output is class scores. Each model's row is one interleaved run; rows "
-             "may come from separate runs (`--models`).", "",
+             "top-1 agreement where the output is class scores. Each runtime's half of a model's row is one "
+             "interleaved run with fp32; rows and halves may come from separate runs (`--models`, `--pipelines`).", "",
              "| model | variant | p50 ms | SQNR dB | top-1 % |", "|---|---|---|---|---|"]
     for row in rows:
         for name, v in row["variants"].items():
@@ -185,6 +204,11 @@ def markdown(rows: list[dict], rounds: int) -> str:
         lines.append(f"| {row['model']} | " + " | ".join(f"{row[p]:.2f}x" if p in row else "-" for p in pairs) + " |")
     medians = [statistics.median(r[p] for r in rows if p in r) if any(p in r for r in rows) else None for p in pairs]
     lines.append("| **median** | " + " | ".join(f"**{m:.2f}x**" if m else "-" for m in medians) + " |")
+    lines += ["", "OpenVINO's compiled runtime graphs (executed layers; those in int8 and f32; FakeQuantize left unfused):",
+              "", "| model | variant | layers | int8 | f32 | FakeQuantize |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for name, g in row.get("runtime_graphs", {}).items():
+            lines.append(f"| {row['model']} | {name} | {g['executed']} | {g['int8']} | {g['f32']} | {g['FakeQuantize']} |")
     lines += ["", "edgec's openvino-cpu int8 choice, measured by the build with OpenVINO's kernels on its calibration "
               "samples (p50: fastest of 5 runs, median over 7 rounds, one thread):", "",
               "| model | candidate | p50 ms | SQNR dB | top-1 % | chosen |", "|---|---|---|---|---|---|"]
@@ -197,20 +221,39 @@ def markdown(rows: list[dict], rounds: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def merged(earlier: dict | None, row: dict, pipelines: list[str]) -> dict:
+    """`row`, with the halves of the `earlier` row of its model that were not re-run."""
+    if earlier is None:
+        return row
+    kept = [pipeline for pipeline in PIPELINES if pipeline not in pipelines]
+    names = {name for pipeline in kept for name in PIPELINES[pipeline]}
+    ratios = {" / ".join(PIPELINES[pipeline]) for pipeline in kept}
+    targets = {TARGETS[pipeline] for pipeline in kept}
+
+    def part(table: str, keys: set) -> dict:
+        return {k: v for k, v in earlier.get(table, {}).items() if k in keys}
+
+    return {**{k: v for k, v in earlier.items() if k in ratios}, **row,
+            "variants": {**part("variants", names), **row["variants"]},
+            "failed": {**part("failed", names), **row["failed"]},
+            "choices": {**part("choices", targets), **row["choices"]},
+            "runtime_graphs": {**part("runtime_graphs", names), **row["runtime_graphs"]}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(m.name for m in MODELS))
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--pipelines", default=",".join(PIPELINES), help="the halves to run: " + ", ".join(PIPELINES))
     args = parser.parse_args()
-    wanted = args.models.split(",")
-    rows = {}
+    wanted, pipelines = args.models.split(","), args.pipelines.split(",")
+    earlier = RESULTS / "int8_peers.json"  # what is not re-run now is kept: each half of a row is its own run
+    rows = {r["model"]: r for r in json.loads(earlier.read_text())["rows"]} if earlier.exists() else {}
     for model in (m for m in MODELS if m.name in wanted):
         with tempfile.TemporaryDirectory(prefix=f"edgec-peers-{model.name}-") as tmp:
-            rows[model.name] = compare(model, args.rounds, Path(tmp))
-        print(rows[model.name], flush=True)
-    earlier = RESULTS / "int8_peers.json"  # rows of models not re-run now are kept: each row is its own run
-    if earlier.exists():
-        rows = {r["model"]: r for r in json.loads(earlier.read_text())["rows"] if r["model"] not in rows} | rows
+            row = compare(model, args.rounds, Path(tmp), pipelines)
+        rows[model.name] = merged(rows.get(model.name), row, pipelines)
+        print(row, flush=True)
     rows = [rows[m.name] for m in MODELS if m.name in rows]
     result = {"benchmark": "edgec int8 vs onnxruntime and OpenVINO+NNCF default int8", "date": date.today().isoformat(),
               "cpu": cpu_name(), "threads": 1, "rounds": args.rounds, "runs_per_round": RUNS_PER_ROUND, "rows": rows}

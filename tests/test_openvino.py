@@ -92,6 +92,31 @@ def test_digits_int8_edgec_quantizer(tmp_path, digits_model, digits_files, digit
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
 
 
+def test_qdq_graph_fuses_into_the_convolutions_as_nncf_places_it(tmp_path):
+    """edgec's QDQ graph leaves OpenVINO nothing to run on its own: SiLU, written x * sigmoid(x), stays
+    float and fuses into its convolution with the quantization after it, and the pair the classifier's
+    input gets moves above the max pool (quantize/placement.py). Found on the PP-OCR direction
+    classifier's HardSwish (28 -> 10 subgraph layers, NNCF's 10) and CREPE's pools (5 unfused
+    FakeQuantize -> 0); here on a SiLU CNN trained on the digits, where the SiLUs ran as 4 layers of
+    their own before."""
+    sys.path.insert(0, str(ROOT / "models" / "digits"))
+    from tanh_cnn import train_tanh_cnn
+
+    model = train_tanh_cnn(tmp_path / "silu", layers=4, silu=True)
+    out = tmp_path / "int8"
+    edgec("build", model["model"], "-t", "openvino-cpu", "--quantizer", "edgec", "--int8-scheme",
+          "s8-7bit-signed-inputs", "--calibration", model["calibration"], "-o", out, check=True)
+    layers = manifest(out)["backend"]["layers"]
+    assert [layer["type"] for layer in layers if layer["type"] in ("Convolution", "FullyConnected")] == [
+        "Convolution"] * 4 + ["FullyConnected"]
+    assert all(layer["precision"] in INT8 for layer in layers if layer["type"] in ("Convolution", "FullyConnected"))
+    alone = [layer["name"] for layer in layers if layer["type"] in ("Subgraph", "Eltwise", "FakeQuantize")]
+    assert alone == ["input_DequantizeLinear"]  # only the input's quantization runs as a layer of its own
+    with np.load(model["eval"]) as data:
+        logits = infer(out, {"input": data["input"]}, tmp_path)["logits"]
+        assert accuracy(logits, data["labels"]) >= model["accuracy"] - 0.01
+
+
 def test_verify_fails_when_int8_layers_run_float(digits_int8, digits_fp32, tmp_path):
     """Swap the float model in under an int8 manifest: the runtime graph gives it away."""
     art = tmp_path / "tampered"

@@ -43,6 +43,10 @@ class Scheme:
     # data-movement operators between int8 tensors run on the integers (quantize/islands.py): for
     # runtimes with integer kernels for them that do not do it themselves
     int8_data_movement: bool = False
+    # the runtime fuses a quantization into the layer that computed its input, with the elementwise
+    # operations between them (OpenVINO): pairs move above data-movement operators, and activation
+    # functions written as products stay float (quantize/placement.py)
+    quantize_at_producer: bool = False
     ops: tuple[str, ...] = ()
     # of `ops`, those quantized only where every input is computed: a residual Add, not a bias Add
     computed_inputs_only: tuple[str, ...] = ()
@@ -79,7 +83,7 @@ class Scheme:
                 "activation_ranges": self.activation_ranges,
                 "weights": self.weights, "weight_symmetric": self.weight_symmetric,
                 "overflow_fix": self.overflow_fix, "per_channel": self.per_channel, "bias": self.bias,
-                "int8_data_movement": self.int8_data_movement,
+                "int8_data_movement": self.int8_data_movement, "quantize_at_producer": self.quantize_at_producer,
                 "ops": list(self.ops), "computed_inputs_only": list(self.computed_inputs_only)}
 
 
@@ -111,11 +115,13 @@ class Quantizer:
 
     def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path):
         """`method` "auto" leaves the choice to the caller, who measures (quantize/choose.py) and calls `use`."""
-        from edgec.quantize import bias
+        from edgec.quantize import bias, placement
         from edgec.quantize.calibrate import Ranges
 
         self.scheme, self.data, self.workdir = scheme, data, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
+        if scheme.quantize_at_producer:
+            self.kept_float += placement.activation_products(model)
         self.first_weights = _first_layer_weights(model)
         self.weights_by_input = _weights_by_input(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
@@ -196,7 +202,12 @@ class Quantizer:
                 **self.scheme.extra,
             },
         )
-        return ir.load(out)
+        model = ir.load(out)
+        if self.scheme.quantize_at_producer:
+            from edgec.quantize import placement
+
+            placement.hoist_over_data_movement(model)
+        return model
 
 
 def _with_constant_input(model: ir.Model, op_types: tuple[str, ...]) -> list[str]:
