@@ -116,11 +116,13 @@ def test_sequences_are_judged_by_their_decoded_strings():
     got = np.stack([steps(1, 0, 0, 2, 3), steps(2, tie[[0, 2, 1, 3]], 0, 3, 3)])
     assert compare.strings_equal(ref, ref) == 1.0
     assert compare.strings_equal(got, ref) == 0.5
-    assert compare.strings_decisive(got, ref) == 1.0  # run 1 holds a near-tie step: not the precision's fault
+    assert compare.strings_decisive(got, ref) == 1.0  # run 1 differs at its near-tie step only
+    got[1, 3] = np.eye(4)[2] * 0.9 + 0.025  # and at a decisive step too: (2, 2, 3) against (2, 3)
+    assert compare.strings_decisive(got, ref) == 0.5
     got[0, 2] = np.eye(4)[1] * 0.9 + 0.025  # a decisive blank read as class 1: (1, 1, 2, 3)
     assert compare.strings_decisive(got, ref) == 0.0
     check = compare.check_output(got, ref, OutputPolicy("sequences", [Criterion("strings_decisive", 0.95)],
                                                         ["strings_equal"]))
     assert not check.passed and check.measures["strings_equal"] == 0.0
-    assert "decoded strings equal on decisive runs 0%" in compare.describe(
+    assert "decoded strings equal but for undecided steps 0%" in compare.describe(
         check, OutputPolicy("sequences", [Criterion("strings_decisive", 0.95)]))
