@@ -183,7 +183,8 @@ def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first
     A tensor stays quantized while any node next to it is int8, so layers kept float here and there
     leave most of the rounding in place; and rounding near the inputs is amplified by every layer after
     it, which the per-layer harm does not see. On the PP-OCR detector (mask IoU at 0.5) no choice of up to
-    128 harmful layers verified, while its first 34 nodes float (10 % of its MACs) did."""
+    128 harmful layers verified (IoU 0 to 0.44), while its first 16 nodes float (5 % of its MACs) reached
+    0.90 computed in float."""
     logger.info("int8 fails verification on the build's samples (" + "; ".join(f"{k}: {v}" for k, v in failed.items())
                 + "): keeping layers float")
     orders = {"most harmful": [layer.name for layer in layers], "nearest the inputs": macs.in_order}
