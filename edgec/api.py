@@ -163,7 +163,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         with stage("quantizing", "try --precision fp16, or report the model"):
             from edgec.quantize.fallback import PolicyJudge
 
-            judge = PolicyJudge(checker, reference_policy)
+            judge = PolicyJudge(checker, reference_policy, backend.int8_runner)
             model, quantization = quantize_for_target(model, target, precision, calibration_data, backend, values,
                                                       judge)
         if quantization is not None and quantization.scheme_choice is not None:  # the backend builds what was chosen

@@ -2,8 +2,9 @@
 
 Each output gets a kind (KINDS) from the graph that makes it, or from the user (--output-kind
 NAME=KIND), and each kind its own measure (the issue's table): probabilities by absolute error and
-top-1 agreement, logits by top-1 agreement, embeddings by cosine, masks by IoU at 0.5, boxes by
-their error in pixels, integers exactly. fp32 promises the source model's numbers, so every float
+top-1 agreement, a sequence's per-step probabilities (a CTC recogniser's) by their decoded strings,
+logits by top-1 agreement, embeddings by cosine, masks by IoU at 0.5, boxes by their error in pixels,
+integers exactly. fp32 promises the source model's numbers, so every float
 output is held to 1e-4 of its range there. A target TOML's [verification.PRECISION] table may
 tighten a limit, never loosen it; only the user loosens one (--tolerance KIND.MEASURE=LIMIT).
 
@@ -24,7 +25,7 @@ from edgec.errors import InputError
 from edgec.package.harness import compare
 from edgec.package.harness.manifest import ComparisonPolicy, Criterion, OutputPolicy
 
-KINDS = ("probabilities", "logits", "embeddings", "masks", "boxes", "integers", "tensor")
+KINDS = ("probabilities", "sequences", "logits", "embeddings", "masks", "boxes", "integers", "tensor")
 # Limits per kind and precision. "tensor" is an output nothing identifies: in fp16 held to the range rule
 # as before, in int8 to the embeddings' cosine (the 0.25-of-range rule passed a collapsed detector).
 FP16_RANGE = 2e-2
@@ -32,6 +33,8 @@ LIMITS: dict[str, dict[str, dict[str, float]]] = {
     "probabilities": {"fp16": {"max_abs_err": 0.01, "top1_agreement": 0.99},
                       "int8": {"max_abs_err": 0.05, "top1_decisive": 0.95}},
     "logits": {"fp16": {"top1_agreement": 0.99}, "int8": {"top1_decisive": 0.95}},
+    # per-step class probabilities of a CTC recogniser: the task is the decoded string, not each step's numbers
+    "sequences": {"fp16": {"strings_equal": 0.99}, "int8": {"strings_decisive": 0.95}},
     "embeddings": {"fp16": {"cosine": 0.999}, "int8": {"cosine": 0.98}},
     "masks": {"fp16": {"mask_iou": 0.98}, "int8": {"mask_iou": 0.9}},
     "boxes": {"fp16": {"box_err": 1.0}, "int8": {"box_err": 2.0}},
@@ -40,7 +43,8 @@ LIMITS: dict[str, dict[str, dict[str, float]]] = {
 FP32 = {"rel_err": 1e-4}  # every float output in fp32: the kernels' noise, not a precision's
 EXACT = {"max_abs_err": 0.0}  # integer outputs at every precision
 # Measures shown beside the judged ones.
-REPORTED = {"logits": ["top1_agreement", "top5_agreement"], "probabilities": ["top1_agreement", "top5_agreement"], "embeddings": [], "masks": [],
+REPORTED = {"logits": ["top1_agreement", "top5_agreement"], "probabilities": ["top1_agreement", "top5_agreement"],
+            "sequences": ["strings_equal", "top1_decisive"], "embeddings": [], "masks": [],
             "boxes": [], "integers": [], "tensor": ["cosine"]}
 # Allowed difference between the device and the build host running the same artifact.
 HOST_TOLERANCE = 1e-5
@@ -85,6 +89,8 @@ def classify(value: ir.Value) -> str:
     rank = value.shape.rank() if value.shape is not None else None
     last = value.shape[-1] if rank else None
     op = node.op_type if node is not None else ""
+    if op in ("Softmax", "LogSoftmax") and rank == 3 and isinstance(last, int) and last > 1:
+        return "sequences"  # classes per step of a sequence (batch, steps, classes): a recogniser's
     if op == "Softmax":
         return "probabilities"
     if op == "Sigmoid":  # over an image (rank 4, or a convolution's map where the shape is not known) a mask

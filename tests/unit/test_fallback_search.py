@@ -29,3 +29,49 @@ def test_no_search_when_int8_already_fits():
 def test_gives_up_after_every_layer_is_float():
     model, excluded, steps = search(LAYERS, lambda ex: ex, lambda m: 50.0, 100.0, 1.0, ())
     assert excluded == LAYERS and steps[-1]["drop"] == 50.0
+
+
+class Stand:
+    """The fallback's collaborators as plain functions: a quantizer whose model is the tuple of float layers,
+    a judge failing until `needed` is float, and MACs shared equally by the layers in graph order."""
+
+    def __init__(self, needed: set[str], in_order: list[str]):
+        self.needed, self.in_order, self.always_float, self.runs = needed, in_order, (), []
+
+    def run(self, excluded=()):
+        self.runs.append(excluded)
+        return excluded
+
+    def failures(self, model):
+        return {} if self.needed <= set(model or ()) else {"out": "mask_iou 0.5 (limit 0.9)"}
+
+    def int8_share(self, float_nodes):
+        return 1.0 - len(set(float_nodes)) / len(self.in_order)
+
+    def added_bytes(self, float_nodes):
+        return 3 * len(set(float_nodes))
+
+    def latency_ms(self, model):
+        return 1.0
+
+
+def test_policy_fallback_floats_the_layers_nearest_the_inputs_where_the_most_harmful_do_not_verify():
+    from edgec.quantize.fallback import to_verify
+
+    layers = [type("Layer", (), {"name": name}) for name in reversed(LAYERS)]  # harm ranks the deep ones first
+    stand = Stand(needed={"layer0", "layer1", "layer2"}, in_order=LAYERS)  # a stem amplified by all after it
+    model, record = to_verify(stand, layers, stand, stand, "plain", {"out": "mask_iou 0.5 (limit 0.9)"})
+    assert record.passed and record.order == "nearest the inputs" and record.float_layers == LAYERS[:4]
+    assert model == tuple(LAYERS[:4]) and record.int8_mac_share == 0.8
+    # the harm order went up to the 80 % MAC floor (4 of 20 layers) first
+    assert stand.runs == [tuple(reversed(LAYERS))[:n] for n in (1, 2, 4)] + [tuple(LAYERS[:n]) for n in (1, 2, 4)]
+
+
+def test_policy_fallback_gives_up_with_both_orders_named():
+    from edgec.quantize.fallback import to_verify
+
+    stand = Stand(needed={"layer10"}, in_order=LAYERS)
+    model, record = to_verify(stand, [type("Layer", (), {"name": n}) for n in LAYERS[::-1]], stand, stand, "plain",
+                              {"out": "x"})
+    assert model == "plain" and not record.passed and record.float_layers == []
+    assert record.gave_up.startswith("most harmful first: keeping 8 layers") and "nearest the inputs first" in record.gave_up

@@ -22,7 +22,7 @@ CORPUS = ROOT / "models" / "corpus" / "cache"
     (DIGITS / "digits_cnn.onnx", {"logits": "logits"}),
     (CORPUS / "fer_emotion.onnx", {"predictions": "probabilities"}),  # Softmax
     (CORPUS / "ppocr_det.onnx", {"fetch_name_0": "masks"}),  # Sigmoid over an image
-    (CORPUS / "ppocr_rec.onnx", {"fetch_name_0": "probabilities"}),  # Softmax per step
+    (CORPUS / "ppocr_rec.onnx", {"fetch_name_0": "sequences"}),  # Softmax per step: a CTC recogniser
     (CORPUS / "minilm_l6.onnx", {"embedding": "embeddings"}),  # mean-pooled, L2-normalised
     (CORPUS / "resemblyzer_stream.onnx", {"embedding": "embeddings", "h": "tensor", "c": "tensor"}),
     (CORPUS / "ddddocr_det.onnx", {"detections": "tensor"}),  # boxes and scores in one tensor: no single kind
@@ -90,3 +90,39 @@ def test_masks_boxes_and_embeddings_have_their_own_measures():
     assert compare.cosine(embedding, embedding) == pytest.approx(1.0)
     assert compare.cosine(-embedding, embedding) == pytest.approx(-1.0)
     assert compare.cosine(np.zeros((1, 4)), np.zeros((1, 4))) == 1.0
+
+
+def test_per_step_class_scores_of_a_sequence_are_sequences():
+    steps = ir.Value(name="steps", shape=ir.Shape([1, 40, 97]), type=ir.TensorType(ir.DataType.FLOAT))
+    for op, expected in (("LogSoftmax", "sequences"), ("Softmax", "sequences")):
+        node = ir.node(op, [steps], attributes={"axis": -1})
+        node.outputs[0].shape, node.outputs[0].dtype = ir.Shape([1, 40, 97]), ir.DataType.FLOAT
+        assert policy.classify(node.outputs[0]) == expected
+    ppocr_rec = ir.load(CORPUS / "ppocr_rec.onnx")
+    judged = policy.reference_policy(ppocr_rec, "int8").policy("fetch_name_0")
+    assert judged.criteria == [Criterion("strings_decisive", 0.95)]
+    assert judged.report == ["strings_equal", "top1_decisive"]
+    assert policy.reference_policy(ppocr_rec, "fp16").policy("fetch_name_0").criteria == [
+        Criterion("strings_equal", 0.99)]
+
+
+def test_sequences_are_judged_by_their_decoded_strings():
+    def steps(*rows):  # one run's steps, each a class's probability vector over 4 classes (0 is the blank)
+        return np.array([np.eye(4)[c] * 0.9 + 0.025 if isinstance(c, int) else c for c in rows])
+
+    tie = np.array([0.05, 0.46, 0.44, 0.05])  # a near-tie between classes 1 and 2
+    ref = np.stack([steps(1, 1, 0, 2, 3), steps(2, tie, 0, 3, 3)])  # decodes to (1, 2, 3) and (2, 1, 3)
+    # run 0: a repeat and a blank more (same string); run 1: the tie read the other way
+    got = np.stack([steps(1, 0, 0, 2, 3), steps(2, tie[[0, 2, 1, 3]], 0, 3, 3)])
+    assert compare.strings_equal(ref, ref) == 1.0
+    assert compare.strings_equal(got, ref) == 0.5
+    assert compare.strings_decisive(got, ref) == 1.0  # run 1 differs at its near-tie step only
+    got[1, 3] = np.eye(4)[2] * 0.9 + 0.025  # and at a decisive step too: (2, 2, 3) against (2, 3)
+    assert compare.strings_decisive(got, ref) == 0.5
+    got[0, 2] = np.eye(4)[1] * 0.9 + 0.025  # a decisive blank read as class 1: (1, 1, 2, 3)
+    assert compare.strings_decisive(got, ref) == 0.0
+    check = compare.check_output(got, ref, OutputPolicy("sequences", [Criterion("strings_decisive", 0.95)],
+                                                        ["strings_equal"]))
+    assert not check.passed and check.measures["strings_equal"] == 0.0
+    assert "decoded strings equal but for undecided steps 0%" in compare.describe(
+        check, OutputPolicy("sequences", [Criterion("strings_decisive", 0.95)]))

@@ -1,5 +1,5 @@
 """Judging outputs against a reference: the policy names the measures that fit what an output means
-(probabilities, logits, masks, boxes, ...) and the limits they must meet; every measure it names is taken.
+(probabilities, logits, masks, boxes, sequences, ...) and the limits they must meet; every measure it names is taken.
 
 Outputs arrive stacked, one entry per sample run along the leading axis.
 """
@@ -16,6 +16,7 @@ BOX_UNIT_SHARE = 0.01  # a box error unit: one pixel, or 1 % of the coordinate r
 # A row is decisive when its reference's top class leads by this much probability. On MobileNetV2's 64
 # calibration crops, int8 (onnxruntime) agrees on 70 % of all rows and on all 36 rows with a 0.2 lead.
 DECISIVE_MARGIN = 0.2
+CTC_BLANK = 0  # the blank class of a CTC-trained sequence output (PaddleOCR's, ddddocr's, torch's CTCLoss default)
 
 
 def max_abs_err(got: np.ndarray, ref: np.ndarray) -> float:
@@ -66,6 +67,40 @@ def top1_decisive(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(agree[decisive])) if decisive.any() else 1.0
 
 
+def _decoded(best: np.ndarray) -> tuple:
+    """A CTC greedy decoding of one run's best class per step: repeats merged, blanks (CTC_BLANK) dropped."""
+    kept = np.ones(len(best), bool)
+    kept[1:] = best[1:] != best[:-1]
+    return tuple(best[kept & (best != CTC_BLANK)].tolist())
+
+
+def _best_per_step(got: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample run (the leading axis), the best class of each step."""
+    classes = ref.shape[-1]
+    return got.reshape(len(ref), -1, classes).argmax(-1), ref.reshape(len(ref), -1, classes).argmax(-1)
+
+
+def strings_equal(got: np.ndarray, ref: np.ndarray) -> float:
+    """The share of sample runs whose decoded sequence (CTC greedy) equals the reference's."""
+    if not ref.size:
+        return 1.0
+    got_best, ref_best = _best_per_step(got, ref)
+    return float(np.mean([_decoded(g) == _decoded(r) for g, r in zip(got_best, ref_best)]))
+
+
+def strings_decisive(got: np.ndarray, ref: np.ndarray) -> float:
+    """The share of sample runs whose decoded sequence equals the reference's read with its undecided steps
+    (top class ahead by less than DECISIVE_MARGIN) taken as `got` reads them: a near-tie reads either way
+    under any rounding (PP-OCR's recogniser on rendered lines: 6 of 8 runs hold a step whose two best
+    classes are within 0.03), a decisive step read otherwise is the precision's fault."""
+    if not ref.size:
+        return 1.0
+    got_best, ref_best = _best_per_step(got, ref)
+    top = np.sort(_distribution(ref.reshape(len(ref), -1, ref.shape[-1])), axis=-1)
+    decided = np.where((top[..., -1] - top[..., -2]) >= DECISIVE_MARGIN, ref_best, got_best)
+    return float(np.mean([_decoded(g) == _decoded(r) for g, r in zip(got_best, decided)]))
+
+
 def top5_agreement(got: np.ndarray, ref: np.ndarray) -> float:
     """The share of rows whose reference top-1 class is among the five largest entries of `got`."""
     if not ref.size:
@@ -104,18 +139,23 @@ def box_err(got: np.ndarray, ref: np.ndarray) -> float:
 
 MEASURES: Dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "max_abs_err": max_abs_err, "rel_err": rel_err, "top1_agreement": top1_agreement,
-    "top1_decisive": top1_decisive, "top5_agreement": top5_agreement, "cosine": cosine, "mask_iou": mask_iou, "box_err": box_err}
+    "top1_decisive": top1_decisive, "top5_agreement": top5_agreement, "cosine": cosine, "mask_iou": mask_iou, "box_err": box_err,
+    "strings_equal": strings_equal, "strings_decisive": strings_decisive}
 # Higher is better: these must be at least their limit.
-AGREEMENTS = frozenset({"top1_agreement", "top1_decisive", "top5_agreement", "cosine", "mask_iou"})
+AGREEMENTS = frozenset({"top1_agreement", "top1_decisive", "top5_agreement", "cosine", "mask_iou", "strings_equal",
+                        "strings_decisive"})
 ALWAYS = ("max_abs_err", "rel_err")  # taken for every output, whatever its policy judges
 WORDS = {"max_abs_err": "max abs err {:.3g}", "rel_err": "{:.3g} of range", "top1_agreement": "top-1 agreement {:.0%}",
          "top1_decisive": "top-1 agreement on decisive rows {:.0%}",
          "top5_agreement": "top-5 agreement {:.0%}", "cosine": "cosine {:.5f}", "mask_iou": "mask IoU {:.4f}",
-         "box_err": "box error {:.3g} px"}
+         "box_err": "box error {:.3g} px", "strings_equal": "decoded strings equal {:.0%}",
+         "strings_decisive": "decoded strings equal but for undecided steps {:.0%}"}
 
 
 def applies(measure: str, ref: np.ndarray) -> bool:
     """Whether a measure means something for this output (top-k needs a class axis)."""
+    if measure.startswith("strings"):
+        return ref.ndim >= 3 and ref.shape[-1] > 1
     return not measure.startswith("top") or (ref.ndim >= 2 and ref.shape[-1] > 1)
 
 

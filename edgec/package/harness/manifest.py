@@ -399,6 +399,7 @@ class PolicyFallback:
     added_bytes: int  # weights stored float instead of int8
     latency_ratio: Optional[float] = None  # over plain int8's, onnxruntime on the build host (noisy)
     gave_up: str = ""  # why it stopped before every output passed
+    order: str = "most harmful"  # which layers went float first: the most harmful, or those nearest the inputs
 
 
 @dataclass
