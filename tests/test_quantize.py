@@ -450,16 +450,17 @@ def test_scheme_choice_rule():
 
 @pytest.mark.slow
 def test_int8_that_does_not_verify_keeps_its_worst_layers_float(tmp_path):
-    """The corpus PP-OCR direction classifier (real weights, real text lines) with 7-bit s8 weights: plain int8
-    misses the probabilities' 0.05 bound (max abs error 0.078), so the build keeps its most harmful layers float
-    (one convolution: 100 % of the MACs stay int8, error 0.035) until every output verifies, and says what it
-    cost; --strict-precision refuses instead, naming the worst layers. 70 s on the shared machine."""
+    """The corpus PP-OCR direction classifier (real weights, real text lines) with 7-bit s8 weights, minmax
+    ranges and bias correction: plain int8 misses the probabilities' 0.05 bound in onnxruntime's kernels (max
+    abs error 0.154), so the build keeps its most harmful layers float (one convolution: 100 % of the MACs
+    stay int8, error 0.020) until every output verifies, and says what it cost; --strict-precision refuses
+    instead, naming the worst layers. 70 s on the shared machine."""
     from models.corpus.registry import BY_NAME
 
     corpus = BY_NAME["ppocr_cls"]
-    # the scheme is given: with u8 weights and the measured (percentile) ranges, int8 verifies as it is
+    # the choices are given: the held-back judge sees 2 of its 8 text lines and its pick varies with them
     args = ["build", corpus.onnx_path, "--precision", "int8", "--calibration", corpus.inputs_path,
-            "--int8-scheme", "u8s8-7bit"]
+            "--int8-scheme", "u8s8-7bit", "--calibration-method", "minmax", "--bias-correction", "on"]
     proc = edgec(*args, "-o", tmp_path / "int8", check=True)
     record = manifest(tmp_path / "int8")["quantization"]
     fallback = record["policy_fallback"]
