@@ -42,20 +42,25 @@ def entry(report: TargetReport) -> dict:
 
 
 def record(report: TargetReport) -> dict:
-    """Merge one target's run into the results files; return everything recorded."""
+    """Merge one target's run into the results files; return everything recorded. Targets run in
+    parallel test workers, so the merge holds a lock on the results folder."""
+    import fcntl
+
     import onnx
     import onnxruntime
 
-    data = json.loads(JSON_FILE.read_text()) if JSON_FILE.exists() else {"targets": {}}
-    data.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__, suite_tests=len(read_list(SUITE_FILE)))
-    previous = data["targets"].get(report.target)
-    if report.sampled and previous and not previous["sampled"]:
-        return data  # a sample never replaces a whole run's record
-    data["targets"][report.target] = entry(report)
-    data["targets"] = dict(sorted(data["targets"].items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    JSON_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    MARKDOWN_FILE.write_text(markdown(data))
+    with open(RESULTS / ".node_suite.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(JSON_FILE.read_text()) if JSON_FILE.exists() else {"targets": {}}
+        data.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__, suite_tests=len(read_list(SUITE_FILE)))
+        previous = data["targets"].get(report.target)
+        if report.sampled and previous and not previous["sampled"]:
+            return data  # a sample never replaces a whole run's record
+        data["targets"][report.target] = entry(report)
+        data["targets"] = dict(sorted(data["targets"].items()))
+        JSON_FILE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        MARKDOWN_FILE.write_text(markdown(data))
     return data
 
 
