@@ -65,14 +65,6 @@ def _check_scheme_option(target, scheme: Scheme, given: str) -> None:
         raise InputError(f"--int8-scheme {given}: not a candidate of target {target.name} (it has {known})")
 
 
-def _unquantized_layers(model: ir.Model, scheme: Scheme) -> list[str]:
-    """The multiply-accumulate layers `scheme` leaves float: those whose operator it does not quantize."""
-    from edgec.quantize.qdq import MAC_OPS
-
-    return [node.name for node in model.graph if node.op_type in MAC_OPS and scheme.ops
-            and node.op_type not in scheme.ops]
-
-
 def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
                    calibration: CalibrationData, current: ir.Model, macs) -> tuple[ir.Model, SchemeChoice]:
     """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
@@ -85,7 +77,8 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
     base = quantizer.scheme
     plain = dataclasses.replace(base, candidates={})
     every = {name: base.variant(name) for name in base.candidates}
-    shares = {name: macs.int8_share(_unquantized_layers(model, scheme)) for name, scheme in every.items()}
+    shares = {name: macs.int8_share((*quantizer.always_float, *scheme.leaves_float(quantizer.mac_layers)))
+              for name, scheme in every.items()}
     schemes = {name: scheme for name, scheme in every.items() if shares[name] >= MIN_INT8_MAC_SHARE} or {EDGEC: plain}
     if given in every and given not in schemes:
         raise UnsupportedError(f"--int8-scheme {given} quantizes only {', '.join(every[given].ops)}: "
@@ -233,8 +226,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
                 return model, record
             record.scheme = quantizer.scheme.to_dict()
         record.layers = report.layer_errors(model, qdq, calibration)
-        always_float = (*quantizer.always_float, *_unquantized_layers(model, quantizer.scheme))
-        record.int8_mac_share = round(macs.int8_share(always_float), 4)
+        record.int8_mac_share = round(macs.int8_share(quantizer.float_layers), 4)
         budget = options.max_accuracy_drop
         # with an accuracy budget, the accuracy fallback below judges instead
         failed = judge.failures(qdq) if judge is not None and budget is None else {}
@@ -252,7 +244,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             judge = fallback.AccuracyJudge(model, load_eval(options.eval_data, calibration.specs))
             qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
             _mark_float(record, record.fallback["float_layers"])
-            record.int8_mac_share = round(macs.int8_share((*always_float, *record.fallback["float_layers"])), 4)
+            record.int8_mac_share = round(macs.int8_share((*quantizer.float_layers, *record.fallback["float_layers"])), 4)
         record.bias_corrected = quantizer.bias_corrected
         if quantizer.scheme.int8_data_movement:
             moved = islands.move_in_int8(qdq)

@@ -192,7 +192,7 @@ def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first
     for name, ranked in orders.items():
         model, kept, why = _float_until_verified(quantizer, ranked, judge, macs, name)
         if not why:
-            record = PolicyFallback(failed, kept, True, macs.int8_share((*quantizer.always_float, *kept)),
+            record = PolicyFallback(failed, kept, True, macs.int8_share((*quantizer.float_layers, *kept)),
                                     macs.added_bytes(kept), round(judge.latency_ms(model) / judge.latency_ms(first), 3),
                                     order=name)
             logger.info(f"int8 verifies with {len(kept)} layer(s) float, {name} ({', '.join(kept)}): "
@@ -201,7 +201,7 @@ def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first
             return model, record
         gave_up += f"{'; ' if gave_up else ''}{name} first: {why}"
     logger.warning(f"int8 does not verify and the fallback gave up: {gave_up}")
-    return first, PolicyFallback(failed, [], False, macs.int8_share(quantizer.always_float), 0, gave_up=gave_up)
+    return first, PolicyFallback(failed, [], False, macs.int8_share(quantizer.float_layers), 0, gave_up=gave_up)
 
 
 def _float_until_verified(quantizer, ranked: list[str], judge: PolicyJudge, macs: MacShare, order: str
@@ -211,7 +211,7 @@ def _float_until_verified(quantizer, ranked: list[str], judge: PolicyJudge, macs
     count = 1
     while True:
         excluded = ranked[:count]
-        share = macs.int8_share((*quantizer.always_float, *excluded))
+        share = macs.int8_share((*quantizer.float_layers, *excluded))
         if share < MIN_INT8_MAC_SHARE:
             return None, [], (f"keeping {count} layers float would leave {share:.0%} of the MACs in int8, "
                               f"under {MIN_INT8_MAC_SHARE:.0%}")

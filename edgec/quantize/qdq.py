@@ -78,6 +78,10 @@ class Scheme:
                 overrides[key] = tuple(overrides[key])
         return dataclasses.replace(self, **overrides, candidates={})
 
+    def leaves_float(self, mac_layers: dict[str, str]) -> list[str]:
+        """Of `mac_layers` (name -> operator), those whose operator this scheme does not quantize."""
+        return [name for name, op in mac_layers.items() if self.ops and op not in self.ops]
+
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
                 "activation_ranges": self.activation_ranges,
@@ -123,6 +127,7 @@ class Quantizer:
         if scheme.quantize_at_producer:
             self.kept_float += placement.activation_products(model)
         self.first_weights = _first_layer_weights(model)
+        self.mac_layers = {node.name: node.op_type for node in model.graph if node.op_type in MAC_OPS}
         self.weights_by_input = _weights_by_input(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
@@ -134,6 +139,12 @@ class Quantizer:
         self._shifts: dict[tuple, dict] = {}  # (scheme, 7-bit weights) -> each layer's mean output shift
         self.bias_corrected = 0  # layers the last run corrected
         self.correct_bias = True
+
+    @property
+    def float_layers(self) -> tuple[str, ...]:
+        """Nodes no run quantizes: the always-float ones, and the MAC layers whose operator the scheme
+        leaves float (the int8 MAC share counts both)."""
+        return (*self.always_float, *self.scheme.leaves_float(self.mac_layers))
 
     def use(self, method: str, held_back_too: bool = True) -> None:
         """Quantize with `method`'s ranges, from every calibration run or without the held-back ones."""

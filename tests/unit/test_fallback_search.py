@@ -36,7 +36,7 @@ class Stand:
     a judge failing until `needed` is float, and MACs shared equally by the layers in graph order."""
 
     def __init__(self, needed: set[str], in_order: list[str]):
-        self.needed, self.in_order, self.always_float, self.runs = needed, in_order, (), []
+        self.needed, self.in_order, self.float_layers, self.runs = needed, in_order, (), []
 
     def run(self, excluded=()):
         self.runs.append(excluded)
