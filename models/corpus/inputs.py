@@ -77,6 +77,27 @@ def _text_lines(count: int, seed: int, words: int = 2) -> list[str]:
     return [" ".join(rng.choice(WORDS, words)) + f" {rng.integers(10, 99)}" for _ in range(count)]
 
 
+def text_line_crops(lines: list[str], height: int, width: int, *, font_size: int, flip_every: int = 0) -> np.ndarray:
+    """Text lines as PaddleOCR's recognisers and direction classifier receive them (its resize_norm_img):
+    each line cropped to its ink, resized to `height` keeping its aspect ratio (squeezed only where wider than
+    `width`), scaled to [-1, 1] and padded on the right with zeros, i.e. mid-grey; every `flip_every`-th line
+    is turned by 180 degrees. RGB float32 [count, 3, height, width]. Lines on a full white band of fixed width
+    are not what these models see: on them the recogniser's fp32 is unsure of most characters."""
+    from PIL import Image
+
+    out = np.zeros((len(lines), 3, height, width), np.float32)
+    for i, line in enumerate(lines):
+        grey = render_text(line, height, 8 * width, font_size=font_size)
+        ink = np.flatnonzero((grey < 128).any(axis=0))
+        crop = grey[:, :min(grey.shape[1], ink.max() + 8)]
+        resized_width = min(width, int(np.ceil(height * crop.shape[1] / crop.shape[0])))
+        crop = np.asarray(Image.fromarray(crop).resize((resized_width, height), Image.BILINEAR))
+        if flip_every and i % flip_every:
+            crop = crop[::-1, ::-1]
+        out[i, :, :, :resized_width] = crop.astype(np.float32) / 127.5 - 1.0
+    return out
+
+
 def text_on_photos(size: int, count: int, seed: int) -> np.ndarray:
     """Photos with black text lines pasted on a white band, RGB uint8 [count, size, size, 3]."""
     rng = _rng(seed)

@@ -146,20 +146,12 @@ def _ppocr_det_inputs(model: CorpusModel) -> dict[str, np.ndarray]:
     return {"x": ((bgr - _PADDLE_MEAN) / _PADDLE_STD).transpose(0, 3, 1, 2).astype(np.float32)}
 
 
-def _text_lines_rgb(height: int, width: int, count: int, seed: int, font_size: int, flip_every: int = 0):
-    lines = inputs._text_lines(count, seed)
-    grey = [inputs.render_text(line, height, width, font_size=font_size,
-                               angle=180 if flip_every and i % flip_every else 0)
-            for i, line in enumerate(lines)]
-    return np.repeat(np.stack(grey)[:, None], 3, 1).astype(np.float32)
-
-
 def _ppocr_rec_inputs(model: CorpusModel) -> dict[str, np.ndarray]:
-    return {"x": _text_lines_rgb(48, 320, 8, seed=30, font_size=30) / 127.5 - 1.0}
+    return {"x": inputs.text_line_crops(inputs._text_lines(8, 30), 48, 320, font_size=32)}
 
 
 def _ppocr_cls_inputs(model: CorpusModel) -> dict[str, np.ndarray]:
-    return {"x": _text_lines_rgb(48, 192, 8, seed=40, font_size=22, flip_every=2) / 127.5 - 1.0}
+    return {"x": inputs.text_line_crops(inputs._text_lines(8, 40), 48, 192, font_size=32, flip_every=2)}
 
 
 def _ddddocr_inputs(model: CorpusModel) -> dict[str, np.ndarray]:
