@@ -56,6 +56,7 @@ _NORMS = frozenset({"ReduceL2", "Sqrt", "ReduceSumSquare", "LpNormalization"})
 _POOLS = frozenset({"ReduceMean", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax"})
 _SPATIAL = frozenset({"Conv", "ConvTranspose", "Resize", "BatchNormalization"})
 _LINEAR = frozenset({"Gemm", "MatMul", "Conv", "Add"})
+_RECURRENT = frozenset({"LSTM", "GRU", "RNN"})
 
 
 def limits(kind: str, precision: str) -> dict[str, float]:
@@ -70,6 +71,11 @@ def _maker(value: ir.Value) -> ir.Node | None:
     while node is not None and node.op_type in _TRANSPARENT and node.inputs and node.inputs[0] is not None:
         node = node.inputs[0].producer()
     return node
+
+
+def _made_by(value: ir.Value | None, op_types: frozenset[str]) -> bool:
+    maker = _maker(value) if value is not None else None
+    return maker is not None and maker.op_type in op_types
 
 
 def _upstream_ops(value: ir.Value | None, depth: int = 4) -> set[str]:
@@ -89,6 +95,8 @@ def classify(value: ir.Value) -> str:
     rank = value.shape.rank() if value.shape is not None else None
     last = value.shape[-1] if rank else None
     op = node.op_type if node is not None else ""
+    if op in _RECURRENT or (op == "Concat" and all(_made_by(i, _RECURRENT) for i in node.inputs)):
+        return "embeddings"  # a recurrent layer's outputs or states (stacked layers' concatenated): learned vectors
     if op in ("Softmax", "LogSoftmax") and rank == 3 and isinstance(last, int) and last > 1:
         return "sequences"  # classes per step of a sequence (batch, steps, classes): a recogniser's
     if op == "Softmax":

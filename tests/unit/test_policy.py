@@ -24,12 +24,30 @@ CORPUS = ROOT / "models" / "corpus" / "cache"
     (CORPUS / "ppocr_det.onnx", {"fetch_name_0": "masks"}),  # Sigmoid over an image
     (CORPUS / "ppocr_rec.onnx", {"fetch_name_0": "sequences"}),  # Softmax per step: a CTC recogniser
     (CORPUS / "minilm_l6.onnx", {"embedding": "embeddings"}),  # mean-pooled, L2-normalised
-    (CORPUS / "resemblyzer_stream.onnx", {"embedding": "embeddings", "h": "tensor", "c": "tensor"}),
+    # its 3 LSTM layers' states, concatenated and carried to the next call: vectors, judged like the embedding
+    (CORPUS / "resemblyzer_stream.onnx", {"embedding": "embeddings", "h": "embeddings", "c": "embeddings"}),
     (CORPUS / "ddddocr_det.onnx", {"detections": "tensor"}),  # boxes and scores in one tensor: no single kind
 ])
 def test_outputs_are_classified_from_the_graph(path, expected):
     model = ir.load(path)
     assert {v.name: policy.classify(v) for v in model.graph.outputs} == expected
+
+
+def test_a_recurrent_layers_outputs_are_judged_as_vectors():
+    """A GRU's sequence and its last state (squeezed, as streaming models return it) are judged by cosine,
+    like the embedding a recurrent encoder makes of them, not by the range rule meant for unknown tensors."""
+    from onnx import TensorProto, helper
+
+    weights = [helper.make_tensor(name, TensorProto.FLOAT, shape, np.zeros(shape, np.float32).ravel())
+               for name, shape in (("W", [1, 12, 3]), ("R", [1, 12, 4]))]
+    nodes = [helper.make_node("GRU", ["x", "W", "R"], ["y", "y_h"], hidden_size=4),
+             helper.make_node("Squeeze", ["y_h"], ["h"])]
+    graph = helper.make_graph(nodes, "gru", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, 1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, 1, 1, 4]),
+                               helper.make_tensor_value_info("h", TensorProto.FLOAT, None)], weights)
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]))
+    assert {v.name: policy.classify(v) for v in model.graph.outputs} == {"y": "embeddings", "h": "embeddings"}
+    assert policy.reference_policy(model, "fp16").policy("h").criteria == [Criterion("cosine", 0.999)]
 
 
 def test_each_kind_gets_the_issues_limits_and_fp32_keeps_the_kernels_bound():
