@@ -117,23 +117,22 @@ class OpenVINOBackend(Backend):
     def int8_runner(self, model: ir.Model):
         return _runner(_convert(model))
 
-    def own_int8(self, model: ir.Model, target, calibration, options) -> list:
-        """NNCF's int8 models, one per overflow fix among the target's schemes, where the `quantizer`
-        option leaves the choice to measurement."""
+    def own_int8(self, model: ir.Model, target, calibration, options, candidates: dict) -> list:
+        """NNCF's int8 models, one per distinct NNCF setting (overflow fix, model type) among the scheme
+        `candidates`, where the `quantizer` option leaves the choice to measurement."""
         if options.quantizer != "auto" or importlib.util.find_spec("nncf") is None:
             return []
         from edgec.backends import openvino_nncf
         from edgec.quantize.choose import Engine
         from edgec.quantize.qdq import Scheme
 
-        scheme = Scheme.from_target(target.quantization)
-        by_fix: dict[str, str | None] = {}
-        for name in scheme.candidates or [None]:
-            fix = (scheme.variant(name) if name else scheme).overflow_fix
-            by_fix.setdefault(openvino_nncf.OVERFLOW_FIX[fix], name)
+        schemes = candidates or {None: Scheme.from_target(target.quantization)}
+        by_setting: dict[tuple, str | None] = {}
+        for name, scheme in schemes.items():
+            by_setting.setdefault(openvino_nncf.setting(scheme), name)
         engines = []
-        for fix, name in by_fix.items():
-            quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options, fix)
+        for name in by_setting.values():
+            quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options, schemes[name])
             chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {})}
             engines.append(Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized)))
         return engines
@@ -185,7 +184,7 @@ class OpenVINOBackend(Backend):
             from edgec.backends import openvino_nncf
 
             ov_model, nncf = openvino_nncf.quantize(ov_model, ctx.target, ctx.calibration, ctx.options,
-                                                    openvino_nncf.overflow_fix(ctx.target, ctx.options.int8_scheme))
+                                                    openvino_nncf.scheme(ctx.target, ctx.options.int8_scheme))
         path = ctx.out_dir / MODEL_FILE
         _numbered_names(ov_model, model)
         ov.save_model(ov_model, path, compress_to_fp16=ctx.precision == "fp16")
