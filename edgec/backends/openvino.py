@@ -39,6 +39,8 @@ QUANTIZABLE = frozenset({"Convolution", "GroupConvolution", "ConvolutionBackprop
                          "GroupConvolutionBackpropData", "MatMul"})
 # Shape-only operators that may sit between a FakeQuantize and the layer it feeds.
 SHAPE_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Transpose"})
+# Operators between int8 weights and the layer they feed: their dequantization and quantization.
+WEIGHT_OPS = frozenset({"Convert", "Subtract", "Multiply", "FakeQuantize"})
 # Standard ONNX operators OpenVINO's ONNX frontend converts: a fast path for coverage, and the operators
 # the target claims (the ONNX node suite holds it to them). Models with any other operator are asked of
 # the frontend itself.
@@ -258,17 +260,32 @@ def _refused(stage: str):
 
 
 def _int8_layers(ov_model) -> list[str]:
-    """Names of the convolutions and matmuls whose data input is quantized (FakeQuantize)."""
+    """Names of the convolutions and matmuls that run int8: data input quantized (FakeQuantize), other input
+    weights. A MatMul of two activations quantized u8 (edgec's QDQ attention: query x key, weights x values)
+    runs in f32, as the CPU plugin has no u8 x u8 kernel."""
     names = []
     for op in ov_model.get_ordered_ops():
         if op.get_type_name() not in QUANTIZABLE:
             continue
-        source = op.input_value(0).get_node()
-        while source.get_type_name() in SHAPE_OPS:
-            source = source.input_value(0).get_node()
-        if source.get_type_name() == "FakeQuantize":
+        if _source(op.input_value(0)).get_type_name() == "FakeQuantize" and _is_weights(op.input_value(1)):
             names.append(op.get_friendly_name())
     return names
+
+
+def _source(value):
+    """The node that computed `value`, past shape-only operators."""
+    node = value.get_node()
+    while node.get_type_name() in SHAPE_OPS:
+        node = node.input_value(0).get_node()
+    return node
+
+
+def _is_weights(value) -> bool:
+    """Whether `value` is a constant, perhaps quantized, dequantized or reshaped (weights, not an activation)."""
+    node = _source(value)
+    while node.get_type_name() in WEIGHT_OPS:
+        node = _source(node.input_value(0))
+    return node.get_type_name() == "Constant"
 
 
 def _compiled_layers(core, path: Path, config: OpenVINOConfig, threads: int) -> list:
