@@ -1,9 +1,9 @@
 """NNCF post-training int8 for the openvino backend (`--quantizer nncf`).
 
 NNCF quantizes the OpenVINO model itself, with OpenVINO's own placement of FakeQuantize nodes
-and bias correction. Its preset, overflow fix and model type (transformer patterns) follow the target's
-scheme (or the candidate `--int8-scheme` names): where the scheme keeps weights at 7 bits beyond the first layer, NNCF does
-everywhere (it has no per-input rule). Its first-layer-only default lets the u8 x s8 sums of non-VNNI
+and bias correction. Its preset, overflow fix and model type (transformer patterns) follow the
+target's scheme (or the candidate `--int8-scheme` names): where the scheme keeps weights at 7 bits
+beyond the first layer, NNCF does everywhere (it has no per-input rule). Its first-layer-only default lets the u8 x s8 sums of non-VNNI
 kernels saturate after any layer whose input goes below zero (BlazeFace's scores: -27.9 dB against
 fp32; 7-bit everywhere: 11.3 dB), but 7 bits cost MobileNetV2 top-1 (85.7 -> 76.8 % of 56 unseen
 crops): the build measures both.
