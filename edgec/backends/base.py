@@ -93,9 +93,10 @@ class Backend:
         backend's candidates cannot be measured on the build host."""
         return None
 
-    def own_int8(self, model: ir.Model, target: Target, calibration, options) -> list:
+    def own_int8(self, model: ir.Model, target: Target, calibration, options, candidates: dict) -> list:
         """The backend's own int8 engines (quantize.choose.Engine) that compete with edgec's QDQ graph
-        under these options, each made of the float `model`."""
+        under these options, each made of the float `model` by one of the scheme `candidates` (name ->
+        Scheme: those that fit this model; empty: the target's one scheme)."""
         return []
 
     def qdq_options(self) -> dict:

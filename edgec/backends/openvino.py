@@ -39,6 +39,8 @@ QUANTIZABLE = frozenset({"Convolution", "GroupConvolution", "ConvolutionBackprop
                          "GroupConvolutionBackpropData", "MatMul"})
 # Shape-only operators that may sit between a FakeQuantize and the layer it feeds.
 SHAPE_OPS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Transpose"})
+# Operators between int8 weights and the layer they feed: their dequantization and quantization.
+WEIGHT_OPS = frozenset({"Convert", "Subtract", "Multiply", "FakeQuantize"})
 # Standard ONNX operators OpenVINO's ONNX frontend converts: a fast path for coverage, and the operators
 # the target claims (the ONNX node suite holds it to them). Models with any other operator are asked of
 # the frontend itself.
@@ -117,23 +119,22 @@ class OpenVINOBackend(Backend):
     def int8_runner(self, model: ir.Model):
         return _runner(_convert(model))
 
-    def own_int8(self, model: ir.Model, target, calibration, options) -> list:
-        """NNCF's int8 models, one per overflow fix among the target's schemes, where the `quantizer`
-        option leaves the choice to measurement."""
+    def own_int8(self, model: ir.Model, target, calibration, options, candidates: dict) -> list:
+        """NNCF's int8 models, one per distinct NNCF setting (overflow fix, model type) among the scheme
+        `candidates`, where the `quantizer` option leaves the choice to measurement."""
         if options.quantizer != "auto" or importlib.util.find_spec("nncf") is None:
             return []
         from edgec.backends import openvino_nncf
         from edgec.quantize.choose import Engine
         from edgec.quantize.qdq import Scheme
 
-        scheme = Scheme.from_target(target.quantization)
-        by_fix: dict[str, str | None] = {}
-        for name in scheme.candidates or [None]:
-            fix = (scheme.variant(name) if name else scheme).overflow_fix
-            by_fix.setdefault(openvino_nncf.OVERFLOW_FIX[fix], name)
+        schemes = candidates or {None: Scheme.from_target(target.quantization)}
+        by_setting: dict[tuple, str | None] = {}
+        for name, scheme in schemes.items():
+            by_setting.setdefault(openvino_nncf.setting(scheme), name)
         engines = []
-        for fix, name in by_fix.items():
-            quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options, fix)
+        for name in by_setting.values():
+            quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options, schemes[name])
             chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {})}
             engines.append(Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized)))
         return engines
@@ -185,7 +186,7 @@ class OpenVINOBackend(Backend):
             from edgec.backends import openvino_nncf
 
             ov_model, nncf = openvino_nncf.quantize(ov_model, ctx.target, ctx.calibration, ctx.options,
-                                                    openvino_nncf.overflow_fix(ctx.target, ctx.options.int8_scheme))
+                                                    openvino_nncf.scheme(ctx.target, ctx.options.int8_scheme))
         path = ctx.out_dir / MODEL_FILE
         _numbered_names(ov_model, model)
         ov.save_model(ov_model, path, compress_to_fp16=ctx.precision == "fp16")
@@ -259,17 +260,32 @@ def _refused(stage: str):
 
 
 def _int8_layers(ov_model) -> list[str]:
-    """Names of the convolutions and matmuls whose data input is quantized (FakeQuantize)."""
+    """Names of the convolutions and matmuls that run int8: data input quantized (FakeQuantize), other input
+    weights. A MatMul of two activations quantized u8 (edgec's QDQ attention: query x key, weights x values)
+    runs in f32, as the CPU plugin has no u8 x u8 kernel."""
     names = []
     for op in ov_model.get_ordered_ops():
         if op.get_type_name() not in QUANTIZABLE:
             continue
-        source = op.input_value(0).get_node()
-        while source.get_type_name() in SHAPE_OPS:
-            source = source.input_value(0).get_node()
-        if source.get_type_name() == "FakeQuantize":
+        if _source(op.input_value(0)).get_type_name() == "FakeQuantize" and _is_weights(op.input_value(1)):
             names.append(op.get_friendly_name())
     return names
+
+
+def _source(value):
+    """The node that computed `value`, past shape-only operators."""
+    node = value.get_node()
+    while node.get_type_name() in SHAPE_OPS:
+        node = node.input_value(0).get_node()
+    return node
+
+
+def _is_weights(value) -> bool:
+    """Whether `value` is a constant, perhaps quantized, dequantized or reshaped (weights, not an activation)."""
+    node = _source(value)
+    while node.get_type_name() in WEIGHT_OPS:
+        node = _source(node.input_value(0))
+    return node.get_type_name() == "Constant"
 
 
 def _compiled_layers(core, path: Path, config: OpenVINOConfig, threads: int) -> list:

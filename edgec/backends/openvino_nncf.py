@@ -1,9 +1,9 @@
 """NNCF post-training int8 for the openvino backend (`--quantizer nncf`).
 
 NNCF quantizes the OpenVINO model itself, with OpenVINO's own placement of FakeQuantize nodes
-and bias correction. Its preset and overflow fix follow the target's scheme (or the candidate
-`--int8-scheme` names): where the scheme keeps weights at 7 bits beyond the first layer, NNCF does
-everywhere (it has no per-input rule). Its first-layer-only default lets the u8 x s8 sums of non-VNNI
+and bias correction. Its preset, overflow fix and model type (transformer patterns) follow the
+target's scheme (or the candidate `--int8-scheme` names): where the scheme keeps weights at 7 bits
+beyond the first layer, NNCF does everywhere (it has no per-input rule). Its first-layer-only default lets the u8 x s8 sums of non-VNNI
 kernels saturate after any layer whose input goes below zero (BlazeFace's scores: -27.9 dB against
 fp32; 7-bit everywhere: 11.3 dB), but 7 bits cost MobileNetV2 top-1 (85.7 -> 76.8 % of 56 unseen
 crops): the build measures both.
@@ -24,27 +24,34 @@ logger = logging.getLogger(__name__)
 OVERFLOW_FIX = {"disable": "disable", "first_layer": "first_layer_only", "signed_inputs": "enable", "enable": "enable"}
 
 
-def overflow_fix(target, int8_scheme: str) -> str:
-    """NNCF's overflow fix for the target's scheme, or its candidate `int8_scheme`."""
+def scheme(target, int8_scheme: str):
+    """The target's scheme, or its candidate `int8_scheme`."""
     from edgec.quantize.qdq import Scheme
 
-    scheme = Scheme.from_target(target.quantization)
-    return OVERFLOW_FIX[(scheme.variant(int8_scheme) if int8_scheme in scheme.candidates else scheme).overflow_fix]
+    base = Scheme.from_target(target.quantization)
+    return base.variant(int8_scheme) if int8_scheme in base.candidates else base
 
 
-def quantize(ov_model, target, calibration, options, overflow: str):
-    """Return the int8 OpenVINO model and a record of how NNCF made it (the manifest's backend.nncf);
-    `overflow` is NNCF's overflow fix (OVERFLOW_FIX's values)."""
+def setting(scheme) -> tuple[str, str]:
+    """What NNCF makes of `scheme` (a quantize.qdq.Scheme): its overflow fix and model type."""
+    return OVERFLOW_FIX[scheme.overflow_fix], scheme.model_type
+
+
+def quantize(ov_model, target, calibration, options, scheme):
+    """Return the int8 OpenVINO model and a record of how NNCF made it (the manifest's backend.nncf), with
+    the overflow fix and model type of `scheme` (the target's or a candidate's)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     preset = (nncf.QuantizationPreset.PERFORMANCE if target.quantization.get("activation_symmetric")
               else nncf.QuantizationPreset.MIXED)
+    overflow, model_type = setting(scheme)
     fix = OverflowFix(overflow)
     advanced = AdvancedQuantizationParameters(overflow_fix=fix)
+    family = nncf.ModelType(model_type) if model_type else None
     dataset = nncf.Dataset(list(calibration.feeds()))
     record = {"nncf_version": nncf.__version__, "preset": preset.value, "overflow_fix": fix.value,
-              "calibration_samples": calibration.count}
+              "model_type": model_type or None, "calibration_samples": calibration.count}
     if options.calibration_method not in ("minmax", "auto"):
         logger.info("note: NNCF chooses its own activation ranges; --calibration-method applies to --quantizer edgec")
     if options.bias_correction == "off":
@@ -52,7 +59,7 @@ def quantize(ov_model, target, calibration, options, overflow: str):
     budget = options.max_accuracy_drop
     if budget is None:
         logger.info(f"quantizing with NNCF ({preset.value} preset, {calibration.count} samples)")
-        model = nncf.quantize(ov_model, dataset, preset=preset, subset_size=calibration.count,
+        model = nncf.quantize(ov_model, dataset, preset=preset, subset_size=calibration.count, model_type=family,
                               advanced_parameters=advanced)
         return model, record
 
@@ -68,7 +75,7 @@ def quantize(ov_model, target, calibration, options, overflow: str):
     model = nncf.quantize_with_accuracy_control(
         ov_model, dataset, nncf.Dataset(list(eval_data.feeds())), validate,
         max_drop=budget / 100.0, drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=calibration.count,
-        advanced_quantization_parameters=advanced)
+        model_type=family, advanced_quantization_parameters=advanced)
     record["accuracy_control"] = {"metric": metric, "max_drop_points": budget, "eval_samples": eval_data.count,
                                   "eval": str(options.eval_data)}
     return model, record

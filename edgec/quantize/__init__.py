@@ -65,25 +65,36 @@ def _check_scheme_option(target, scheme: Scheme, given: str) -> None:
         raise InputError(f"--int8-scheme {given}: not a candidate of target {target.name} (it has {known})")
 
 
-def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
-                   calibration: CalibrationData, current: ir.Model, macs) -> tuple[ir.Model, SchemeChoice]:
-    """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
-    target's scheme candidates and the backend's own int8 `engines` (where one of those wins: `current`);
-    `current`, quantized with the target's own scheme, serves the candidate that changes nothing. A
-    candidate that would leave less than the int8 share of the MACs in int8 is not one for this model."""
-    from edgec.quantize import choose
+def _fitting_candidates(quantizer: Quantizer, macs, given: str) -> dict[str, Scheme]:
+    """The target's scheme candidates that leave at least the int8 share of this model's MACs in int8 (one
+    that quantizes MatMul/Gemm only is none for a CNN); naming one that does not is refused."""
     from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
-    base = quantizer.scheme
-    plain = dataclasses.replace(base, candidates={})
-    every = {name: base.variant(name) for name in base.candidates}
+    every = {name: quantizer.scheme.variant(name) for name in quantizer.scheme.candidates}
     shares = {name: macs.int8_share((*quantizer.always_float, *scheme.leaves_float(quantizer.mac_layers)))
               for name, scheme in every.items()}
-    schemes = {name: scheme for name, scheme in every.items() if shares[name] >= MIN_INT8_MAC_SHARE} or {EDGEC: plain}
-    if given in every and given not in schemes:
+    if given in every and shares[given] < MIN_INT8_MAC_SHARE:
         raise UnsupportedError(f"--int8-scheme {given} quantizes only {', '.join(every[given].ops)}: "
                                f"{shares[given]:.0%} of this model's MACs, under {MIN_INT8_MAC_SHARE:.0%}; "
                                "choose another scheme or leave it auto")
+    return {name: scheme for name, scheme in every.items() if shares[name] >= MIN_INT8_MAC_SHARE}
+
+
+def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
+                   calibration: CalibrationData, current: ir.Model, fitting: dict[str, Scheme]
+                   ) -> tuple[ir.Model, SchemeChoice]:
+    """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
+    `fitting` scheme candidates edgec builds and the backend's own int8 `engines` (where one of those wins:
+    `current`); `current`, quantized with the target's own scheme, serves the candidate that changes nothing."""
+    from edgec.quantize import choose
+
+    base = quantizer.scheme
+    plain = dataclasses.replace(base, candidates={})
+    # a candidate with a model family's patterns is built by the backend's own quantizer only
+    schemes = {name: scheme for name, scheme in fitting.items() if not scheme.model_type} or {EDGEC: plain}
+    if given in fitting and given not in schemes:
+        raise InputError(f"--int8-scheme {given} is built by the {backend.name} backend's own quantizer only: "
+                         "choose it with --quantizer, or leave --int8-scheme auto")
     own = {engine.name: engine for engine in engines}
 
     def quantize(name: str) -> ir.Model:
@@ -217,10 +228,11 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         if quantizer.always_float:
             qdq = quantizer.run()
         given = options.int8_scheme
-        engines = backend.own_int8(model, target, calibration, options) if given == AUTO_SCHEME else []
+        fitting = _fitting_candidates(quantizer, macs, given)
+        engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
         if scheme.candidates or engines:
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
-                                                       macs)
+                                                       fitting)
             if record.scheme_choice.chosen in {engine.name for engine in engines}:
                 record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
                 return model, record

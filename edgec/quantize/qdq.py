@@ -50,6 +50,10 @@ class Scheme:
     ops: tuple[str, ...] = ()
     # of `ops`, those quantized only where every input is computed: a residual Add, not a bias Add
     computed_inputs_only: tuple[str, ...] = ()
+    # the model family whose quantization patterns a backend's own quantizer applies (NNCF's model_type):
+    # "transformer" quantizes the inputs of the MatMuls and leaves attention masks, Softmax and the
+    # normalizations float. edgec's QDQ quantizer has no such patterns: only the backend builds such a candidate
+    model_type: str = ""
     # named variants of this scheme (`[quantization.candidates]`: NAME = {key = value}) the build measures
     # and chooses from (edgec/quantize/choose.py); empty: this scheme is the only one
     candidates: dict = field(default_factory=dict)
