@@ -4,8 +4,8 @@ Each output gets a kind (KINDS) from the graph that makes it, or from the user (
 NAME=KIND), and each kind its own measure (the issue's table): probabilities by absolute error and
 top-1 agreement, a sequence's per-step probabilities (a CTC recogniser's) by their decoded strings,
 logits by top-1 agreement, a detector's per-anchor score logits (`scores`) as tensors with their
-sigmoid scores' error and decided anchors' IoU beside, embeddings by cosine, masks by IoU at 0.5, boxes by their error in pixels,
-integers exactly. fp32 promises the source model's numbers, so every float
+sigmoid scores' error and decided anchors' IoU beside, embeddings by cosine, masks by IoU at 0.5,
+boxes by their error in pixels, integers exactly. fp32 promises the source model's numbers, so every float
 output is held to 1e-4 of its range there. A target TOML's [verification.PRECISION] table may
 tighten a limit, never loosen it; only the user loosens one (--tolerance KIND.MEASURE=LIMIT).
 
