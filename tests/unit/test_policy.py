@@ -167,3 +167,16 @@ def test_anchor_scores_are_measured_as_the_decoder_reads_them():
     check = compare.check_output(lost, ref, policy.output_policy("scores", "int8", {}, {}, ""))
     assert "IoU of decided anchors above 0.5 0.6667" in compare.describe(check, policy.output_policy(
         "scores", "int8", {}, {}, ""))
+
+
+def test_a_failure_names_the_input_where_class_scores_differ_most():
+    """Eight runs of two-class probabilities, one that the reference barely decides (0.62 against 0.38):
+    the failure names that run and the reference's lead there."""
+    ref = np.tile([[0.001, 0.999]], (8, 1))
+    ref[0] = [0.38, 0.62]
+    got = ref.copy()
+    got[0] = [0.05, 0.95]
+    check = compare.check_output(got, ref, policy.output_policy("probabilities", "int8", {}, {}, ""))
+    assert not check.passed
+    assert check.detail == ("max_abs_err 0.33 (limit 0.05); worst at run 1 of 8, where the reference's top class "
+                            "leads by 0.24")

@@ -196,7 +196,19 @@ def check_output(got: np.ndarray, ref: np.ndarray, policy: OutputPolicy) -> Outp
     measures = {name: MEASURES[name](got, ref) for name in dict.fromkeys(names) if applies(name, ref)}
     failed = [c for c in policy.criteria if c.measure in measures and not meets(c, measures[c.measure])]
     detail = "; ".join(f"{c.measure} {measures[c.measure]:.4g} (limit {c.limit:g})" for c in failed)
+    if failed and policy.kind in ("probabilities", "logits") and ref.ndim >= 2 and ref.shape[-1] > 1:
+        detail += "; " + _worst_row(got, ref)
     return OutputCheck(not failed, measures, detail)
+
+
+def _worst_row(got: np.ndarray, ref: np.ndarray) -> str:
+    """Where class scores differ most, and how far the reference's top class leads there: a failure on
+    one input that fp32 itself barely decides reads differently from one spread over decided inputs."""
+    rows, classes = len(ref), ref.shape[-1]
+    errors = np.abs(got - ref).reshape(rows, -1, classes).max(-1)  # [runs, rows per run]
+    run, row = np.unravel_index(int(np.nanargmax(errors)), errors.shape)
+    top = np.sort(_distribution(ref.reshape(rows, -1, classes)[run, row]))
+    return f"worst at run {run + 1} of {rows}, where the reference's top class leads by {top[-1] - top[-2]:.3g}"
 
 
 def compare(outputs: Dict[str, np.ndarray], reference: Dict[str, np.ndarray],
