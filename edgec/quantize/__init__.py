@@ -66,12 +66,14 @@ def _check_scheme_option(target, scheme: Scheme, given: str) -> None:
 
 
 def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
-                   calibration: CalibrationData, current: ir.Model, macs, kinds: list[str]
+                   calibration: CalibrationData, current: ir.Model, macs, kinds: list[str], judge
                    ) -> tuple[ir.Model, SchemeChoice]:
     """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
     target's scheme candidates and the backend's own int8 `engines` (where one of those wins: `current`);
     `current`, quantized with the target's own scheme, serves the candidate that changes nothing. A
-    candidate that would leave less than the int8 share of the MACs in int8 is not one for this model."""
+    candidate that would leave less than the int8 share of the MACs in int8 is not one for this model.
+    An engine's int8 wins only where it verifies (`judge`): the fallback can keep layers of a QDQ graph
+    float, not of a backend's own model."""
     from edgec.quantize import choose
     from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
@@ -108,6 +110,12 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
     measured = choose.measure(model, runners | {name: engine.run for name, engine in own.items()}, overrides,
                               calibration, kinds)
     chosen, why = choose.choose(measured)
+    failed = judge.failures_of(own[chosen.name].run) if chosen.name in own and judge is not None else {}
+    if failed:
+        unverified = chosen
+        chosen, why = choose.choose([c for c in measured if c.name in schemes])
+        why = (f"{unverified.name} does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and keeps "
+               f"no layer float for the fallback; of edgec's: {why}")
     logger.info(f"int8 {chosen.name}: {why}")
     if chosen.name in own:
         return current, choice(chosen.name, why, measured)
@@ -233,7 +241,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         engines = backend.own_int8(model, target, calibration, options) if given == AUTO_SCHEME else []
         if scheme.candidates or engines:
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
-                                                       macs, kinds)
+                                                       macs, kinds, judge)
             if record.scheme_choice.chosen in {engine.name for engine in engines}:
                 record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
                 return model, record

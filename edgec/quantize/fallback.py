@@ -120,10 +120,14 @@ class PolicyJudge:
         run = self.kernels(model) if self.kernels is not None and not failed else None
         if run is None:
             return failed
+        return self.failures_of(run, " with the runtime's int8 kernels")
+
+    def failures_of(self, run: Callable, how: str = "") -> dict[str, str]:
+        """Output -> what failed, of what a runner (feed -> outputs, in order) computes on the samples."""
         names = [spec.name for spec in self.checker.outputs]
         outputs = self.checker.runs.merge([dict(zip(names, run(feed))) for feed in self.checker.runs],
                                           self.checker.outputs)
-        return self._failed(outputs, " with the runtime's int8 kernels")
+        return self._failed(outputs, how)
 
     def _failed(self, outputs: dict, how: str) -> dict[str, str]:
         from edgec.package.harness import compare
