@@ -259,7 +259,9 @@ def _refused(stage: str):
 
 
 def _int8_layers(ov_model) -> list[str]:
-    """Names of the convolutions and matmuls whose data input is quantized (FakeQuantize)."""
+    """Names of the convolutions and matmuls whose data input is quantized (FakeQuantize) and whose
+    weights are not a float constant: a layer kept float reads a quantized tensor where its producer is
+    int8, and OpenVINO runs it in f32."""
     names = []
     for op in ov_model.get_ordered_ops():
         if op.get_type_name() not in QUANTIZABLE:
@@ -267,7 +269,9 @@ def _int8_layers(ov_model) -> list[str]:
         source = op.input_value(0).get_node()
         while source.get_type_name() in SHAPE_OPS:
             source = source.input_value(0).get_node()
-        if source.get_type_name() == "FakeQuantize":
+        weights = op.input_value(1).get_node()
+        float_weights = weights.get_type_name() == "Constant" and weights.get_element_type().is_real()
+        if source.get_type_name() == "FakeQuantize" and not float_weights:
             names.append(op.get_friendly_name())
     return names
 
