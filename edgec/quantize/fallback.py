@@ -180,9 +180,9 @@ class MacShare:
 
 def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first: ir.Model,
               failed: dict[str, str]) -> tuple[ir.Model, PolicyFallback]:
-    """Keep layers float, 1, 2, 4, ... of them, until every output passes the policy; give up (returning
-    plain int8, which the build's verification then fails) before less than MIN_INT8_MAC_SHARE of the MACs
-    would stay int8. The most harmful layers go first; where that gives up, the layers nearest the inputs.
+    """Keep layers float, 1, 2, 4, ... of them (then as many as the floor allows), until every output
+    passes the policy; give up (returning plain int8, which the build's verification then fails) before
+    less than MIN_INT8_MAC_SHARE of the MACs would stay int8. The most harmful layers go first; where that gives up, the layers nearest the inputs.
 
     A tensor stays quantized while any node next to it is int8, so layers kept float here and there
     leave most of the rounding in place; and rounding near the inputs is amplified by every layer after
@@ -210,8 +210,8 @@ def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first
 
 def _float_until_verified(quantizer, ranked: list[str], judge: PolicyJudge, macs: MacShare, order: str
                           ) -> tuple[ir.Model | None, list[str], str]:
-    """Keep the first 1, 2, 4, ... of `ranked` float until every output passes: (model, kept float, "") or
-    (None, [], why it gave up)."""
+    """Keep the first 1, 2, 4, ... of `ranked` float, the last step as many as the MAC floor allows, until
+    every output passes: (model, kept float, "") or (None, [], why it gave up)."""
     count = 1
     while True:
         excluded = ranked[:count]
@@ -227,4 +227,7 @@ def _float_until_verified(quantizer, ranked: list[str], judge: PolicyJudge, macs
             return model, excluded, ""
         if count >= len(ranked):
             return None, [], "every quantized layer was tried"
-        count = min(2 * count, len(ranked))
+        doubled = min(2 * count, len(ranked))
+        within_floor = (n for n in range(doubled, count, -1)
+                        if macs.int8_share((*quantizer.float_layers, *ranked[:n])) >= MIN_INT8_MAC_SHARE)
+        count = next(within_floor, doubled)  # where doubling crosses the floor, as many as it allows
