@@ -182,7 +182,8 @@ def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first
               failed: dict[str, str]) -> tuple[ir.Model, PolicyFallback]:
     """Keep layers float, 1, 2, 4, ... of them (then as many as the floor allows), until every output
     passes the policy; give up (returning plain int8, which the build's verification then fails) before
-    less than MIN_INT8_MAC_SHARE of the MACs would stay int8. The most harmful layers go first; where that gives up, the layers nearest the inputs.
+    less than MIN_INT8_MAC_SHARE of the MACs would stay int8. The most harmful layers go first; where
+    that gives up, the layers nearest the inputs.
 
     A tensor stays quantized while any node next to it is int8, so layers kept float here and there
     leave most of the rounding in place; and rounding near the inputs is amplified by every layer after
