@@ -261,13 +261,14 @@ def _refused(stage: str):
 
 def _int8_layers(ov_model) -> list[str]:
     """Names of the convolutions and matmuls that run int8: data input quantized (FakeQuantize), other input
-    weights. A MatMul of two activations quantized u8 (edgec's QDQ attention: query x key, weights x values)
-    runs in f32, as the CPU plugin has no u8 x u8 kernel."""
+    quantized weights. A MatMul of two activations quantized u8 (edgec's QDQ attention: query x key, weights x
+    values) runs in f32, as the CPU plugin has no u8 x u8 kernel; so does a layer the fallback kept float,
+    which reads a quantized tensor where its producer is int8 but has float weights."""
     names = []
     for op in ov_model.get_ordered_ops():
         if op.get_type_name() not in QUANTIZABLE:
             continue
-        if _source(op.input_value(0)).get_type_name() == "FakeQuantize" and _is_weights(op.input_value(1)):
+        if _source(op.input_value(0)).get_type_name() == "FakeQuantize" and _quantized_weights(op.input_value(1)):
             names.append(op.get_friendly_name())
     return names
 
@@ -280,9 +281,12 @@ def _source(value):
     return node
 
 
-def _is_weights(value) -> bool:
-    """Whether `value` is a constant, perhaps quantized, dequantized or reshaped (weights, not an activation)."""
+def _quantized_weights(value) -> bool:
+    """Whether `value` is a constant that is quantized, then perhaps dequantized or reshaped: int8 weights, not
+    an activation, and not the float weights of a layer kept float."""
     node = _source(value)
+    if node.get_type_name() == "Constant":
+        return not node.get_element_type().is_real()
     while node.get_type_name() in WEIGHT_OPS:
         node = _source(node.input_value(0))
     return node.get_type_name() == "Constant"

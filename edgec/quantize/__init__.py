@@ -81,11 +81,13 @@ def _fitting_candidates(quantizer: Quantizer, macs, given: str) -> dict[str, Sch
 
 
 def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
-                   calibration: CalibrationData, current: ir.Model, fitting: dict[str, Scheme]
-                   ) -> tuple[ir.Model, SchemeChoice]:
+                   calibration: CalibrationData, current: ir.Model, fitting: dict[str, Scheme], kinds: list[str],
+                   judge) -> tuple[ir.Model, SchemeChoice]:
     """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
     `fitting` scheme candidates edgec builds and the backend's own int8 `engines` (where one of those wins:
-    `current`); `current`, quantized with the target's own scheme, serves the candidate that changes nothing."""
+    `current`); `current`, quantized with the target's own scheme, serves the candidate that changes nothing.
+    An engine's int8 wins only where it verifies (`judge`): the fallback can keep layers of a QDQ graph
+    float, not of a backend's own model."""
     from edgec.quantize import choose
 
     base = quantizer.scheme
@@ -116,8 +118,14 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
     overrides = {name: base.candidates.get(name, {}) for name in schemes} | {
         name: engine.options for name, engine in own.items()}
     measured = choose.measure(model, runners | {name: engine.run for name, engine in own.items()}, overrides,
-                              calibration)
+                              calibration, kinds)
     chosen, why = choose.choose(measured)
+    failed = judge.failures_of(own[chosen.name].run) if chosen.name in own and judge is not None else {}
+    if failed:
+        unverified = chosen
+        chosen, why = choose.choose([c for c in measured if c.name in schemes])
+        why = (f"{unverified.name} does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and keeps "
+               f"no layer float for the fallback; of edgec's: {why}")
     logger.info(f"int8 {chosen.name}: {why}")
     if chosen.name in own:
         return current, choice(chosen.name, why, measured)
@@ -134,7 +142,7 @@ def _flags(values: dict) -> str:
 
 
 def _choose_on_held_back(model: ir.Model, quantizer: Quantizer, option: str, values: tuple[str, ...],
-                         apply: Callable[[str], None], unmeasured: str) -> SchemeChoice:
+                         apply: Callable[[str], None], unmeasured: str, kinds: list[str]) -> SchemeChoice:
     """Quantize with each value of `option` (`apply` sets it on the quantizer, whose ranges come from the
     calibration part), judge each on the held-back runs against fp32 and keep the most faithful; with
     too few runs to hold any back, `unmeasured`. The record replays the value chosen."""
@@ -149,7 +157,7 @@ def _choose_on_held_back(model: ir.Model, quantizer: Quantizer, option: str, val
     for value in values:
         apply(value)
         graphs[value] = quantizer.run()
-    measured = choose.measure_held_back(model, option, graphs, held_back)
+    measured = choose.measure_held_back(model, option, graphs, held_back, kinds)
     chosen, why = choose.most_faithful(measured, len(held_back))
     logger.info(f"{option.replace('_', ' ')} {chosen.name}: {why}")
     apply(chosen.name)
@@ -162,7 +170,17 @@ def _measured_choice(option: str, value: str, why: str, measured: list) -> Schem
     return SchemeChoice(value, why, _flags(chosen), measured, chosen)
 
 
-def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: QuantizationRecord, options) -> None:
+def _output_kinds(model: ir.Model, judge) -> list[str]:
+    """What each output means: the verification policy's word (the user's --output-kind included), or
+    the graph's where no judge is given."""
+    from edgec.package import policy
+
+    return [judge.policy.policy(v.name).kind if judge is not None else policy.classify(v)
+            for v in model.graph.outputs]
+
+
+def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: QuantizationRecord, options,
+                            kinds: list[str]) -> None:
     """The calibration method and whether biases are corrected, each given or measured (`auto`, recorded
     in `record`): the method judged with the correction on unless it is off, the correction with the
     method chosen. The quantizer then uses the method's ranges from every run."""
@@ -171,7 +189,8 @@ def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: Quant
     quantizer.correct_bias = options.bias_correction != "off"
     if options.calibration_method == AUTO_METHOD:
         record.calibration_choice = _choose_on_held_back(
-            model, quantizer, "calibration_method", METHODS, lambda m: quantizer.use(m, held_back_too=False), "minmax")
+            model, quantizer, "calibration_method", METHODS, lambda m: quantizer.use(m, held_back_too=False), "minmax",
+            kinds)
     if options.bias_correction == AUTO_BIAS:
         quantizer.use(quantizer.method, held_back_too=False)
         record.bias_choice = _choose_on_held_back(
@@ -179,7 +198,7 @@ def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: Quant
             # unjudged, on: the judge keeps the exact correction on MobileNetV2 on every target (+1.1 to
             # +1.4 dB) and on FER on onnxruntime and tflite-arm, and it turns the corpus MobileNetV2
             # calibrated on its 7 photos from 6 to 7 of them agreeing with fp32 on tflite-arm
-            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on")
+            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on", kinds)
     quantizer.use(quantizer.method)
     record.method = quantizer.method
 
@@ -214,7 +233,8 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
         quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
-        _choose_ranges_and_bias(model, quantizer, record, options)
+        kinds = _output_kinds(model, judge)
+        _choose_ranges_and_bias(model, quantizer, record, options, kinds)
         qdq = quantizer.run()
         spans = ranges.calibrated_spans(quantizer.cache)
         macs = fallback.MacShare(model, next(calibration.feeds()))
@@ -232,7 +252,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
         if scheme.candidates or engines:
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
-                                                       fitting)
+                                                       fitting, kinds, judge)
             if record.scheme_choice.chosen in {engine.name for engine in engines}:
                 record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
                 return model, record

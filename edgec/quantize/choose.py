@@ -45,6 +45,7 @@ RUNS_PER_ROUND = 5
 FASTER = 1.10  # another candidate wins at equal fidelity when at least this much faster
 TOP1_POINTS = 0.5  # equal fidelity: top-1 agreement within this many points (class scores),
 SQNR_DB = 2.0  # and SQNR at most this much lower: 7-bit weights cost MobileNetV2 1.7 dB, saturation 5 dB
+CLASS_SCORES = ("probabilities", "logits")  # output kinds (package/policy.py) whose meaning is their top class
 
 
 def onnxruntime_runner(model: ir.Model, optimize: bool = False, threads: int = 0) -> Runner:
@@ -53,9 +54,10 @@ def onnxruntime_runner(model: ir.Model, optimize: bool = False, threads: int = 0
 
 
 def measure(float_model: ir.Model, runners: dict[str, Runner], overrides: dict[str, dict],
-            data: CalibrationData) -> list[SchemeCandidate]:
+            data: CalibrationData, kinds: list[str]) -> list[SchemeCandidate]:
     """Fidelity against `float_model` and latency of every candidate, each run by the target's runtime
-    with its int8 kernels on one thread (the backend's `int8_runner`)."""
+    with its int8 kernels on one thread (the backend's `int8_runner`). `kinds`: what each of the model's
+    outputs means (package/policy.py), in order."""
     feeds = list(data.feeds())[:JUDGED_RUNS]
     reference = _outputs(onnxruntime_runner(float_model), feeds)
     times: dict[str, list[float]] = {name: [] for name in runners}
@@ -68,12 +70,12 @@ def measure(float_model: ir.Model, runners: dict[str, Runner], overrides: dict[s
                 run(feeds[0])
                 fastest = min(fastest, time.perf_counter() - start)
             times[name].append(fastest * 1000)
-    return [SchemeCandidate(name, overrides[name], *_fidelity_of(reference, _outputs(run, feeds)),
+    return [SchemeCandidate(name, overrides[name], *_fidelity_of(reference, _outputs(run, feeds), kinds),
                             round(statistics.median(times[name]), 3)) for name, run in runners.items()]
 
 
 def measure_held_back(float_model: ir.Model, option: str, graphs: dict[str, ir.Model],
-                      feeds: list[dict]) -> list[SchemeCandidate]:
+                      feeds: list[dict], kinds: list[str]) -> list[SchemeCandidate]:
     """Fidelity against `float_model` on the held-back `feeds` of each value of `option` (a calibration
     method, bias correction on or off), by the graph it gives.
 
@@ -82,7 +84,7 @@ def measure_held_back(float_model: ir.Model, option: str, graphs: dict[str, ir.M
     """
     reference = _outputs(onnxruntime_runner(float_model), feeds)
     return [SchemeCandidate(value, {option: value},
-                            *_fidelity_of(reference, _outputs(onnxruntime_runner(graph), feeds)))
+                            *_fidelity_of(reference, _outputs(onnxruntime_runner(graph), feeds), kinds))
             for value, graph in graphs.items()]
 
 
@@ -98,9 +100,10 @@ def most_faithful(measured: list[SchemeCandidate], judged: int = 0) -> tuple[Sch
     return best, f"{best.name} is the most faithful on the held-back samples ({_fidelity(best)}; {others})"
 
 
-def _fidelity_of(reference: list[np.ndarray], outputs: list[np.ndarray]) -> tuple[float | None, float]:
-    """Top-1 agreement (percent, None where the first output is no score vector) and SQNR (dB)."""
-    agrees = agreement(reference, outputs)
+def _fidelity_of(reference: list[np.ndarray], outputs: list[np.ndarray], kinds: list[str]
+                 ) -> tuple[float | None, float]:
+    """Top-1 agreement (percent, None where no output is class scores) and SQNR (dB)."""
+    agrees = agreement(reference, outputs, kinds)
     top1 = round(float(100.0 * agrees.mean()), 2) if agrees is not None else None
     return top1, round(sqnr(reference, outputs), 2)
 
@@ -129,26 +132,32 @@ def _fidelity(c: SchemeCandidate) -> str:
 
 
 def _outputs(run: Runner, feeds: list[dict]) -> list[np.ndarray]:
-    """Every float output over all feeds, each flattened per run and put together."""
+    """Every output over all feeds, the runs stacked along a new leading axis."""
     runs = [run(feed) for feed in feeds]
-    return [np.stack([out[i] for out in runs]) for i in range(len(runs[0]))
-            if np.issubdtype(runs[0][i].dtype, np.floating)]
+    return [np.stack([out[i] for out in runs]) for i in range(len(runs[0]))]
 
 
 def sqnr(reference: list[np.ndarray], outputs: list[np.ndarray]) -> float:
-    """The worst output's signal-to-quantization-noise ratio, dB."""
+    """The worst float output's signal-to-quantization-noise ratio, dB."""
     worst = np.inf
     for ref, out in zip(reference, outputs):
+        if not np.issubdtype(ref.dtype, np.floating):
+            continue
         noise = float(np.sum((ref.astype(np.float64) - out) ** 2))
         signal = float(np.sum(ref.astype(np.float64) ** 2))
         worst = min(worst, 10 * np.log10(signal / noise) if noise > 0 else 99.0)
     return float(worst)
 
 
-def agreement(reference: list[np.ndarray], outputs: list[np.ndarray]) -> np.ndarray | None:
-    """Per sample, whether the first output's top-1 class is fp32's, where it is a vector of class scores."""
-    ref, out = reference[0], outputs[0]  # stacked runs: [runs, classes] or [runs, batch, classes]
+def agreement(reference: list[np.ndarray], outputs: list[np.ndarray], kinds: list[str]) -> np.ndarray | None:
+    """Per row, whether the top-1 class of the first output that is class scores (its kind, from the
+    verification policy) is fp32's; None where no output is. An embedding's or a box's largest entry
+    means nothing: MiniLM's [1, 384] embedding was judged by the argmax of its dimensions."""
+    first = next((i for i, kind in enumerate(kinds) if kind in CLASS_SCORES), None)
+    if first is None:
+        return None
+    ref, out = reference[first], outputs[first]
     classes = ref.shape[-1]
-    if ref.ndim > 3 or classes < 2:  # a map or a sequence, not a score vector
+    if classes < 2:  # one sigmoid score: no class to rank
         return None
     return ref.reshape(-1, classes).argmax(1) == out.reshape(-1, classes).argmax(1)

@@ -120,10 +120,14 @@ class PolicyJudge:
         run = self.kernels(model) if self.kernels is not None and not failed else None
         if run is None:
             return failed
+        return self.failures_of(run, " with the runtime's int8 kernels")
+
+    def failures_of(self, run: Callable, how: str = "") -> dict[str, str]:
+        """Output -> what failed, of what a runner (feed -> outputs, in order) computes on the samples."""
         names = [spec.name for spec in self.checker.outputs]
         outputs = self.checker.runs.merge([dict(zip(names, run(feed))) for feed in self.checker.runs],
                                           self.checker.outputs)
-        return self._failed(outputs, " with the runtime's int8 kernels")
+        return self._failed(outputs, how)
 
     def _failed(self, outputs: dict, how: str) -> dict[str, str]:
         from edgec.package.harness import compare
@@ -176,9 +180,10 @@ class MacShare:
 
 def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first: ir.Model,
               failed: dict[str, str]) -> tuple[ir.Model, PolicyFallback]:
-    """Keep layers float, 1, 2, 4, ... of them, until every output passes the policy; give up (returning
-    plain int8, which the build's verification then fails) before less than MIN_INT8_MAC_SHARE of the MACs
-    would stay int8. The most harmful layers go first; where that gives up, the layers nearest the inputs.
+    """Keep layers float, 1, 2, 4, ... of them (then as many as the floor allows), until every output
+    passes the policy; give up (returning plain int8, which the build's verification then fails) before
+    less than MIN_INT8_MAC_SHARE of the MACs would stay int8. The most harmful layers go first; where
+    that gives up, the layers nearest the inputs.
 
     A tensor stays quantized while any node next to it is int8, so layers kept float here and there
     leave most of the rounding in place; and rounding near the inputs is amplified by every layer after
@@ -206,8 +211,8 @@ def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first
 
 def _float_until_verified(quantizer, ranked: list[str], judge: PolicyJudge, macs: MacShare, order: str
                           ) -> tuple[ir.Model | None, list[str], str]:
-    """Keep the first 1, 2, 4, ... of `ranked` float until every output passes: (model, kept float, "") or
-    (None, [], why it gave up)."""
+    """Keep the first 1, 2, 4, ... of `ranked` float, the last step as many as the MAC floor allows, until
+    every output passes: (model, kept float, "") or (None, [], why it gave up)."""
     count = 1
     while True:
         excluded = ranked[:count]
@@ -223,4 +228,7 @@ def _float_until_verified(quantizer, ranked: list[str], judge: PolicyJudge, macs
             return model, excluded, ""
         if count >= len(ranked):
             return None, [], "every quantized layer was tried"
-        count = min(2 * count, len(ranked))
+        doubled = min(2 * count, len(ranked))
+        within_floor = (n for n in range(doubled, count, -1)
+                        if macs.int8_share((*quantizer.float_layers, *ranked[:n])) >= MIN_INT8_MAC_SHARE)
+        count = next(within_floor, doubled)  # where doubling crosses the floor, as many as it allows

@@ -6,7 +6,7 @@ import numpy as np
 
 from edgec.package.harness.manifest import SchemeCandidate
 from edgec.quantize.calibrate import Histogram, _range
-from edgec.quantize.choose import most_faithful
+from edgec.quantize.choose import agreement, most_faithful, sqnr
 
 
 def _relu_with_outliers() -> list[np.ndarray]:
@@ -61,3 +61,21 @@ def test_most_faithful_takes_one_flip_among_few_samples_for_noise():
     assert most_faithful([SchemeCandidate("on", {}, 50.0, 28.4), off], judged=4)[0] is off
     assert most_faithful([SchemeCandidate("on", {}, 87.5, 16.4), SchemeCandidate("off", {}, 93.75, 13.4)],
                          judged=200)[0].name == "off"  # 12 samples of 200 are a measure
+
+
+def test_top1_agreement_is_taken_on_the_output_that_is_class_scores():
+    """The candidates' top-1 agreement reads the first output the policy calls class scores (logits or
+    probabilities), wherever it stands; an embedding's largest dimension is no class (MiniLM's [1, 384]
+    embedding was ranked by it), nor is one sigmoid score; integer outputs stay out of the SQNR."""
+    rng = np.random.default_rng(0)
+    embedding, logits = rng.normal(size=(8, 1, 384)), rng.normal(size=(8, 1, 10))
+    shuffled = embedding[:, :, ::-1]  # every embedding's largest dimension moved
+    flipped = logits.copy()
+    flipped[0, 0] = -flipped[0, 0]  # one of eight runs' class changed
+    ids = np.arange(8).reshape(8, 1)
+    reference, outputs = [embedding, ids, logits], [shuffled, ids + 1, flipped]
+    agrees = agreement(reference, outputs, ["embeddings", "integers", "logits"])
+    assert agrees.tolist() == [False] + [True] * 7
+    assert agreement(reference, outputs, ["embeddings", "integers", "tensor"]) is None
+    assert agreement([logits[..., :1]], [logits[..., :1]], ["probabilities"]) is None
+    assert sqnr(reference, outputs) == sqnr([embedding, logits], [shuffled, flipped])

@@ -27,6 +27,7 @@ CORPUS = ROOT / "models" / "corpus" / "cache"
     # its 3 LSTM layers' states, concatenated and carried to the next call: vectors, judged like the embedding
     (CORPUS / "resemblyzer_stream.onnx", {"embedding": "embeddings", "h": "embeddings", "c": "embeddings"}),
     (CORPUS / "ddddocr_det.onnx", {"detections": "tensor"}),  # boxes and scores in one tensor: no single kind
+    (CORPUS / "blazeface.onnx", {"classificators": "scores", "regressors": "tensor"}),  # one logit per anchor
 ])
 def test_outputs_are_classified_from_the_graph(path, expected):
     model = ir.load(path)
@@ -144,3 +145,56 @@ def test_sequences_are_judged_by_their_decoded_strings():
     assert not check.passed and check.measures["strings_equal"] == 0.0
     assert "decoded strings equal but for undecided steps 0%" in compare.describe(
         check, OutputPolicy("sequences", [Criterion("strings_decisive", 0.95)]))
+
+
+def _head(channels: int, cells: int, per_anchor: int) -> ir.Value:
+    """A detector head on one feature map: Conv, then NHWC and one row per anchor, [1, anchors, per_anchor]."""
+    features = ir.Value(name=f"features{cells}", shape=ir.Shape([1, channels, cells, cells]),
+                        type=ir.TensorType(ir.DataType.FLOAT))
+    conv = ir.node("Conv", [features, ir.Value(name=f"w{cells}", shape=ir.Shape([per_anchor * 2, channels, 1, 1]))])
+    nhwc = ir.node("Transpose", conv.outputs, attributes={"perm": [0, 2, 3, 1]})
+    return ir.node("Reshape", [nhwc.outputs[0], ir.Value(name=f"s{cells}")]).outputs[0]
+
+
+@pytest.mark.parametrize("per_anchor, expected", [(1, "scores"), (4, "boxes"), (16, "tensor")])
+def test_one_logit_per_anchor_from_convolution_heads_is_scores(per_anchor, expected):
+    concat = ir.node("Concat", [_head(88, 16, per_anchor), _head(96, 8, per_anchor)], attributes={"axis": 1})
+    out = concat.outputs[0]
+    out.shape, out.dtype = ir.Shape([1, 896, per_anchor]), ir.DataType.FLOAT
+    assert policy.classify(out) == expected
+    judged = policy.output_policy("scores", "int8", {}, {}, "")
+    assert judged.criteria == [Criterion("cosine", 0.98)] and judged.report[:2] == ["score_err", "anchors_iou"]
+
+
+def test_anchor_scores_are_measured_as_the_decoder_reads_them():
+    """Sigmoid scores: a collapse (every anchor's logit far below 0) loses every positive anchor, and the
+    IoU says so though 97 % of the anchors agree; an anchor near 0.5 that reads the other way is a tie."""
+    ref = np.full((2, 100, 1), -8.0)
+    ref[:, :3] = 3.0  # three decided positives per run
+    ref[0, 3] = 0.1  # an undecided anchor (sigmoid 0.525)
+    collapsed = ref - 12.0
+    assert compare.anchors_iou(collapsed, ref) == 0.0
+    assert np.mean((collapsed > 0) == (ref > 0)) >= 0.96
+    assert compare.score_err(collapsed, ref) == pytest.approx(1 / (1 + np.exp(-3.0)) - 1 / (1 + np.exp(9.0)))
+    tie = ref.copy()
+    tie[0, 3] = -0.1
+    assert compare.anchors_iou(tie, ref) == 1.0
+    lost = ref.copy()
+    lost[1, 0] = -3.0  # one of three decided positives lost in run 1
+    assert compare.anchors_iou(lost, ref) == pytest.approx(2 / 3)
+    check = compare.check_output(lost, ref, policy.output_policy("scores", "int8", {}, {}, ""))
+    assert "IoU of decided anchors above 0.5 0.6667" in compare.describe(check, policy.output_policy(
+        "scores", "int8", {}, {}, ""))
+
+
+def test_a_failure_names_the_input_where_class_scores_differ_most():
+    """Eight runs of two-class probabilities, one that the reference barely decides (0.62 against 0.38):
+    the failure names that run and the reference's lead there."""
+    ref = np.tile([[0.001, 0.999]], (8, 1))
+    ref[0] = [0.38, 0.62]
+    got = ref.copy()
+    got[0] = [0.05, 0.95]
+    check = compare.check_output(got, ref, policy.output_policy("probabilities", "int8", {}, {}, ""))
+    assert not check.passed
+    assert check.detail == ("max_abs_err 0.33 (limit 0.05); worst at run 1 of 8, where the reference's top class "
+                            "leads by 0.24")

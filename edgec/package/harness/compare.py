@@ -101,6 +101,29 @@ def strings_decisive(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean([_decoded(g) == _decoded(r) for g, r in zip(got_best, decided)]))
 
 
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -100.0, 100.0)))  # clipped as MediaPipe's decoder clips
+
+
+def score_err(got: np.ndarray, ref: np.ndarray) -> float:
+    """The largest error of the scores a decoder reads from per-anchor logits: their sigmoids."""
+    return max_abs_err(_sigmoid(got), _sigmoid(ref))
+
+
+def anchors_iou(got: np.ndarray, ref: np.ndarray) -> float:
+    """Per sample run, the intersection over union of the anchors scored above 0.5, among the anchors the
+    reference decides (its score at least DECISIVE_MARGIN / 2 from 0.5: a two-class row's lead of
+    DECISIVE_MARGIN); the lowest over runs (1 where neither has any). Positives are rare, so agreement
+    over all anchors would pass a detector whose scores collapsed; their IoU does not."""
+    if not ref.size:
+        return 1.0
+    ref_score, got_score = _sigmoid(ref.reshape(len(ref), -1)), _sigmoid(got.reshape(len(ref), -1))
+    decided = np.abs(ref_score - 0.5) >= DECISIVE_MARGIN / 2
+    ref_set, got_set = (ref_score > 0.5) & decided, (got_score > 0.5) & decided
+    union = np.sum(ref_set | got_set, axis=1)
+    return float(np.min(np.where(union == 0, 1.0, np.sum(ref_set & got_set, axis=1) / np.maximum(union, 1))))
+
+
 def top5_agreement(got: np.ndarray, ref: np.ndarray) -> float:
     """The share of rows whose reference top-1 class is among the five largest entries of `got`."""
     if not ref.size:
@@ -140,16 +163,18 @@ def box_err(got: np.ndarray, ref: np.ndarray) -> float:
 MEASURES: Dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "max_abs_err": max_abs_err, "rel_err": rel_err, "top1_agreement": top1_agreement,
     "top1_decisive": top1_decisive, "top5_agreement": top5_agreement, "cosine": cosine, "mask_iou": mask_iou, "box_err": box_err,
-    "strings_equal": strings_equal, "strings_decisive": strings_decisive}
+    "strings_equal": strings_equal, "strings_decisive": strings_decisive, "score_err": score_err,
+    "anchors_iou": anchors_iou}
 # Higher is better: these must be at least their limit.
 AGREEMENTS = frozenset({"top1_agreement", "top1_decisive", "top5_agreement", "cosine", "mask_iou", "strings_equal",
-                        "strings_decisive"})
+                        "strings_decisive", "anchors_iou"})
 ALWAYS = ("max_abs_err", "rel_err")  # taken for every output, whatever its policy judges
 WORDS = {"max_abs_err": "max abs err {:.3g}", "rel_err": "{:.3g} of range", "top1_agreement": "top-1 agreement {:.0%}",
          "top1_decisive": "top-1 agreement on decisive rows {:.0%}",
          "top5_agreement": "top-5 agreement {:.0%}", "cosine": "cosine {:.5f}", "mask_iou": "mask IoU {:.4f}",
          "box_err": "box error {:.3g} px", "strings_equal": "decoded strings equal {:.0%}",
-         "strings_decisive": "decoded strings equal but for undecided steps {:.0%}"}
+         "strings_decisive": "decoded strings equal but for undecided steps {:.0%}",
+         "score_err": "sigmoid score max abs err {:.3g}", "anchors_iou": "IoU of decided anchors above 0.5 {:.4f}"}
 
 
 def applies(measure: str, ref: np.ndarray) -> bool:
@@ -171,7 +196,19 @@ def check_output(got: np.ndarray, ref: np.ndarray, policy: OutputPolicy) -> Outp
     measures = {name: MEASURES[name](got, ref) for name in dict.fromkeys(names) if applies(name, ref)}
     failed = [c for c in policy.criteria if c.measure in measures and not meets(c, measures[c.measure])]
     detail = "; ".join(f"{c.measure} {measures[c.measure]:.4g} (limit {c.limit:g})" for c in failed)
+    if failed and policy.kind in ("probabilities", "logits") and ref.ndim >= 2 and ref.shape[-1] > 1:
+        detail += "; " + _worst_row(got, ref)
     return OutputCheck(not failed, measures, detail)
+
+
+def _worst_row(got: np.ndarray, ref: np.ndarray) -> str:
+    """Where class scores differ most, and how far the reference's top class leads there: a failure on
+    one input that fp32 itself barely decides reads differently from one spread over decided inputs."""
+    rows, classes = len(ref), ref.shape[-1]
+    errors = np.abs(got - ref).reshape(rows, -1, classes).max(-1)  # [runs, rows per run]
+    run, row = np.unravel_index(int(np.nanargmax(errors)), errors.shape)
+    top = np.sort(_distribution(ref.reshape(rows, -1, classes)[run, row]))
+    return f"worst at run {run + 1} of {rows}, where the reference's top class leads by {top[-1] - top[-2]:.3g}"
 
 
 def compare(outputs: Dict[str, np.ndarray], reference: Dict[str, np.ndarray],
