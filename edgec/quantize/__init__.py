@@ -97,6 +97,10 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
 
     if given != AUTO_SCHEME:
         return quantize(given), choice(given, "given", [])
+    if len(schemes) == 1 and not own:  # the others would leave too many MACs float: nothing to measure
+        (only,) = schemes
+        return quantize(only), choice(only, f"the one candidate that keeps {MIN_INT8_MAC_SHARE:.0%} of this "
+                                            "model's MACs in int8", [])
     graphs = {name: quantize(name) for name in schemes}
     runners = {name: backend.int8_runner(graph) for name, graph in graphs.items()}
     if None in runners.values():
