@@ -117,3 +117,58 @@ def test_resize_plans_that_match_exactly(mode, transform, nearest, plan):
 
 def test_resize_without_a_tflite_equivalent_says_why():
     assert "has no TFLite kernel" in resize_plan(resize("cubic", "half_pixel"))
+
+
+# ---- run-time activation ranges as hybrid kernels ---------------------------------------------
+
+def test_dynamically_quantized_matmuls_become_matmuls_of_dequantized_int8_weights(tmp_path):
+    """onnxruntime's dynamic quantization (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul) read back as
+    a MatMul of the per-channel DequantizeLinear of its int8 weights: what TFLite's hybrid kernel computes
+    with float activations."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgec.backends.tflite.hybrid import as_weights_only
+    from edgec.ir import runtime
+
+    weights = (np.arange(48, dtype=np.float32).reshape(8, 6) - 20.0) / 16.0
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], "dense")], "dense",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 6])], [numpy_helper.from_array(weights, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "float.onnx")
+    quantize_dynamic(str(tmp_path / "float.onnx"), str(tmp_path / "dynamic.onnx"), per_channel=True,
+                     weight_type=QuantType.QInt8)
+    model = ir.load(tmp_path / "dynamic.onnx")
+    assert {node.op_type for node in model.graph} >= {"DynamicQuantizeLinear", "MatMulInteger"}
+    as_weights_only(model)
+    assert [node.op_type for node in model.graph] == ["DequantizeLinear", "MatMul"]
+    dequantize = model.graph.node(0)
+    assert dequantize.attributes.get_int("axis") == 1 and dequantize.inputs[1].const_value.size == 6
+    x = np.linspace(-1, 1, 32, dtype=np.float32).reshape(1, 4, 8)
+    int8 = dequantize.inputs[0].const_value.numpy().astype(np.float32) * dequantize.inputs[1].const_value.numpy()
+    assert np.allclose(runtime.session(model).run(None, {"x": x})[0], x @ int8, atol=1e-6)
+    assert np.abs(int8 - weights).max() <= np.abs(weights).max(0).max() / 254 + 1e-7
+
+
+def test_run_time_quantization_tflite_has_no_kernel_for_is_refused_naming_the_node():
+    """Both MatMul operands quantized at run time (no constant weights): no hybrid kernel takes it."""
+    import onnx
+    from onnx import helper
+
+    from edgec.backends.tflite.hybrid import as_weights_only
+    from edgec.errors import UnsupportedError
+
+    graph = helper.make_graph([
+        helper.make_node("DynamicQuantizeLinear", ["a"], ["aq", "as", "az"], "qa"),
+        helper.make_node("DynamicQuantizeLinear", ["b"], ["bq", "bs", "bz"], "qb"),
+        helper.make_node("MatMulInteger", ["aq", "bq", "az", "bz"], ["ab"], "scores"),
+        helper.make_node("Cast", ["ab"], ["abf"], "cast", to=onnx.TensorProto.FLOAT),
+        helper.make_node("Mul", ["as", "bs"], ["s"], "scale"),
+        helper.make_node("Mul", ["abf", "s"], ["y"], "rescale")], "attention",
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [4, 4]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 4])])
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with pytest.raises(UnsupportedError, match=r"MatMulInteger \(node 'scores'\) has no TFLite hybrid kernel"):
+        as_weights_only(model)

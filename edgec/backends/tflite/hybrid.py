@@ -57,7 +57,8 @@ def as_weights_only(model: ir.Model) -> None:
         return
     RewritePass(RULES)(model)
     common.RemoveUnusedNodesPass()(model)
-    left = [node for node in model.graph if node.op_type in RUNTIME_RANGE_OPS]
+    left = sorted((node for node in model.graph if node.op_type in RUNTIME_RANGE_OPS),
+                  key=lambda node: node.op_type != "MatMulInteger")  # the product names the layer
     if left:
         raise UnsupportedError(
             f"{left[0].op_type} (node '{left[0].name}') has no TFLite hybrid kernel: tflite-arm quantizes "
