@@ -366,3 +366,21 @@ def test_int8_with_run_time_activation_ranges_runs_hybrid_kernels(tmp_path, digi
     assert np.abs(logits - reference).max() <= 0.03 * np.ptp(reference)
     assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.99
     assert accuracy(logits, digits_data["y_test"]) >= digits_accuracy - 0.005
+
+
+def test_run_time_ranges_tflite_has_no_kernel_for_leave_the_other_candidate(tmp_path):
+    """A MatMul whose constant weights carry a batch axis (per-head [4, 8, 6]) has no hybrid kernel to take
+    run-time ranges: the build measures the full-integer candidate alone, and naming the dynamic one is
+    refused in one line that names the layer."""
+    proto = make_model("g (float[1,4,3,8] x) => (y) { y = MatMul (x, w) }", w=weights(4, 8, 6))
+    onnx.save(proto, tmp_path / "heads.onnx")
+    np.savez(tmp_path / "calib.npz", x=weights(16, 4, 3, 8, scale=1.0))
+    args = ("build", "--target", "tflite-arm", tmp_path / "heads.onnx", "--precision", "int8",
+            "--calibration", tmp_path / "calib.npz")
+    edgec(*args, "-o", tmp_path / "auto", check=True)
+    choice = manifest(tmp_path / "auto")["quantization"]["scheme_choice"]
+    assert choice["chosen"] == "full-int8" and [c["name"] for c in choice["candidates"]] == ["full-int8"]
+    refused = edgec(*args, "--int8-scheme", "dynamic-range", "-o", tmp_path / "dynamic")
+    assert refused.returncode == 2 and not (tmp_path / "dynamic").exists()
+    assert "MatMulInteger (node" in refused.stderr and "no TFLite hybrid kernel" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -103,9 +103,12 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
                                             "model's MACs in int8", [])
     graphs = {name: quantize(name) for name in schemes}
     runners = {name: backend.int8_runner(graph) for name, graph in graphs.items()}
-    if None in runners.values():
+    if all(run is None for run in runners.values()):
         raise UnsupportedError(f"int8 candidates are measured with the runtime's own kernels, which the "
                                f"{backend.name} backend cannot run on this host; list one scheme for its target")
+    for name in [name for name, run in runners.items() if run is None]:
+        logger.info(f"int8 {name}: the {backend.name} backend cannot run this model's graph: not measured")
+        del runners[name]
     overrides = {name: base.candidates.get(name, {}) for name in schemes} | {
         name: engine.options for name, engine in own.items()}
     measured = choose.measure(model, runners | {name: engine.run for name, engine in own.items()}, overrides,

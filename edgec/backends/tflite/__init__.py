@@ -18,7 +18,7 @@ import onnx_ir as ir
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.backends.tflite import ops
 from edgec.backends.tflite.validate import litert_failure, validate
-from edgec.errors import InputError
+from edgec.errors import InputError, UnsupportedError
 from edgec.package.harness.manifest import TFLiteConfig
 
 logger = logging.getLogger(__name__)
@@ -45,14 +45,16 @@ class TFLiteBackend(Backend):
 
     def int8_runner(self, model: ir.Model):
         """The QDQ graph written as the artifact's .tflite, run by LiteRT (XNNPACK, one thread); None where
-        LiteRT cannot open it (the build's own lowering then says why)."""
+        it cannot be written or LiteRT cannot open it (a candidate's graph: the build measures the others)."""
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter
 
         from edgec import ir as eir
 
-        # the ONNX interface (NCHW, float I/O), which the build's feeds have
-        content = _written(eir.clone(model), "int8", "nchw", "float32", "kernel").writer.to_bytes()
+        try:  # the ONNX interface (NCHW, float I/O), which the build's feeds have
+            content = _written(eir.clone(model), "int8", "nchw", "float32", "kernel").writer.to_bytes()
+        except UnsupportedError:
+            return None
         if litert_failure(content) is not None:
             return None
         interpreter = Interpreter(model_content=content, num_threads=1)
