@@ -6,8 +6,10 @@ layout propagates, so the model keeps its NCHW interface with one TRANSPOSE at e
 none with `--io-layout nhwc`. int8 reads the QDQ graph of the shared quantization engine:
 per-channel int8 weights, int32 biases and int8 activations become TFLite quantization
 parameters, with float I/O by default and integer I/O with `--io-dtype int8`. Ops TFLite has no
-int8 kernel for stay float inside an int8 graph, and the build says which. Every model is opened
-and allocated by LiteRT before it is written (validate.py).
+int8 kernel for stay float inside an int8 graph, and the build says which. A scheme with activation
+ranges taken at run time becomes TFLite's hybrid kernels: float activations, int8 weights (hybrid.py).
+Every model is opened and allocated by LiteRT before it is written (validate.py); the build measures
+int8 candidates with LiteRT itself (`int8_runner`).
 """
 from __future__ import annotations
 
