@@ -77,7 +77,7 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
     base = quantizer.scheme
     plain = dataclasses.replace(base, candidates={})
     every = {name: base.variant(name) for name in base.candidates}
-    shares = {name: macs.int8_share((*quantizer.always_float, *scheme.leaves_float(quantizer.mac_layers)))
+    shares = {name: macs.int8_share((*quantizer.always_float, *scheme.leaves_float(quantizer.mac_layers, quantizer.computed_weights)))
               for name, scheme in every.items()}
     schemes = {name: scheme for name, scheme in every.items() if shares[name] >= MIN_INT8_MAC_SHARE} or {EDGEC: plain}
     if given in every and given not in schemes:
