@@ -6,7 +6,9 @@ every run) -> MatMulInteger (int8 weights) -> Cast -> Mul by the two scales. TFL
 in one operator: its "hybrid" (dynamic-range) FULLY_CONNECTED takes float activations and int8
 weights and quantizes each input row at run time (`asymmetric_quantize_inputs`). This rewrite turns
 the pattern back into a MatMul of the DequantizeLinear of the int8 weights (the QDQ form of weights
-alone); the dense lowering writes that as the hybrid kernel (ops/dense.py).
+alone); the dense lowering writes that as the hybrid kernel (ops/dense.py). An embedding table the
+engine stored in 8 bits (Gather of the integer table, then DequantizeLinear) becomes a Gather of the
+dequantized table: an int8 GATHER whose rows a DEQUANTIZE turns to float.
 """
 from __future__ import annotations
 
@@ -45,7 +47,28 @@ def _weights_only(op, x_q, w_q, w_zero, w_scale, **_):
     return op.MatMul(x_q.producer().inputs[0], op.DequantizeLinear(w_q, w_scale, w_zero, **axis))
 
 
-RULES = pattern.RewriteRuleSet([pattern.RewriteRule(_dynamic_matmul, _weights_only, _hybrid_weights)], commute=True)
+def _gathered_then_dequantized(op, table, indices, scale, zero):
+    return op.DequantizeLinear(op.Gather(table, indices, _allow_other_attributes=True, _outputs=["rows"]), scale, zero)
+
+
+def _constant_table(context, table, scale, zero, rows, **_) -> MatchResult:
+    result = MatchResult()
+    if table.const_value is None or scale.const_value is None or zero.const_value is None or scale.const_value.size != 1:
+        return result.fail("the table or its per-tensor scale and zero point is not constant")
+    if len(rows.uses()) != 1:
+        return result.fail("the gathered integer rows have other users")
+    return result
+
+
+def _dequantized_then_gathered(op, table, indices, scale, zero, rows, **_):
+    """The same rows (a per-tensor dequantization commutes with a gather), from the 8-bit table as the QDQ form
+    of a constant states it: the lowering gathers the int8 rows and dequantizes them (DEQUANTIZE, in XNNPACK)."""
+    return op.Gather(op.DequantizeLinear(table, scale, zero), indices, **dict(rows.producer().attributes))
+
+
+RULES = pattern.RewriteRuleSet([pattern.RewriteRule(_dynamic_matmul, _weights_only, _hybrid_weights),
+                                pattern.RewriteRule(_gathered_then_dequantized, _dequantized_then_gathered,
+                                                    _constant_table)], commute=True)
 
 
 def as_weights_only(model: ir.Model) -> None:
