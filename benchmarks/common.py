@@ -61,3 +61,38 @@ def write_results(name: str, result: dict, markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown)
     print(markdown)
+
+
+def interleaved_latency(artifacts: dict, rounds: int, warmup: int, iters: int, threads: int) -> dict:
+    """Each artifact timed by its own harness (`run.py bench`) in interleaved rounds, so that the machine's
+    load falls on all alike: per artifact the median over rounds of the p50, and the fastest run."""
+    from edgec import api
+
+    runs = {name: [] for name in artifacts}
+    for _ in range(rounds):
+        for name, folder in artifacts.items():
+            runs[name].append(api.bench(folder, warmup=warmup, iters=iters, threads=threads))
+    return {name: {"p50_ms": float(np.median([r["p50_ms"] for r in rs])), "min_ms": float(min(r["min_ms"] for r in rs))}
+            for name, rs in runs.items()}
+
+
+def harness_run_record(args, threads: int) -> dict:
+    """The machine, runtime versions and method of a run timed with `interleaved_latency`."""
+    import platform
+    from importlib.metadata import version
+
+    return {"machine": {"cpu": cpu_name(), "threads": threads, "python": platform.python_version(),
+                        "load_average_after": load_average()},
+            "versions": {"ai-edge-litert": version("ai-edge-litert"), "onnxruntime": version("onnxruntime")},
+            "method": {"rounds": args.rounds, "iters": args.iters, "warmup": args.warmup, "batch": 1,
+                       "timer": "artifact harness `run.py bench`",
+                       "statistic": "median over rounds of the harness p50; min over all runs"}}
+
+
+def harness_run_header(r: dict) -> str:
+    """The sentence a results file of `harness_run_record` opens with."""
+    return (f"{r['model']}, batch 1, on {r['machine']['cpu']}, {r['machine']['threads']} threads; "
+            f"ai-edge-litert {r['versions']['ai-edge-litert']}, onnxruntime {r['versions']['onnxruntime']}. "
+            f"{r['method']['rounds']} interleaved rounds of {r['method']['iters']} runs through each artifact's "
+            f"harness; load average after the run: {r['machine']['load_average_after']} (a shared machine: "
+            f"compare the rows with each other, not across runs).")

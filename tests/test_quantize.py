@@ -504,7 +504,9 @@ def test_integer_inputs_pass_through_int8_untouched():
     assert [v.dtype for v in qdq.graph.inputs] == [ir.DataType.INT64, ir.DataType.INT64]
     quantizers = {"QuantizeLinear", "DynamicQuantizeLinear"}
     assert not any(use.node.op_type in quantizers for v in qdq.graph.inputs for use in v.uses())
-    assert record.scheme_choice.chosen == "s8-dynamic" and record.int8_mac_share >= 0.99
+    # every MatMul with constant weights (attention's two activations stay float: 1.4 % of the MACs at the
+    # build's 32 static tokens, uncounted here, where the sequence length is symbolic)
+    assert record.scheme_choice.chosen == "s8-dynamic" and record.int8_mac_share >= 0.98
     assert sum(n.op_type == "MatMulInteger" for n in qdq.graph) == 36
     reference, quantized = runtime.session(model), runtime.session(qdq, optimize=True)
     for feed in data.feeds():
@@ -512,9 +514,12 @@ def test_integer_inputs_pass_through_int8_untouched():
         assert embedding @ expected / np.linalg.norm(embedding) / np.linalg.norm(expected) > 0.98
 
 
-def test_runtime_range_candidate_is_not_one_for_a_convolutional_model(digits_model, digits_files, tmp_path):
-    """The onnxruntime target's dynamic candidate quantizes MatMul/Gemm only: on the digits CNN that is
-    under the 80 % int8 MAC share, so the build does not measure it, and asking for it is refused."""
+@pytest.mark.parametrize("target, dynamic, static", [("onnxruntime", "s8-dynamic", "u8u8"),
+                                                     ("tflite-arm", "dynamic-range", "full-int8")])
+def test_runtime_range_candidate_is_not_one_for_a_convolutional_model(target, dynamic, static, digits_model,
+                                                                      digits_files, tmp_path):
+    """A target's dynamic candidate quantizes MatMul (and Gemm) only: on the digits CNN that is under the
+    80 % int8 MAC share, so the build does not measure it, and asking for it is refused."""
     from edgec.quantize.fallback import MacShare
     from edgec.quantize.qdq import Scheme
     from edgec.targets import load_target
@@ -522,15 +527,19 @@ def test_runtime_range_candidate_is_not_one_for_a_convolutional_model(digits_mod
     import onnx_ir as ir
 
     model = ir.load(digits_model)
-    scheme = Scheme.from_target(load_target("onnxruntime").quantization)
+    scheme = Scheme.from_target(load_target(target).quantization)
     feed = {"input": np.load(digits_files["calib"])["input"][:1]}
     share = MacShare(model, feed)
     layers = {node.name: node.op_type for node in model.graph if node.op_type in ("Conv", "Gemm", "MatMul")}
-    assert share.int8_share(scheme.variant("s8-dynamic").leaves_float(layers)) < 0.8
-    assert share.int8_share(scheme.variant("u8u8").leaves_float(layers)) == 1.0
+    assert share.int8_share(scheme.variant(dynamic).leaves_float(layers)) < 0.8
+    assert share.int8_share(scheme.variant(static).leaves_float(layers)) == 1.0
+    # with ranges taken at run time, a MatMul of two activations (attention's) stays float; calibrated, not
+    products = {"scores": "MatMul", "dense": "MatMul"}
+    assert scheme.variant(dynamic).leaves_float(products, ("scores",)) == ["scores"]
+    assert scheme.variant(static).leaves_float(products, ("scores",)) == []
     out = tmp_path / "out"
-    result = edgec("build", digits_model, "--precision", "int8", "--calibration", digits_files["calib"],
-                   "--int8-scheme", "s8-dynamic", "-o", out)
+    result = edgec("build", digits_model, "-t", target, "--precision", "int8", "--calibration", digits_files["calib"],
+                   "--int8-scheme", dynamic, "-o", out)
     assert result.returncode == 2 and "under 80%" in result.stderr and not out.exists()
 
 

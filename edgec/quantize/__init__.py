@@ -71,7 +71,8 @@ def _fitting_candidates(quantizer: Quantizer, macs, given: str) -> dict[str, Sch
     from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
     every = {name: quantizer.scheme.variant(name) for name in quantizer.scheme.candidates}
-    shares = {name: macs.int8_share((*quantizer.always_float, *scheme.leaves_float(quantizer.mac_layers)))
+    shares = {name: macs.int8_share((*quantizer.always_float,
+                                     *scheme.leaves_float(quantizer.mac_layers, quantizer.computed_weights)))
               for name, scheme in every.items()}
     if given in every and shares[given] < MIN_INT8_MAC_SHARE:
         raise UnsupportedError(f"--int8-scheme {given} quantizes only {', '.join(every[given].ops)}: "
@@ -89,6 +90,7 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
     An engine's int8 wins only where it verifies (`judge`): the fallback can keep layers of a QDQ graph
     float, not of a backend's own model."""
     from edgec.quantize import choose
+    from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
     base = quantizer.scheme
     plain = dataclasses.replace(base, candidates={})
@@ -110,11 +112,18 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
 
     if given != AUTO_SCHEME:
         return quantize(given), choice(given, "given", [])
+    if len(schemes) == 1 and not own:  # the others would leave too many MACs float: nothing to measure
+        (only,) = schemes
+        return quantize(only), choice(only, f"the one candidate that keeps {MIN_INT8_MAC_SHARE:.0%} of this "
+                                            "model's MACs in int8", [])
     graphs = {name: quantize(name) for name in schemes}
     runners = {name: backend.int8_runner(graph) for name, graph in graphs.items()}
-    if None in runners.values():
+    if all(run is None for run in runners.values()):
         raise UnsupportedError(f"int8 candidates are measured with the runtime's own kernels, which the "
                                f"{backend.name} backend cannot run on this host; list one scheme for its target")
+    for name in [name for name, run in runners.items() if run is None]:
+        logger.info(f"int8 {name}: the {backend.name} backend cannot run this model's graph: not measured")
+        del runners[name]
     overrides = {name: base.candidates.get(name, {}) for name in schemes} | {
         name: engine.options for name, engine in own.items()}
     measured = choose.measure(model, runners | {name: engine.run for name, engine in own.items()}, overrides,

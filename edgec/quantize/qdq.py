@@ -82,9 +82,12 @@ class Scheme:
                 overrides[key] = tuple(overrides[key])
         return dataclasses.replace(self, **overrides, candidates={})
 
-    def leaves_float(self, mac_layers: dict[str, str]) -> list[str]:
-        """Of `mac_layers` (name -> operator), those whose operator this scheme does not quantize."""
-        return [name for name, op in mac_layers.items() if self.ops and op not in self.ops]
+    def leaves_float(self, mac_layers: dict[str, str], computed_weights: tuple[str, ...] = ()) -> list[str]:
+        """Of `mac_layers` (name -> operator), those whose operator this scheme does not quantize, and with
+        ranges taken at run time those of `computed_weights` too (dynamic quantization takes constant
+        weights only: attention's two activations stay float)."""
+        skipped = computed_weights if self.activation_ranges == "runtime" else ()
+        return [name for name, op in mac_layers.items() if self.ops and op not in self.ops or name in skipped]
 
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,
@@ -132,6 +135,8 @@ class Quantizer:
             self.kept_float += placement.activation_products(model)
         self.first_weights = _first_layer_weights(model)
         self.mac_layers = {node.name: node.op_type for node in model.graph if node.op_type in MAC_OPS}
+        self.computed_weights = tuple(node.name for node in model.graph if node.op_type in MAC_OPS
+                                      and node.inputs[1].const_value is None)
         self.weights_by_input = _weights_by_input(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
@@ -148,7 +153,7 @@ class Quantizer:
     def float_layers(self) -> tuple[str, ...]:
         """Nodes no run quantizes: the always-float ones, and the MAC layers whose operator the scheme
         leaves float (the int8 MAC share counts both)."""
-        return (*self.always_float, *self.scheme.leaves_float(self.mac_layers))
+        return (*self.always_float, *self.scheme.leaves_float(self.mac_layers, self.computed_weights))
 
     def use(self, method: str, held_back_too: bool = True) -> None:
         """Quantize with `method`'s ranges, from every calibration run or without the held-back ones."""

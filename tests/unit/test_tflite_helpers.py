@@ -117,3 +117,73 @@ def test_resize_plans_that_match_exactly(mode, transform, nearest, plan):
 
 def test_resize_without_a_tflite_equivalent_says_why():
     assert "has no TFLite kernel" in resize_plan(resize("cubic", "half_pixel"))
+
+
+# ---- run-time activation ranges as hybrid kernels ---------------------------------------------
+
+def test_dynamically_quantized_matmuls_become_matmuls_of_dequantized_int8_weights(tmp_path):
+    """onnxruntime's dynamic quantization (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul) read back as
+    a MatMul of the per-channel DequantizeLinear of its int8 weights: what TFLite's hybrid kernel computes
+    with float activations; its 8-bit embedding table (Gather, then DequantizeLinear) as a Gather of the
+    dequantized table, the same rows."""
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgec.backends.tflite.hybrid import as_weights_only
+    from edgec.ir import runtime
+
+    table = np.linspace(-2, 2, 40, dtype=np.float32).reshape(5, 8)
+    positions = np.linspace(0, 0.5, 32, dtype=np.float32).reshape(4, 8)
+    weights = (np.arange(48, dtype=np.float32).reshape(8, 6) - 20.0) / 16.0
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["tokens"], "embed"),
+         helper.make_node("Add", ["tokens", "positions"], ["x"], "position"),
+         helper.make_node("MatMul", ["x", "w"], ["y"], "dense")], "dense",
+        [helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 6])],
+        [numpy_helper.from_array(table, "table"), numpy_helper.from_array(positions, "positions"),
+         numpy_helper.from_array(weights, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "float.onnx")
+    quantize_dynamic(str(tmp_path / "float.onnx"), str(tmp_path / "dynamic.onnx"), per_channel=True,
+                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gather"])
+    model = ir.load(tmp_path / "dynamic.onnx")
+    ids = {"ids": np.array([[4, 0, 2, 2]], np.int64)}
+    assert {node.op_type for node in model.graph} >= {"DynamicQuantizeLinear", "MatMulInteger"}
+    as_weights_only(model)
+    assert sorted(node.op_type for node in model.graph) == ["Add", "DequantizeLinear", "DequantizeLinear", "Gather",
+                                                            "MatMul"]
+    stored = {node.outputs[0].uses()[0].node.op_type: node for node in model.graph if node.op_type == "DequantizeLinear"}
+    assert set(stored) == {"Gather", "MatMul"}
+    rows = stored["Gather"].inputs[0].const_value.numpy().astype(np.float32) - stored["Gather"].inputs[2].const_value.numpy()
+    rows = (rows * stored["Gather"].inputs[1].const_value.numpy())[ids["ids"]]
+    int8 = stored["MatMul"].inputs[0].const_value.numpy().astype(np.float32) * stored["MatMul"].inputs[1].const_value.numpy()
+    assert stored["MatMul"].attributes.get_int("axis") == 1 and stored["MatMul"].inputs[1].const_value.size == 6
+    result = runtime.session(model).run(None, ids)[0]
+    assert np.allclose(result, (rows + positions) @ int8, atol=1e-6)
+    assert np.abs(int8 - weights).max() <= np.abs(weights).max(0).max() / 254 + 1e-7
+    assert np.abs(rows - table[ids["ids"]]).max() <= np.ptp(table) / 255 + 1e-7
+    reference = (table[ids["ids"]] + positions) @ weights
+    assert np.abs(result - reference).max() <= 0.01 * np.ptp(reference)  # 8-bit weights and table, float rows
+
+
+def test_run_time_quantization_tflite_has_no_kernel_for_is_refused_naming_the_node():
+    """Both MatMul operands quantized at run time (no constant weights): no hybrid kernel takes it."""
+    import onnx
+    from onnx import helper
+
+    from edgec.backends.tflite.hybrid import as_weights_only
+    from edgec.errors import UnsupportedError
+
+    graph = helper.make_graph([
+        helper.make_node("DynamicQuantizeLinear", ["a"], ["aq", "as", "az"], "qa"),
+        helper.make_node("DynamicQuantizeLinear", ["b"], ["bq", "bs", "bz"], "qb"),
+        helper.make_node("MatMulInteger", ["aq", "bq", "az", "bz"], ["ab"], "scores"),
+        helper.make_node("Cast", ["ab"], ["abf"], "cast", to=onnx.TensorProto.FLOAT),
+        helper.make_node("Mul", ["as", "bs"], ["s"], "scale"),
+        helper.make_node("Mul", ["abf", "s"], ["y"], "rescale")], "attention",
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, [4, 4]) for n in ("a", "b")],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 4])])
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    with pytest.raises(UnsupportedError, match=r"MatMulInteger \(node 'scores'\) has no TFLite hybrid kernel"):
+        as_weights_only(model)

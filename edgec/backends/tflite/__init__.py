@@ -6,8 +6,10 @@ layout propagates, so the model keeps its NCHW interface with one TRANSPOSE at e
 none with `--io-layout nhwc`. int8 reads the QDQ graph of the shared quantization engine:
 per-channel int8 weights, int32 biases and int8 activations become TFLite quantization
 parameters, with float I/O by default and integer I/O with `--io-dtype int8`. Ops TFLite has no
-int8 kernel for stay float inside an int8 graph, and the build says which. Every model is opened
-and allocated by LiteRT before it is written (validate.py).
+int8 kernel for stay float inside an int8 graph, and the build says which. A scheme with activation
+ranges taken at run time becomes TFLite's hybrid kernels: float activations, int8 weights (hybrid.py).
+Every model is opened and allocated by LiteRT before it is written (validate.py); the build measures
+int8 candidates with LiteRT itself (`int8_runner`).
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ import onnx_ir as ir
 
 from edgec.backends.base import Backend, BuildContext, Lowered
 from edgec.backends.tflite import ops
-from edgec.backends.tflite.validate import validate
-from edgec.errors import InputError
+from edgec.backends.tflite.validate import litert_failure, validate
+from edgec.errors import InputError, UnsupportedError
 from edgec.package.harness.manifest import TFLiteConfig
 
 logger = logging.getLogger(__name__)
@@ -43,26 +45,37 @@ class TFLiteBackend(Backend):
     def check_node(self, node: ir.Node) -> str:
         return ops.check(node)
 
+    def int8_runner(self, model: ir.Model):
+        """The QDQ graph written as the artifact's .tflite, run by LiteRT (XNNPACK, one thread); None where
+        it cannot be written or LiteRT cannot open it (a candidate's graph: the build measures the others)."""
+        import numpy as np
+        from ai_edge_litert.interpreter import Interpreter
+
+        from edgec import ir as eir
+
+        try:  # the ONNX interface (NCHW, float I/O), which the build's feeds have
+            content = _written(eir.clone(model), "int8", "nchw", "float32", "kernel").writer.to_bytes()
+        except UnsupportedError:
+            return None
+        if litert_failure(content) is not None:
+            return None
+        interpreter = Interpreter(model_content=content, num_threads=1)
+        interpreter.allocate_tensors()
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+
+        def run(feed: dict) -> list:
+            for detail in inputs:
+                interpreter.set_tensor(detail["index"], np.ascontiguousarray(feed[detail["name"]]))
+            interpreter.reset_all_variables()  # an LSTM kernel's state starts from zero, as in the harness
+            interpreter.invoke()
+            return [interpreter.get_tensor(detail["index"]) for detail in outputs]
+        return run
+
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
-        import onnx_ir.passes.common as common
-
-        from edgec.backends.tflite.lowering import Lowering
-
-        common.ShapeInferencePass()(model)
-        common.TopologicalSortPass()(model)
         io_layout, io_dtype = ctx.options.io_layout, ctx.options.io_dtype
         if io_dtype == "int8" and ctx.precision != "int8":
             raise InputError(f"--io-dtype int8 needs --precision int8 (this build is {ctx.precision})")
-        lowering = Lowering(model, ctx.precision, io_layout, io_dtype, ctx.options.recurrent)
-        lowering.add_inputs()
-        for node in model.graph:
-            if node not in lowering.consumed:
-                lowering.node = node
-                ops.TABLE[node.op_type](lowering, node)
-                if ctx.precision == "int8":
-                    _note_float(lowering, node)
-        lowering.node = None
-        lowering.add_outputs()
+        lowering = _written(model, ctx.precision, io_layout, io_dtype, ctx.options.recurrent)
         content = lowering.writer.to_bytes()
         validate(content, lowering.writer.operators, lowering.origins)
         (ctx.out_dir / MODEL_FILE).write_bytes(content)
@@ -74,13 +87,38 @@ class TFLiteBackend(Backend):
                        TFLiteConfig(self.name, operators, io_layout, io_dtype, notes=lowering.notes))
 
 
+def _written(model: ir.Model, precision: str, io_layout: str, io_dtype: str, recurrent: str):
+    """The lowering of `model` (edited in place), every operator written."""
+    import onnx_ir.passes.common as common
+
+    from edgec.backends.tflite.hybrid import as_weights_only
+    from edgec.backends.tflite.lowering import Lowering
+
+    if precision == "int8":
+        as_weights_only(model)
+    common.ShapeInferencePass()(model)
+    common.TopologicalSortPass()(model)
+    lowering = Lowering(model, precision, io_layout, io_dtype, recurrent)
+    lowering.add_inputs()
+    for node in model.graph:
+        if node not in lowering.consumed:
+            lowering.node = node
+            ops.TABLE[node.op_type](lowering, node)
+            if precision == "int8":
+                _note_float(lowering, node)
+    lowering.node = None
+    lowering.add_outputs()
+    return lowering
+
+
 SHAPE_ONLY = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
               "Identity", "Concat", "Split", "Slice"}
+HYBRID = {"MatMul"}  # with int8 weights on a float input, a hybrid kernel (its own note), not a float one
 
 
 def _note_float(lowering, node: ir.Node) -> None:
     """In an int8 build, say which computing ops stayed float (TFLite has no int8 kernel for them)."""
-    if node.op_type in SHAPE_ONLY:
+    if node.op_type in SHAPE_ONLY or node.op_type in HYBRID and lowering.qconst(node.inputs[1]) is not None:
         return
     outputs = [v for v in node.outputs if v is not None and v in lowering.refs]
     if any(lowering.refs[v].quant is None and lowering.dtype(lowering.refs[v]) == "float32" for v in outputs):

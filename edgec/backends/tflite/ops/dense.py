@@ -11,6 +11,10 @@ from edgec.backends.tflite.ops.common import operand, optional_input, per_output
 from edgec.backends.tflite.ops.registry import lowers
 from edgec.backends.tflite.quant import QConst, QParams, zero_bias
 
+# FULLY_CONNECTED's versions for float inputs quantized at run time against int8 weights, as TensorFlow's
+# converter writes them (tools/versioning/op_version.cc): asymmetric input quantization, per-channel weights.
+HYBRID_PER_TENSOR, HYBRID_PER_CHANNEL = 9, 12
+
 
 def _fully_connected(lowering: Lowering, ref: Ref, w_index: int, b_index: int, out: ir.Value, activation: int,
                      out_params, keep_dims: bool) -> None:
@@ -198,12 +202,20 @@ def _matmul_constant(lowering: Lowering, node: ir.Node, weights: np.ndarray) -> 
         return
     rank = len(lowering.shape(a))
     ref = lowering.get(a, layout.identity(rank), float_=True, memory=True)
-    w_index = lowering.weight(f"{node.name}/weights", np.ascontiguousarray(weights.T))
+    hybrid = int8_weights is not None and not reshape and not lowering.quantized(a)
+    if hybrid:  # int8 weights on a float activation: TFLite's dynamic-range kernel (hybrid.py)
+        int8_weights = _transposed_weights(int8_weights)
+        w_index = lowering.qweight(f"{node.name}/weights", int8_weights)
+        lowering.note(f"{node.op_type} runs hybrid: int8 weights, each input row quantized at run time")
+    else:
+        w_index = lowering.weight(f"{node.name}/weights", np.ascontiguousarray(weights.T))
     b_index = lowering.weight(f"{node.name}/bias", bias) if bias is not None else -1
-    options = lowering.writer.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=rank > 2)
+    options = lowering.writer.options("FullyConnectedOptions", fusedActivationFunction=activation, keepNumDims=rank > 2,
+                                      asymmetricQuantizeInputs=hybrid)
+    version = (HYBRID_PER_TENSOR if int8_weights.params.per_tensor else HYBRID_PER_CHANNEL) if hybrid else None
     if not reshape:
         result = lowering.new(out, layout.identity(rank))
-        lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [result.index], options)
+        lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [result.index], options, version)
         return
     product = lowering.scratch(out.name + "/product", produced)
     lowering.emit("FULLY_CONNECTED", [ref.index, w_index, b_index], [product], options)
