@@ -206,9 +206,6 @@ def compression_options(command):
         click.option("--prune", metavar="KIND:AMOUNT[:global]",
                      help="channels:RATIO removes that fraction of each layer's output channels; weights:SPARSITY "
                           "zeroes that fraction of the weights; ':global' ranks all layers together"),
-        click.option("--prune-steps", type=int, default=1, show_default=True, metavar="N",
-                     help="channel pruning in N equal steps, each followed by BatchNorm re-estimation and "
-                          "(with --distill) its share of the epochs"),
         click.option("--importance", type=click.Choice(["l1", "bn", "taylor"]), default="l1", show_default=True,
                      help="how channels are ranked for --prune channels"),
         click.option("--keep-layer", "keep_layers", multiple=True, metavar="LAYER",
@@ -229,7 +226,7 @@ def compression_options(command):
     return command
 
 
-COMPRESSION_KEYS = ("prune", "prune_steps", "importance", "keep_layers", "low_rank", "distill", "train_data", "epochs", "temperature",
+COMPRESSION_KEYS = ("prune", "importance", "keep_layers", "low_rank", "distill", "train_data", "epochs", "temperature",
                     "learning_rate", "batch_size", "student", "seed")
 
 

@@ -13,8 +13,8 @@ from conftest import DIGITS, MOBILENET, edgec
 from test_cli import assert_one_line_error
 
 from edgec import ir as eir
-from edgec.compress import distill, lowrank, pipeline, structured, trainable, training, unstructured
-from edgec.compress.plan import Distill, Plan, Prune
+from edgec.compress import distill, lowrank, structured, trainable, training, unstructured
+from edgec.compress.plan import Distill, Prune
 from edgec.errors import InputError
 from edgec.ir import runtime
 
@@ -199,39 +199,6 @@ def test_keep_layer_stays_whole_and_unknown_names_are_refused(digits_module):
                                   ("conv9",), None)
 
 
-def test_channel_pruning_in_steps_narrows_each_step_to_the_one_shot_widths(digits_module, digits_data):
-    """Iterative pruning: each step removes its share of the ratio, re-ranked on the current weights; the
-    last step leaves every layer as wide as one-shot pruning does, and the model still runs."""
-    example = digits_module.example()
-    one_shot = copy.deepcopy(digits_module.module)
-    structured.prune_channels(one_shot, example, Prune("channels", 0.5), "l1", (), None)
-    pruning = structured.ChannelPruning(digits_module.module, example, Prune("channels", 0.5), "l1", (), None, steps=3)
-    widths = []
-    for _ in range(3):
-        pruning.step()
-        widths.append(structured._channels(structured.prunable_layers(digits_module.module).values()))
-    record = pruning.record()
-    assert record.channels_before > widths[0] > widths[1] > widths[2] == record.channels_after and record.steps == 3
-    assert ([structured._out_channels(m) for m in structured.prunable_layers(digits_module.module).values()]
-            == [structured._out_channels(m) for m in structured.prunable_layers(one_shot).values()])
-    with torch.no_grad():
-        assert digits_module.module.eval()(torch.from_numpy(digits_data["x_test"][:4])).shape == (4, 10)
-
-
-@pytest.mark.parametrize(("epochs", "steps", "shares"), [(12, 4, [3, 3, 3, 3]), (10, 4, [2, 2, 3, 3]), (3, 3, [1, 1, 1])])
-def test_pruning_steps_share_the_distillation_epochs(epochs, steps, shares):
-    assert [pipeline._epochs_of_step(epochs, steps, step) for step in range(1, steps + 1)] == shares
-
-
-@pytest.mark.parametrize(("options", "words"), [
-    ({"prune": "weights:0.5", "prune_steps": 2}, "is for --prune channels"),
-    ({"prune": "channels:0.5", "prune_steps": 4, "distill": True, "train_data": "t.npz", "epochs": 3}, "at least 4 epochs"),
-    ({"prune": "channels:0.5", "prune_steps": 0}, "at least 1")])
-def test_pruning_steps_are_refused_where_they_mean_nothing(options, words):
-    with pytest.raises(InputError, match=words):
-        Plan.from_options(**options)
-
-
 # --- the command line, end to end -------------------------------------------------------------------
 
 def _report(path):
@@ -333,6 +300,9 @@ class WrongWidth(TinyDigits):
 
 
 def test_a_users_own_student_learns_from_the_teacher_and_must_fit_its_outputs(tmp_path, digits_module, digits_sets):
+    from edgec.compress import pipeline
+    from edgec.compress.plan import Plan
+
     (tmp_path / "student.py").write_text(STUDENT)
     train = training.Dataset([digits_sets["x_train"]], None, "train")
     test = training.Dataset([digits_sets["x_test"]], None, "test")

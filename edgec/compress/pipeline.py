@@ -1,9 +1,7 @@
 """One compression run: source in, compressed IR model and a record of each step out.
 
 The order is fixed: channel pruning, weight pruning, low-rank factorization, BatchNorm
-re-estimation, distillation, then the pruning masks are made permanent and the module exported. Channel
-pruning in several steps repeats its step, the re-estimation and a share of the distillation epochs;
-weight pruning and factorization come with the last step.
+re-estimation, distillation, then the pruning masks are made permanent and the module exported.
 A low-rank factorization alone needs no training and runs on the IR of any source.
 """
 from __future__ import annotations
@@ -54,30 +52,10 @@ def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quie
     teacher = copy.deepcopy(source_module.module).eval()
     student = _student(plan, source_module)
     outcome = Outcome(graph, graph)
-    example = source_module.example()
     with training.seeded(plan.seed):
-        pruning = (structured.ChannelPruning(student, example, plan.prune, plan.importance, plan.keep_layers,
-                                             calibration, plan.prune_steps)
-                   if plan.prune and plan.prune.kind == "channels" else None)
-        distillation = (distill.Distillation(teacher, train, plan.distill, plan.seed, progress or distill.quiet_progress)
-                        if plan.distill else None)
-        masked = []
-        for step in range(1, plan.prune_steps + 1):
-            if pruning:
-                pruning.step()
-            if step == plan.prune_steps:
-                masked = _shrink(student, example, plan, outcome, log)
-            if plan.prune or plan.low_rank:
-                _reestimate_batchnorm(student, calibration, outcome, log)
-            if distillation:
-                distillation.train(student, _epochs_of_step(plan.distill.epochs, plan.prune_steps, step))
-        if pruning:
-            record = pruning.record()
-            outcome.steps["channels"] = record.to_dict()
-            log(f"channel pruning {plan.prune.amount} in {plan.prune_steps} step(s): {record.channels_before} -> "
-                f"{record.channels_after} channels")
-        if distillation:
-            record = distillation.record(student)
+        masked = _shrink(student, source_module.example(), plan, calibration, outcome, log)
+        if plan.distill:
+            record = distill.distill(teacher, student, train, plan.distill, plan.seed, progress or distill.quiet_progress)
             outcome.steps["distill"] = record.to_dict()
             log(f"distilled {record.epochs} epochs on {record.samples} samples: teacher agreement "
                 f"{100 * record.teacher_agreement_before:.1f} % -> {100 * record.teacher_agreement_after:.1f} %")
@@ -88,9 +66,13 @@ def run(source: str, plan: Plan, specs=(), weights: str | None = None, log=_quie
     return outcome
 
 
-def _shrink(student, example: tuple, plan: Plan, outcome: Outcome, log) -> list:
-    """Weight-prune and factorize `student` in place (after the last channel-pruning step); returns the
+def _shrink(student, example: tuple, plan: Plan, calibration, outcome: Outcome, log) -> list:
+    """Prune and factorize `student` in place, then re-estimate its BatchNorm statistics; returns the
     layers whose weight-pruning masks are still to be made permanent."""
+    if plan.prune and plan.prune.kind == "channels":
+        record = structured.prune_channels(student, example, plan.prune, plan.importance, plan.keep_layers, calibration)
+        outcome.steps["channels"] = record.to_dict()
+        log(f"channel pruning {plan.prune.amount}: {record.channels_before} -> {record.channels_after} channels")
     masked = (unstructured.zero_weights(student, plan.prune, plan.keep_layers)
               if plan.prune and plan.prune.kind == "weights" else [])
     if plan.low_rank is not None:
@@ -99,24 +81,14 @@ def _shrink(student, example: tuple, plan: Plan, outcome: Outcome, log) -> list:
         outcome.steps["low_rank"] = [f.to_dict() for f in done]
         outcome.notes += _low_rank_notes(done)
         log(f"low-rank {plan.low_rank}: factorized {len(done)} layer(s)")
-    return masked
-
-
-def _reestimate_batchnorm(student, calibration, outcome: Outcome, log) -> None:
-    """Pruning and factorization shift the BatchNorm statistics: recompute them (after every step)."""
-    note = "BatchNorm statistics were not re-estimated: pass --calibration (or --train-data)"
+    if not (plan.prune or plan.low_rank):
+        return masked
     if calibration is None:
-        if note not in outcome.notes:
-            outcome.notes.append(note)
-        return
-    if "batchnorm_reestimated" not in outcome.steps:
-        log(f"re-estimating BatchNorm statistics on {len(calibration)} samples of {calibration.source}")
-    outcome.steps["batchnorm_reestimated"] = training.reestimate_batchnorm(student, calibration)
-
-
-def _epochs_of_step(epochs: int, steps: int, step: int) -> int:
-    """The distillation epochs shared evenly among the pruning steps, the last steps taking the remainder."""
-    return epochs // steps + (step > steps - epochs % steps)
+        outcome.notes.append("BatchNorm statistics were not re-estimated: pass --calibration (or --train-data)")
+    else:
+        outcome.steps["batchnorm_reestimated"] = training.reestimate_batchnorm(student, calibration)
+        log(f"re-estimated BatchNorm statistics on {len(calibration)} samples of {calibration.source}")
+    return masked
 
 
 def _student(plan: Plan, source_module: trainable.Trainable):

@@ -58,7 +58,6 @@ class Plan:
     """The whole compression: each step is optional, and they run in the order of the fields."""
 
     prune: Prune | None = None
-    prune_steps: int = 1  # channel pruning in this many equal steps, each re-estimated and distilled
     importance: str = "l1"
     keep_layers: tuple[str, ...] = ()
     low_rank: float | None = None  # the fraction of singular-value energy kept
@@ -73,13 +72,6 @@ class Plan:
             raise InputError(f"--low-rank {self.low_rank}: give the fraction of singular-value energy to keep, in (0, 1]")
         if self.distill is not None and min(self.distill.epochs, self.distill.batch_size) < 1:
             raise InputError("--epochs and --batch-size must be at least 1")
-        if self.prune_steps < 1:
-            raise InputError("--prune-steps must be at least 1")
-        if self.prune_steps > 1 and (self.prune is None or self.prune.kind != "channels"):
-            raise InputError("--prune-steps is for --prune channels:RATIO: add it, or drop --prune-steps")
-        if self.prune_steps > 1 and self.distill is not None and self.distill.epochs < self.prune_steps:
-            raise InputError(f"--prune-steps {self.prune_steps} shares the --epochs among its steps: give at least "
-                             f"{self.prune_steps} epochs")
         if self.prune is None and self.low_rank is None and self.distill is None:
             raise InputError("nothing to do: pass --prune, --low-rank or --distill")
         if self.distill is not None and self.distill.student and (self.prune or self.low_rank):
@@ -94,7 +86,7 @@ class Plan:
         return asdict(self)
 
     @classmethod
-    def from_options(cls, prune: str | None = None, prune_steps: int = 1, importance: str = "l1", keep_layers: tuple[str, ...] = (),
+    def from_options(cls, prune: str | None = None, importance: str = "l1", keep_layers: tuple[str, ...] = (),
                      low_rank: float | None = None, distill: bool = False, train_data: str | None = None,
                      epochs: int = 10, temperature: float = 1.0, learning_rate: float = 1e-3, batch_size: int = 32,
                      student: str | None = None, calibration: str | None = None, seed: int = 0) -> "Plan | None":
@@ -108,5 +100,5 @@ class Plan:
         if (train_data or student) and not distill:
             raise InputError("--train-data and --student are for --distill: add --distill")
         teacher = Distill(train_data, epochs, temperature, learning_rate, batch_size, student) if distill else None
-        return cls(Prune.parse(prune) if prune else None, prune_steps, importance, tuple(keep_layers), low_rank, teacher,
+        return cls(Prune.parse(prune) if prune else None, importance, tuple(keep_layers), low_rank, teacher,
                    calibration, seed)

@@ -25,7 +25,6 @@ class ChannelRecord:
     ratio: float
     scope: str
     importance: str
-    steps: int
     kept_layers: list[str]  # whole, by request or because they produce an output
     channels_before: int
     channels_after: int
@@ -65,51 +64,30 @@ def output_layers_of(module, example: tuple) -> list:
     return layers
 
 
-class ChannelPruning:
-    """Remove `spec.amount` of the output channels of each prunable layer (or of all of them ranked
-    together, with scope 'global'), in place, in `steps` equal steps: step k prunes until k/steps of the
-    ratio is gone, ranking the channels afresh on the weights as training has left them (Torch-Pruning's
-    iterative pruning). Small steps, each followed by BatchNorm re-estimation and distillation, let the
-    remaining channels take over the work of the removed ones before the next cut."""
-
-    def __init__(self, module, example: tuple, spec: Prune, importance: str, keep: tuple[str, ...],
-                 data: training.Dataset | None, steps: int = 1):
-        tp = require("torch_pruning", "compress")
-        self.module, self.example, self.spec, self.importance, self.data = module, example, spec, importance, data
-        self.layers = prunable_layers(module)
-        unknown = [name for name in keep if name not in self.layers]
-        if unknown:
-            names = ", ".join(list(self.layers)[:SHOWN_NAMES]) + (" ..." if len(self.layers) > SHOWN_NAMES else "")
-            raise InputError(f"--keep-layer '{unknown[0]}' is not a prunable layer of this model; its layers are: {names}")
-        self.kept = [self.layers[name] for name in keep] + output_layers_of(module, example)
-        self.pruner = tp.pruner.BasePruner(
-            module, example, importance=_importance(tp, importance), pruning_ratio=spec.amount,
-            global_pruning=spec.scope == "global", ignored_layers=self.kept, iterative_steps=steps,
-        )
-        self.names = {m: n for n, m in self.layers.items()}
-        _refuse_emptied_layers(self.pruner.DG, self.names, spec)
-        self.steps = steps
-        self.channels_before = _channels(self.layers.values())
-
-    def step(self) -> None:
-        """The next pruning step."""
-        if self.importance == "taylor":
-            _accumulate_gradients(self.module, self.example, self.data)
-        self.pruner.step()
-        self.module.zero_grad(set_to_none=True)
-
-    def record(self) -> ChannelRecord:
-        return ChannelRecord(self.spec.amount, self.spec.scope, self.importance, self.steps,
-                             sorted(self.names[m] for m in self.kept if m in self.names),
-                             self.channels_before, _channels(self.layers.values()))
-
-
 def prune_channels(module, example: tuple, spec: Prune, importance: str, keep: tuple[str, ...],
                    data: training.Dataset | None) -> ChannelRecord:
-    """All of `spec` in one step, in place."""
-    pruning = ChannelPruning(module, example, spec, importance, keep, data)
-    pruning.step()
-    return pruning.record()
+    """Remove `spec.amount` of the output channels of each prunable layer (or of all of them ranked
+    together, with scope 'global'), in place."""
+    tp = require("torch_pruning", "compress")
+    layers = prunable_layers(module)
+    unknown = [name for name in keep if name not in layers]
+    if unknown:
+        names = ", ".join(list(layers)[:SHOWN_NAMES]) + (" ..." if len(layers) > SHOWN_NAMES else "")
+        raise InputError(f"--keep-layer '{unknown[0]}' is not a prunable layer of this model; its layers are: {names}")
+    kept = [layers[name] for name in keep] + output_layers_of(module, example)
+    pruner = tp.pruner.BasePruner(
+        module, example, importance=_importance(tp, importance), pruning_ratio=spec.amount,
+        global_pruning=spec.scope == "global", ignored_layers=kept,
+    )
+    names = {m: n for n, m in layers.items()}
+    _refuse_emptied_layers(pruner.DG, names, spec)
+    if importance == "taylor":
+        _accumulate_gradients(module, example, data)
+    before = _channels(layers.values())
+    pruner.step()
+    module.zero_grad(set_to_none=True)
+    return ChannelRecord(spec.amount, spec.scope, importance, sorted(names[m] for m in kept if m in names),
+                         before, _channels(layers.values()))
 
 
 def _refuse_emptied_layers(graph, names: dict, spec: Prune) -> None:
