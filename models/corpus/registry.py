@@ -229,7 +229,11 @@ MODELS: tuple[CorpusModel, ...] = (
                         "86b1f8bffa31748e0d6364a98af983bbd33b92523141d4a02fa587b4b66b54af"),),
         exporter="paddle2onnx, opset 7 (as shipped)", input_shapes={"x": (1, 3, 48, 320)},
         make_inputs=_ppocr_rec_inputs, fidelity=fidelity.ctc_strings("fetch_name_0", 0, blank=0),
-        classes=frozenset({C.OLD_OPSET, C.SHAPE_ARITHMETIC, C.FOREIGN_LIBRARY})),
+        classes=frozenset({C.OLD_OPSET, C.SHAPE_ARITHMETIC, C.FOREIGN_LIBRARY}),
+        runtime_tolerance={"openvino-cpu": (5e-4, "OpenVINO's CPU plugin running the source model itself "
+                                                  "(read_model, compile_model at f32, no edgec) differs from "
+                                                  "onnxruntime's by 4.0e-4 of the per-step probabilities' range "
+                                                  "on the corpus text lines; the decoded strings are equal")}),
     CorpusModel(
         name="ddddocr_ocr", family="OCR",
         sources=(Source("ddddocr==1.6.1", "ddddocr/common.onnx",
