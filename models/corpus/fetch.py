@@ -5,7 +5,8 @@ For each model in `registry.MODELS`:
      installed) into cache/src/, and its sha256 is checked;
   2. the ONNX file a user hands edgec is made (copied as shipped, or converted by `export.py`);
   3. its real inputs are written to cache/NAME.inputs.npz, keyed by input name.
-Idempotent: a step whose output exists (and, for sources, has the right hash) is skipped.
+Idempotent: a step whose output exists (for sources, with the right hash; for inputs, equal to what the
+generator makes now) is skipped.
 Usage: python models/corpus/fetch.py [NAME ...] [--force]
 """
 from __future__ import annotations
@@ -69,10 +70,18 @@ def make_onnx(model: CorpusModel, force: bool) -> None:
     print(f"  wrote {model.onnx_path.relative_to(ROOT)} ({model.exporter})")
 
 
+def _same(path, arrays: dict) -> bool:
+    with np.load(path) as stored:
+        return set(stored.files) == set(arrays) and all(
+            stored[name].dtype == value.dtype and np.array_equal(stored[name], value) for name, value in arrays.items())
+
+
 def make_inputs(model: CorpusModel, force: bool) -> None:
-    if model.inputs_path.exists() and not force:
-        return
+    """Write the model's real inputs, and write them again wherever the stored ones are not what its
+    generator makes now (a cache from before a change to how they are prepared): seconds for the corpus."""
     arrays = model.make_inputs(model)
+    if model.inputs_path.exists() and not force and _same(model.inputs_path, arrays):
+        return
     partial = model.inputs_path.with_name(model.inputs_path.name + ".partial.npz")
     np.savez(partial, **arrays)
     partial.replace(model.inputs_path)
