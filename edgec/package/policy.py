@@ -63,6 +63,7 @@ _POOLS = frozenset({"ReduceMean", "GlobalAveragePool", "GlobalMaxPool", "ReduceM
 _SPATIAL = frozenset({"Conv", "ConvTranspose", "Resize", "BatchNormalization"})
 _LINEAR = frozenset({"Gemm", "MatMul", "Conv", "Add"})
 _RECURRENT = frozenset({"LSTM", "GRU", "RNN"})
+_CONVOLUTIONS = frozenset({"Conv"})
 
 
 def limits(kind: str, precision: str) -> dict[str, float]:
@@ -79,9 +80,12 @@ def _maker(value: ir.Value) -> ir.Node | None:
     return node
 
 
-def _made_by(value: ir.Value | None, op_types: frozenset[str]) -> bool:
-    maker = _maker(value) if value is not None else None
-    return maker is not None and maker.op_type in op_types
+def _made_of(node: ir.Node | None, op_types: frozenset[str]) -> bool:
+    """Whether `node` is one of `op_types`, or a Concat of their outputs (one per layer or feature map)."""
+    if node is not None and node.op_type == "Concat":
+        makers = [_maker(v) if v is not None else None for v in node.inputs]
+        return all(maker is not None and maker.op_type in op_types for maker in makers)
+    return node is not None and node.op_type in op_types
 
 
 def _upstream_ops(value: ir.Value | None, depth: int = 4) -> set[str]:
@@ -97,10 +101,9 @@ def _anchor_scores(value: ir.Value, node: ir.Node | None) -> bool:
     concatenated): a detector's score head. With more than one value per anchor a head's outputs may
     as well be box offsets, which nothing in the graph tells apart."""
     shape = value.shape
-    if node is None or shape is None or shape.rank() != 3 or shape[-1] != 1 or shape[1] == 1:
+    if shape is None or shape.rank() != 3 or shape[-1] != 1 or shape[1] == 1:
         return False
-    heads = [_maker(v) if v is not None else None for v in node.inputs] if node.op_type == "Concat" else [node]
-    return all(head is not None and head.op_type == "Conv" for head in heads)
+    return _made_of(node, _CONVOLUTIONS)
 
 
 def classify(value: ir.Value) -> str:
@@ -112,7 +115,7 @@ def classify(value: ir.Value) -> str:
     rank = value.shape.rank() if value.shape is not None else None
     last = value.shape[-1] if rank else None
     op = node.op_type if node is not None else ""
-    if op in _RECURRENT or (op == "Concat" and all(_made_by(i, _RECURRENT) for i in node.inputs)):
+    if _made_of(node, _RECURRENT):
         return "embeddings"  # a recurrent layer's outputs or states (stacked layers' concatenated): learned vectors
     if op in ("Softmax", "LogSoftmax") and rank == 3 and isinstance(last, int) and last > 1:
         return "sequences"  # classes per step of a sequence (batch, steps, classes): a recogniser's
