@@ -65,14 +65,16 @@ def write_results(name: str, result: dict, markdown: str) -> None:
 
 def interleaved_latency(artifacts: dict, rounds: int, warmup: int, iters: int, threads: int) -> dict:
     """Each artifact timed by its own harness (`run.py bench`) in interleaved rounds, so that the machine's
-    load falls on all alike: per artifact the median over rounds of the p50, and the fastest run."""
+    load falls on all alike: per artifact the median over rounds of the p50 and of the load time, and the
+    fastest run."""
     from edgec import api
 
     runs = {name: [] for name in artifacts}
     for _ in range(rounds):
         for name, folder in artifacts.items():
             runs[name].append(api.bench(folder, warmup=warmup, iters=iters, threads=threads))
-    return {name: {"p50_ms": float(np.median([r["p50_ms"] for r in rs])), "min_ms": float(min(r["min_ms"] for r in rs))}
+    return {name: {"p50_ms": float(np.median([r["p50_ms"] for r in rs])), "min_ms": float(min(r["min_ms"] for r in rs)),
+                   "load_time_ms": float(np.median([r["load_time_ms"] for r in rs]))}
             for name, rs in runs.items()}
 
 

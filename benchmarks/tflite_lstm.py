@@ -15,12 +15,11 @@ Needs the corpus (`make corpus`). Writes benchmarks/results/tflite_lstm.json and
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, cpu_name, load_average, write_results
+from common import ROOT, harness_run_header, harness_run_record, interleaved_latency, write_results
 
 THREADS = 2
 LENGTHS = (160, 40)
@@ -92,23 +91,10 @@ def main() -> None:
                                 "build_seconds": manifest.build.seconds,
                                 "operators": sum((getattr(manifest.backend, "operators", None) or {}).values()),
                                 "xnnpack": delegation.detail if delegation else None}
-        rounds = {name: [] for name in artifacts}
-        for _ in range(args.rounds):
-            for name, folder in artifacts.items():
-                rounds[name].append(api.bench(folder, warmup=args.warmup, iters=args.iters, threads=THREADS))
-    latency = {name: {"p50_ms": float(np.median([r["p50_ms"] for r in rs])),
-                      "min_ms": float(min(r["min_ms"] for r in rs)),
-                      "load_time_ms": float(np.median([r["load_time_ms"] for r in rs]))} for name, rs in rounds.items()}
-    from importlib.metadata import version
-
+        latency = interleaved_latency(artifacts, args.rounds, args.warmup, args.iters, THREADS)
     result = {
-        "machine": {"cpu": cpu_name(), "threads": THREADS, "python": platform.python_version(),
-                    "load_average_after": load_average()},
-        "versions": {"ai-edge-litert": version("ai-edge-litert"), "onnxruntime": version("onnxruntime")},
+        **harness_run_record(args, THREADS),
         "model": "Resemblyzer speaker encoder (resemblyzer==0.1.4 pretrained.pt): LSTM 40->256 x3, Linear 256",
-        "method": {"rounds": args.rounds, "iters": args.iters, "warmup": args.warmup, "batch": 1,
-                   "timer": "artifact harness `run.py bench`",
-                   "statistic": "median over rounds of the harness p50; min over all runs"},
         "latency": latency,
         "builds": builds,
     }
@@ -116,11 +102,7 @@ def main() -> None:
 
 
 def markdown(r: dict) -> str:
-    lines = [f"{r['model']}, batch 1, on {r['machine']['cpu']}, {r['machine']['threads']} threads; "
-             f"ai-edge-litert {r['versions']['ai-edge-litert']}, onnxruntime {r['versions']['onnxruntime']}. "
-             f"{r['method']['rounds']} interleaved rounds of {r['method']['iters']} runs through each artifact's "
-             f"harness; load average after the run: {r['machine']['load_average_after']} (a shared machine: "
-             f"compare the rows with each other, not across runs).", "",
+    lines = [harness_run_header(r), "",
              "| artifact | p50 ms | min ms | load ms | operators | model MB | outside XNNPACK |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, lat in r["latency"].items():
