@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from common import MOBILENET, cpu_name, load_average, write_results
+from common import MOBILENET, cpu_name, load_average, output_kinds, write_results
 
 sys.path.insert(0, str(MOBILENET))
 from calibration import photos, random_crop  # noqa: E402
@@ -57,7 +57,7 @@ def fidelity(run, feeds: list[dict], reference: np.ndarray) -> dict:
     from edgec.quantize.choose import agreement, sqnr
 
     logits = np.stack([run(feed)[0] for feed in feeds])
-    return {"top1_agreement": round(float(100 * agreement([reference], [logits]).mean()), 2),
+    return {"top1_agreement": round(float(100 * agreement([reference], [logits], output_kinds(MOBILENET / "mobilenet_v2.onnx")[:1]).mean()), 2),
             "sqnr_db": round(sqnr([reference], [logits]), 2)}
 
 

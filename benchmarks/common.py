@@ -23,6 +23,16 @@ def show_edgec_log() -> None:
     edgec.propagate = False  # some libraries configure the root logger when imported
 
 
+def output_kinds(onnx_path) -> list[str]:
+    """Each output's kind as edgec's verification policy reads it from the graph: top-1 agreement is
+    measured on the first output that is class scores, as the build's choices measure it."""
+    import onnx_ir as ir
+
+    from edgec.package.policy import classify
+
+    return [classify(value) for value in ir.load(str(onnx_path)).graph.outputs]
+
+
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):

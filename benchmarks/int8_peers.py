@@ -30,7 +30,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-from common import MOBILENET, RESULTS, ROOT, cpu_name, load_average, write_results
+from common import MOBILENET, RESULTS, ROOT, cpu_name, load_average, output_kinds, write_results
 
 sys.path.insert(0, str(ROOT))
 from models.corpus.registry import MODELS  # noqa: E402
@@ -166,10 +166,11 @@ def compare(model, rounds: int, tmp: Path, pipelines: list[str]) -> dict:
             runs.pop(name, None)
             failed[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
     reference = [np.stack(values) for values in zip(*(runs["fp32"](f) for f in feeds))]
+    kinds = output_kinds(model.onnx_path)
     row = {"model": model.name, "failed": failed, "variants": {}, "choices": choices, "runtime_graphs": graphs}
     for name, run in runs.items():
         outputs = [np.stack(values) for values in zip(*(run(f) for f in feeds))]
-        agrees = agreement(reference, outputs)
+        agrees = agreement(reference, outputs, kinds)
         row["variants"][name] = {"sqnr_db": round(sqnr(reference, outputs), 2),
                                  "top1": None if agrees is None else round(float(100 * agrees.mean()), 1)}
     timings = {name: [] for name in runs}
