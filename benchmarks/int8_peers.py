@@ -93,7 +93,10 @@ def onnxruntime_default_int8(model, calib_feeds: list[dict], tmp: Path):
             return next(self.rows, None)
 
     pre, out = tmp / "ort_pre.onnx", tmp / "ort_int8.onnx"
-    quant_pre_process(str(model.onnx_path), str(pre))
+    try:
+        quant_pre_process(str(model.onnx_path), str(pre))
+    except Exception:  # its symbolic shape inference stops on some models; the documented way on is to skip it
+        quant_pre_process(str(model.onnx_path), str(pre), skip_symbolic_shape=True)
     quantize_static(str(pre), str(out), Reader())
     return onnxruntime_session(out)
 
