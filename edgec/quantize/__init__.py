@@ -218,7 +218,8 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     """Return the model the backend lowers and the manifest's `quantization` record.
 
     `judge` (a fallback.PolicyJudge) checks the int8 model against the verification policy; where it
-    fails, the most harmful layers stay float until it passes (or --strict-precision refuses).
+    fails, the most harmful layers stay float until it passes (or --strict-precision refuses), and where
+    that gives up, the other measured calibration methods and bias corrections are tried.
     """
     if precision == "fp16":
         return model, QuantizationRecord("fp16", "the backend's own (float16 weights)", weights="float16")
