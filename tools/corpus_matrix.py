@@ -50,6 +50,7 @@ class Cell:
     worst_output: str | None = None
     task: float | None = None
     task_measure: str | None = None
+    task_without_ties: float | None = None  # the task score with no tie at the precision's error (fidelity.py)
     infer_error: str | None = None
 
 
@@ -96,12 +97,13 @@ def run_cell(model: CorpusModel, target: str, precision: str, timeout: float, re
         if proc.returncode != 0:
             return cell
         try:
-            comparison = compare(model, reference, artifact_outputs(model, out, timeout, device))
+            comparison = compare(model, reference, artifact_outputs(model, out, timeout, device), precision)
         except (HarnessError, EdgecError, subprocess.TimeoutExpired) as exc:
             cell.infer_error = str(exc).splitlines()[0][:300]
             return cell
         cell.error_over_range, cell.worst_output = comparison.error_over_range, comparison.worst_output
         cell.task, cell.task_measure = comparison.task, model.fidelity.measure
+        cell.task_without_ties = comparison.task_without_ties
         return cell
 
 
@@ -109,7 +111,9 @@ def cell_text(cell: dict) -> str:
     if cell["exit_code"] == 0:
         if cell["task"] is None:
             return f"built; infer failed: {cell['infer_error']}"
-        return f"ok: err {cell['error_over_range']:.1e}, task {cell['task']:.3f}"
+        untied = cell.get("task_without_ties")
+        ties = f" ({untied:.3f} without ties)" if untied is not None and untied != cell["task"] else ""
+        return f"ok: err {cell['error_over_range']:.1e}, task {cell['task']:.3f}{ties}"
     code = "timeout" if cell["exit_code"] is None else f"exit {cell['exit_code']}"
     return f"{code}: {cell['message']}".replace("|", "\\|")
 
@@ -122,7 +126,10 @@ def markdown(label: str, meta: dict, cells: list[dict]) -> str:
              f"run took {meta['wall_s'] / 60:.0f} min (shared, niced machine: times are noisy).",
              "Each cell: `edgec build` exit code and its one-line message, or for a build that succeeded the "
              "artifact's worst output error over the original's output range (`err`) and the task fidelity "
-             "(`task`, the model's own measure, 1.0 = identical to the original) on the real inputs.", ""]
+             "(`task`, the model's own measure, 1.0 = identical to the original) on the real inputs; a reduced "
+             "precision's task counts as agreeing a class that fp32 rates within twice the precision's probability "
+             "error of its best (models/corpus/fidelity.py), the score without such ties in brackets where it differs.",
+             ""]
     summary = {}
     for cell in cells:
         key = "ok" if cell["exit_code"] == 0 else ("timeout" if cell["exit_code"] is None else f"exit {cell['exit_code']}")

@@ -7,6 +7,7 @@ fp16 passes the float model through: each backend stores or runs fp16 its own wa
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 from typing import Callable
@@ -217,7 +218,8 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     """Return the model the backend lowers and the manifest's `quantization` record.
 
     `judge` (a fallback.PolicyJudge) checks the int8 model against the verification policy; where it
-    fails, the most harmful layers stay float until it passes (or --strict-precision refuses).
+    fails, the most harmful layers stay float until it passes (or --strict-precision refuses), and where
+    that gives up, the other measured calibration methods and bias corrections are tried.
     """
     if precision == "fp16":
         return model, QuantizationRecord("fp16", "the backend's own (float16 weights)", weights="float16")
@@ -237,64 +239,135 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     method = options.calibration_method
     record.scheme, record.method, record.opset = scheme.to_dict(), method, model.opset_imports.get("")
     record.engine = "edgec (onnxruntime quantize_static, QDQ)"
-    from edgec.quantize import fallback, islands, ranges, report
-
     with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
         quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
         kinds = _output_kinds(model, judge)
         _choose_ranges_and_bias(model, quantizer, record, options, kinds)
+        attempt = functools.partial(_quantize_chosen, model, target, scheme, quantizer, backend, calibration,
+                                    options, judge, kinds)
+        built = attempt(record)
+        if built[1].policy_fallback is not None and not built[1].policy_fallback.passed:
+            built = _next_verifying_choice(attempt, quantizer, record, options, built)
+    return built
+
+
+def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantizer, backend,
+                     calibration: CalibrationData, options, judge, kinds: list[str], measured: QuantizationRecord
+                     ) -> tuple[ir.Model, QuantizationRecord]:
+    """The int8 model with the quantizer's calibration method and bias correction, and its record (a copy of
+    `measured`, which holds those choices): mixed-range heads float, a candidate of the target's `scheme`
+    chosen, then the fallbacks."""
+    from edgec.quantize import fallback, islands, ranges, report
+
+    record = dataclasses.replace(measured)
+    quantizer.scheme, quantizer.always_float = scheme, ()
+    qdq = quantizer.run()
+    spans = ranges.calibrated_spans(quantizer.cache)
+    macs = fallback.MacShare(model, next(calibration.feeds()))
+    record.mixed_range_heads = (ranges.mixed_range_heads(model, spans) + ranges.additive_masks(model, spans)
+                                + ranges.log_front_ends(model, spans, macs.int8_share))
+    quantizer.always_float = tuple(name for head in record.mixed_range_heads for name in head.float_nodes)
+    for head in record.mixed_range_heads:
+        logger.info(f"{head.node} mixes ranges {head.ratio:.3g}x apart: " + (
+            f"kept it and {len(head.float_nodes) - 1} more node(s) float, each input on its own scale"
+            if head.float_nodes else "left int8: keeping its part float would give up the multiply-accumulates int8 pays for"))
+    if quantizer.always_float:
         qdq = quantizer.run()
-        spans = ranges.calibrated_spans(quantizer.cache)
-        macs = fallback.MacShare(model, next(calibration.feeds()))
-        record.mixed_range_heads = (ranges.mixed_range_heads(model, spans) + ranges.additive_masks(model, spans)
-                                    + ranges.log_front_ends(model, spans, macs.int8_share))
-        quantizer.always_float = tuple(name for head in record.mixed_range_heads for name in head.float_nodes)
-        for head in record.mixed_range_heads:
-            logger.info(f"{head.node} mixes ranges {head.ratio:.3g}x apart: " + (
-                f"kept it and {len(head.float_nodes) - 1} more node(s) float, each input on its own scale"
-                if head.float_nodes else "left int8: keeping its part float would give up the multiply-accumulates int8 pays for"))
-        if quantizer.always_float:
-            qdq = quantizer.run()
-        given = options.int8_scheme
-        fitting = _fitting_candidates(quantizer, macs, given)
-        engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
-        if scheme.candidates or engines:
-            qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
-                                                       fitting, kinds, judge)
-            if record.scheme_choice.chosen in {engine.name for engine in engines}:
-                record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
-                return model, record
-            record.scheme = quantizer.scheme.to_dict()
-        record.layers = report.layer_errors(model, qdq, calibration)
-        record.int8_mac_share = round(macs.int8_share(quantizer.float_layers), 4)
-        budget = options.max_accuracy_drop
-        # with an accuracy budget, the accuracy fallback below judges instead
-        failed = judge.failures(qdq) if judge is not None and budget is None else {}
-        if failed and options.strict_precision:
-            worst = ", ".join(f"{layer.name} ({layer.harm_db:.1f} dB)" for layer in record.layers[:5])
-            raise UnsupportedError(
-                f"int8 does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and --strict-precision "
-                f"keeps every layer int8; the most harmful layers: {worst}. Drop --strict-precision to keep them "
-                "float, or build fp16")
-        if failed:
-            qdq, record.policy_fallback = fallback.to_verify(quantizer, record.layers, judge, macs, qdq, failed)
-            record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
-            _mark_float(record, record.policy_fallback.float_layers)
-        if budget is not None:
-            judge = fallback.AccuracyJudge(model, load_eval(options.eval_data, calibration.specs))
-            qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
-            _mark_float(record, record.fallback["float_layers"])
-            record.int8_mac_share = round(macs.int8_share((*quantizer.float_layers, *record.fallback["float_layers"])), 4)
-        record.bias_corrected = quantizer.bias_corrected
-        if quantizer.scheme.int8_data_movement:
-            moved = islands.move_in_int8(qdq)
-            logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")
-        kept_float = {*quantizer.always_float, *quantizer.kept_float, *(record.fallback or {}).get("float_layers", []),
-                      *(record.policy_fallback.float_layers if record.policy_fallback else [])}
-        record.float_islands = islands.float_islands(qdq, model, _int8_ops(quantizer.scheme), kept_float)
-        _log_islands(record.float_islands)
+    given = options.int8_scheme
+    fitting = _fitting_candidates(quantizer, macs, given)
+    engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
+    if scheme.candidates or engines:
+        qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
+                                                   fitting, kinds, judge)
+        if record.scheme_choice.chosen in {engine.name for engine in engines}:
+            record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
+            return model, record
+        record.scheme = quantizer.scheme.to_dict()
+    record.layers = report.layer_errors(model, qdq, calibration)
+    record.int8_mac_share = round(macs.int8_share(quantizer.float_layers), 4)
+    budget = options.max_accuracy_drop
+    # with an accuracy budget, the accuracy fallback below judges instead
+    failed = judge.failures(qdq) if judge is not None and budget is None else {}
+    if failed and options.strict_precision:
+        worst = ", ".join(f"{layer.name} ({layer.harm_db:.1f} dB)" for layer in record.layers[:5])
+        raise UnsupportedError(
+            f"int8 does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and --strict-precision "
+            f"keeps every layer int8; the most harmful layers: {worst}. Drop --strict-precision to keep them "
+            "float, or build fp16")
+    if failed:
+        qdq, record.policy_fallback = fallback.to_verify(quantizer, record.layers, judge, macs, qdq, failed)
+        record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
+        _mark_float(record, record.policy_fallback.float_layers)
+    if budget is not None:
+        judge = fallback.AccuracyJudge(model, load_eval(options.eval_data, calibration.specs))
+        qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
+        _mark_float(record, record.fallback["float_layers"])
+        record.int8_mac_share = round(macs.int8_share((*quantizer.float_layers, *record.fallback["float_layers"])), 4)
+    record.bias_corrected = quantizer.bias_corrected
+    if quantizer.scheme.int8_data_movement:
+        moved = islands.move_in_int8(qdq)
+        logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")
+    kept_float = {*quantizer.always_float, *quantizer.kept_float, *(record.fallback or {}).get("float_layers", []),
+                  *(record.policy_fallback.float_layers if record.policy_fallback else [])}
+    record.float_islands = islands.float_islands(qdq, model, _int8_ops(quantizer.scheme), kept_float)
+    _log_islands(record.float_islands)
     return qdq, record
+
+
+def _next_verifying_choice(attempt: Callable, quantizer: Quantizer, measured: QuantizationRecord, options,
+                           failed: tuple[ir.Model, QuantizationRecord]) -> tuple[ir.Model, QuantizationRecord]:
+    """When the fallback gave up, the measured alternatives of the auto choices (calibration method, bias
+    correction) in their measured order, each built as its replay would build it, until one verifies; the
+    record says which and why. The held-back ranking judges fidelity, not the policy: on openvino-cpu FER's
+    most faithful choice (minmax with bias correction) misses the probabilities' 0.05 by one Add's rounding
+    whatever stays float, while minmax without correction verifies. `failed` where none verifies."""
+    tried = f"{measured.method} with bias correction {'on' if quantizer.correct_bias else 'off'}"
+    reasons = []
+    for method, bias in _alternatives(measured, options):
+        logger.info(f"int8 does not verify: trying {method} with bias correction {bias}")
+        quantizer.correct_bias = bias != "off"
+        quantizer.use(method)
+        record = dataclasses.replace(measured, method=method)
+        qdq, record = attempt(record)
+        fell_back = record.policy_fallback
+        if fell_back is None or fell_back.passed:
+            why = (f"; {tried} did not verify ({failed[1].policy_fallback.gave_up}), so the build took the next "
+                   f"measured choice that does: {method} with bias correction {bias}")
+            record.calibration_choice = _rechosen(record.calibration_choice, "calibration_method", method, why)
+            record.bias_choice = _rechosen(record.bias_choice, "bias_correction", bias, why)
+            return qdq, record
+        reasons.append(f"{method} with bias correction {bias}: {fell_back.gave_up}")
+    if reasons:
+        failed[1].policy_fallback.gave_up += "; nor do the other measured choices: " + "; ".join(reasons)
+    return failed
+
+
+def _alternatives(measured: QuantizationRecord, options) -> list[tuple[str, str]]:
+    """(calibration method, bias correction) pairs besides the chosen one: each auto choice's values, the
+    chosen first and then the others most faithful first; a given one as given."""
+    from edgec.quantize.calibrate import METHODS
+
+    methods = (_ranked(measured.calibration_choice, METHODS) if options.calibration_method == AUTO_METHOD
+               else [measured.method])
+    biases = (_ranked(measured.bias_choice, ("on", "off")) if options.bias_correction == AUTO_BIAS
+              else [options.bias_correction])
+    return [(method, bias) for method in methods for bias in biases][1:]
+
+
+def _ranked(choice: SchemeChoice, values: tuple[str, ...]) -> list[str]:
+    """The chosen value, then the others by measured top-1 agreement and SQNR (in `values`' order where none
+    was measured)."""
+    fidelity = {c.name: (c.top1_agreement or 0.0, c.sqnr_db) for c in choice.candidates}
+    others = sorted((v for v in values if v != choice.chosen), key=lambda v: fidelity.get(v, (0.0, 0.0)), reverse=True)
+    return [choice.chosen, *others]
+
+
+def _rechosen(choice: SchemeChoice | None, option: str, value: str, why: str) -> SchemeChoice | None:
+    """A measured choice's record once the build took `value` instead: the value, its replay, and why."""
+    if choice is None:
+        return None
+    return _measured_choice(option, value, choice.why + why, choice.candidates)
 
 
 def _int8_ops(scheme: Scheme) -> frozenset[str]:

@@ -17,7 +17,8 @@ Outputs = dict[str, np.ndarray]
 class Comparison:
     error_over_range: float  # worst output's max |artifact - original| / the original's range
     worst_output: str
-    task: float  # the model's fidelity score, in [0, 1]
+    task: float  # the model's fidelity score at the build's precision, in [0, 1]
+    task_without_ties: float  # the same score with no tie at the precision's error (as in fp32)
 
 
 class HarnessError(RuntimeError):
@@ -49,15 +50,16 @@ def artifact_outputs(model: CorpusModel, artifact: Path, timeout: float = 600, d
         return model.stack([_infer(artifact, feed, Path(tmp), timeout, device) for feed in model.samples(arrays)])
 
 
-def compare(model: CorpusModel, reference: Outputs, outputs: Outputs) -> Comparison:
+def compare(model: CorpusModel, reference: Outputs, outputs: Outputs, precision: str = "fp32") -> Comparison:
     worst, name = 0.0, ""
     for key, ref in reference.items():
         out = np.asarray(outputs[key], dtype=np.float64)
         ref = np.asarray(ref, dtype=np.float64)
         if out.shape != ref.shape:
-            return Comparison(float("inf"), f"{key} (shape {list(out.shape)}, expected {list(ref.shape)})", 0.0)
+            return Comparison(float("inf"), f"{key} (shape {list(out.shape)}, expected {list(ref.shape)})", 0.0, 0.0)
         span = float(ref.max() - ref.min()) or 1.0
         error = float(np.abs(out - ref).max()) / span
         if error > worst or not name:
             worst, name = error, key
-    return Comparison(worst, name, model.fidelity.score(reference, outputs))
+    return Comparison(worst, name, model.fidelity.score(reference, outputs, precision),
+                      model.fidelity.score(reference, outputs, "fp32"))

@@ -47,7 +47,7 @@ def top1_agreement(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(got.argmax(-1) == ref.argmax(-1))) if ref.size else 1.0
 
 
-def _distribution(ref: np.ndarray) -> np.ndarray:
+def distribution(ref: np.ndarray) -> np.ndarray:
     """Rows as probabilities: as they are where they already sum to 1, else their softmax (logits)."""
     if ref.min() >= 0 and ref.max() <= 1 and np.allclose(ref.sum(-1), 1.0, atol=1e-3):
         return ref
@@ -61,7 +61,7 @@ def top1_decisive(got: np.ndarray, ref: np.ndarray) -> float:
     flips under any rounding; a decisive row that flips is the precision's fault."""
     if not ref.size:
         return 1.0
-    top = np.sort(_distribution(ref), axis=-1)
+    top = np.sort(distribution(ref), axis=-1)
     decisive = (top[..., -1] - top[..., -2]) >= DECISIVE_MARGIN
     agree = got.argmax(-1) == ref.argmax(-1)
     return float(np.mean(agree[decisive])) if decisive.any() else 1.0
@@ -96,7 +96,7 @@ def strings_decisive(got: np.ndarray, ref: np.ndarray) -> float:
     if not ref.size:
         return 1.0
     got_best, ref_best = _best_per_step(got, ref)
-    top = np.sort(_distribution(ref.reshape(len(ref), -1, ref.shape[-1])), axis=-1)
+    top = np.sort(distribution(ref.reshape(len(ref), -1, ref.shape[-1])), axis=-1)
     decided = np.where((top[..., -1] - top[..., -2]) >= DECISIVE_MARGIN, ref_best, got_best)
     return float(np.mean([_decoded(g) == _decoded(r) for g, r in zip(got_best, decided)]))
 
@@ -207,7 +207,7 @@ def _worst_row(got: np.ndarray, ref: np.ndarray) -> str:
     rows, classes = len(ref), ref.shape[-1]
     errors = np.abs(got - ref).reshape(rows, -1, classes).max(-1)  # [runs, rows per run]
     run, row = np.unravel_index(int(np.nanargmax(errors)), errors.shape)
-    top = np.sort(_distribution(ref.reshape(rows, -1, classes)[run, row]))
+    top = np.sort(distribution(ref.reshape(rows, -1, classes)[run, row]))
     return f"worst at run {run + 1} of {rows}, where the reference's top class leads by {top[-1] - top[-2]:.3g}"
 
 
