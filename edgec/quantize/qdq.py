@@ -23,6 +23,7 @@ from edgec import ir as eir
 from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+QDQ_FILE = "edgec.qdq_file"  # a Quantizer's graph's meta: the file it was read from, one per distinct graph
 OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
 ACTIVATION_RANGES = ("calibrated", "runtime")
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -218,6 +219,7 @@ class Quantizer:
             self._graphs[key] = path, self.bias_corrected
         path, self.bias_corrected = self._graphs[key]
         model = ir.load(path)
+        model.meta[QDQ_FILE] = str(path)
         if self.scheme.quantize_at_producer and self.scheme.activation_ranges != "runtime":
             from edgec.quantize import placement
 
