@@ -151,9 +151,9 @@ def _flags(values: dict) -> str:
 
 
 def _choose_on_held_back(quantizer: Quantizer, option: str, values: tuple[str, ...],
-                         apply: Callable[[str], None], unmeasured: str, judge) -> SchemeChoice:
+                         apply: Callable[[str], None], unmeasured: str, held_back_judge) -> SchemeChoice:
     """Quantize with each value of `option` (`apply` sets it on the quantizer, whose ranges come from the
-    calibration part), judge each on the held-back runs against fp32 (`judge`, a choose.HeldBack) and keep
+    calibration part), judge each on the held-back runs against fp32 (`held_back_judge`, a choose.HeldBack) and keep
     the most faithful; with too few runs to hold any back, `unmeasured`. The record replays the value chosen."""
     from edgec.quantize import choose
 
@@ -166,7 +166,7 @@ def _choose_on_held_back(quantizer: Quantizer, option: str, values: tuple[str, .
     for value in values:
         apply(value)
         graphs[value] = quantizer.run()
-    measured = judge.measure(option, graphs)
+    measured = held_back_judge.measure(option, graphs)
     chosen, why = choose.most_faithful(measured, len(held_back))
     logger.info(f"{option.replace('_', ' ')} {chosen.name}: {why}")
     apply(chosen.name)
@@ -196,12 +196,12 @@ def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: Quant
     from edgec.quantize.calibrate import METHODS
     from edgec.quantize.choose import HeldBack
 
-    judge = HeldBack(model, quantizer.ranges.held_back, kinds)
+    held_back_judge = HeldBack(model, quantizer.ranges.held_back, kinds)
     quantizer.correct_bias = options.bias_correction != "off"
     if options.calibration_method == AUTO_METHOD:
         record.calibration_choice = _choose_on_held_back(
             quantizer, "calibration_method", METHODS, lambda m: quantizer.use(m, held_back_too=False), "minmax",
-            judge)
+            held_back_judge)
     if options.bias_correction == AUTO_BIAS:
         quantizer.use(quantizer.method, held_back_too=False)
         record.bias_choice = _choose_on_held_back(
@@ -209,7 +209,7 @@ def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: Quant
             # unjudged, on: the judge keeps the exact correction on MobileNetV2 on every target (+1.1 to
             # +1.4 dB) and on FER on onnxruntime and tflite-arm, and it turns the corpus MobileNetV2
             # calibrated on its 7 photos from 6 to 7 of them agreeing with fp32 on tflite-arm
-            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on", judge)
+            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on", held_back_judge)
     quantizer.use(quantizer.method)
     record.method = quantizer.method
 
