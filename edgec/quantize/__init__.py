@@ -151,11 +151,11 @@ def _flags(values: dict) -> str:
     return " ".join(f"{declared[name].cli_flag} {value}" for name, value in values.items())
 
 
-def _choose_on_held_back(model: ir.Model, quantizer: Quantizer, option: str, values: tuple[str, ...],
-                         apply: Callable[[str], None], unmeasured: str, kinds: list[str]) -> SchemeChoice:
+def _choose_on_held_back(quantizer: Quantizer, option: str, values: tuple[str, ...],
+                         apply: Callable[[str], None], unmeasured: str, held_back_judge) -> SchemeChoice:
     """Quantize with each value of `option` (`apply` sets it on the quantizer, whose ranges come from the
-    calibration part), judge each on the held-back runs against fp32 and keep the most faithful; with
-    too few runs to hold any back, `unmeasured`. The record replays the value chosen."""
+    calibration part), judge each on the held-back runs against fp32 (`held_back_judge`, a choose.HeldBack) and keep
+    the most faithful; with too few runs to hold any back, `unmeasured`. The record replays the value chosen."""
     from edgec.quantize import choose
 
     held_back = quantizer.ranges.held_back
@@ -167,7 +167,7 @@ def _choose_on_held_back(model: ir.Model, quantizer: Quantizer, option: str, val
     for value in values:
         apply(value)
         graphs[value] = quantizer.run()
-    measured = choose.measure_held_back(model, option, graphs, held_back, kinds)
+    measured = held_back_judge.measure(option, graphs)
     chosen, why = choose.most_faithful(measured, len(held_back))
     logger.info(f"{option.replace('_', ' ')} {chosen.name}: {why}")
     apply(chosen.name)
@@ -195,20 +195,22 @@ def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: Quant
     in `record`): the method judged with the correction on unless it is off, the correction with the
     method chosen. The quantizer then uses the method's ranges from every run."""
     from edgec.quantize.calibrate import METHODS
+    from edgec.quantize.choose import HeldBack
 
+    held_back_judge = HeldBack(model, quantizer.ranges.held_back, kinds)
     quantizer.correct_bias = options.bias_correction != "off"
     if options.calibration_method == AUTO_METHOD:
         record.calibration_choice = _choose_on_held_back(
-            model, quantizer, "calibration_method", METHODS, lambda m: quantizer.use(m, held_back_too=False), "minmax",
-            kinds)
+            quantizer, "calibration_method", METHODS, lambda m: quantizer.use(m, held_back_too=False), "minmax",
+            held_back_judge)
     if options.bias_correction == AUTO_BIAS:
         quantizer.use(quantizer.method, held_back_too=False)
         record.bias_choice = _choose_on_held_back(
-            model, quantizer, "bias_correction", ("on", "off"),
+            quantizer, "bias_correction", ("on", "off"),
             # unjudged, on: the judge keeps the exact correction on MobileNetV2 on every target (+1.1 to
             # +1.4 dB) and on FER on onnxruntime and tflite-arm, and it turns the corpus MobileNetV2
             # calibrated on its 7 photos from 6 to 7 of them agreeing with fp32 on tflite-arm
-            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on", kinds)
+            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on", held_back_judge)
     quantizer.use(quantizer.method)
     record.method = quantizer.method
 

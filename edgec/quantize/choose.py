@@ -26,6 +26,7 @@ import onnx_ir as ir
 from edgec.ir import runtime
 from edgec.package.harness.manifest import SchemeCandidate
 from edgec.quantize.data import CalibrationData
+from edgec.quantize.qdq import QDQ_FILE
 
 Runner = Callable[[dict], list]  # one feed -> the outputs, in the model's order
 
@@ -74,18 +75,32 @@ def measure(float_model: ir.Model, runners: dict[str, Runner], overrides: dict[s
                             round(statistics.median(times[name]), 3)) for name, run in runners.items()]
 
 
-def measure_held_back(float_model: ir.Model, option: str, graphs: dict[str, ir.Model],
-                      feeds: list[dict], kinds: list[str]) -> list[SchemeCandidate]:
-    """Fidelity against `float_model` on the held-back `feeds` of each value of `option` (a calibration
-    method, bias correction on or off), by the graph it gives.
+class HeldBack:
+    """The held-back calibration runs that judge a calibration method or the bias correction: each value's
+    fidelity against fp32, by the QDQ graph it gives, computed in float (quantize, dequantize, float
+    kernels): the ranges and weights are judged, not one CPU's integer kernels, so the choice holds for
+    every target's runtime. fp32's outputs are computed once, and a graph the quantizer made before (the
+    bias choice's "on" is the method choice's graph) is not run again."""
 
-    The QDQ graphs are computed in float (quantize, dequantize, float kernels): the ranges and weights
-    are judged, not one CPU's integer kernels, so the choice holds for every target's runtime.
-    """
-    reference = _outputs(onnxruntime_runner(float_model), feeds)
-    return [SchemeCandidate(value, {option: value},
-                            *_fidelity_of(reference, _outputs(onnxruntime_runner(graph), feeds), kinds))
-            for value, graph in graphs.items()]
+    def __init__(self, float_model: ir.Model, feeds: list[dict], kinds: list[str]):
+        self.float_model, self.feeds, self.kinds = float_model, feeds, kinds
+        self._reference: list[np.ndarray] | None = None
+        self._fidelity: dict[str, tuple] = {}  # a graph's QDQ_FILE -> its fidelity
+
+    def measure(self, option: str, graphs: dict[str, ir.Model]) -> list[SchemeCandidate]:
+        """Each value of `option` (a calibration method, bias correction on or off) by its graph."""
+        if self._reference is None:
+            self._reference = _outputs(onnxruntime_runner(self.float_model), self.feeds)
+        return [SchemeCandidate(value, {option: value}, *self._fidelity_of(graph)) for value, graph in graphs.items()]
+
+    def _fidelity_of(self, graph: ir.Model) -> tuple:
+        made = graph.meta.get(QDQ_FILE)
+        if made not in self._fidelity:
+            fidelity = _fidelity_of(self._reference, _outputs(onnxruntime_runner(graph), self.feeds), self.kinds)
+            if made is None:
+                return fidelity
+            self._fidelity[made] = fidelity
+        return self._fidelity[made]
 
 
 def most_faithful(measured: list[SchemeCandidate], judged: int = 0) -> tuple[SchemeCandidate, str]:

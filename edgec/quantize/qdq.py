@@ -2,20 +2,28 @@
 
 Calibration runs once (quantize/calibrate.py): each method's tensor ranges are kept in a cache
 file, so the method choice, the scheme candidates and the fallback loop re-quantize without
-calibrating again.
+calibrating again. Nor do they quantize the weights again: those runs differ in activation ranges,
+biases and excluded nodes, while onnxruntime quantizes every weight channel by channel in Python
+(80 % of a MobileNetV2 quantize_static), so its weight functions answer repeated questions from a
+cache (`_WeightCache`).
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import onnx_ir as ir
 
 from edgec import ir as eir
 from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+QDQ_FILE = "edgec.qdq_file"  # a Quantizer's graph's meta: the file it was read from, one per distinct graph
 OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
 ACTIVATION_RANGES = ("calibrated", "runtime")
 MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -146,6 +154,8 @@ class Quantizer:
             self.use(method)
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
         self._shifts: dict[tuple, dict] = {}  # (scheme, 7-bit weights) -> each layer's mean output shift
+        self._weights = _WeightCache()
+        self._graphs: dict[tuple, tuple[Path, int]] = {}  # see _quantize: its QDQ file, the biases corrected
         self.bias_corrected = 0  # layers the last run corrected
         self.correct_bias = True
 
@@ -172,14 +182,19 @@ class Quantizer:
         key = (repr(self.scheme), tuple(seven_bit))
         self.bias_corrected = 0
         if not self.correct_bias or self.scheme.activation_ranges == "runtime":  # no fixed bias scale to correct
-            return self._quantize(self.float_path, exclude, seven_bit)
-        model = ir.load(self.float_path)
+            return self._quantize(("float",), lambda: self.float_path, exclude, seven_bit)
         if key not in self._shifts:
-            weights = bias.dequantized_weights(self._quantize(self.float_path, (), seven_bit))
-            self._shifts[key] = bias.output_shifts(model, weights, self.ranges.input_means)
+            weights = bias.dequantized_weights(self._quantize(("float",), lambda: self.float_path, (), seven_bit))
+            self._shifts[key] = bias.output_shifts(ir.load(self.float_path), weights, self.ranges.input_means)
         floating = {*exclude, *self.always_float, *self.kept_float}
-        self.bias_corrected = bias.correct(model, {k: s for k, s in self._shifts[key].items() if k not in floating})
-        return self._quantize(eir.save(model, self.workdir / "float-bias-corrected.onnx"), exclude, seven_bit)
+        shifts = {k: s for k, s in self._shifts[key].items() if k not in floating}
+
+        def corrected() -> Path:
+            model = ir.load(self.float_path)
+            self.bias_corrected = bias.correct(model, shifts)
+            return eir.save(model, self.workdir / "float-bias-corrected.onnx")
+
+        return self._quantize(("bias-corrected", key, tuple(shifts)), corrected, exclude, seven_bit)
 
     def _seven_bit_weights(self) -> list[str]:
         """The weights that get 7 bits under `overflow_fix` ("enable" is onnxruntime's reduce_range)."""
@@ -192,42 +207,103 @@ class Quantizer:
             return [weight for data, weight in self.weights_by_input if data in spans and spans[data].low < 0]
         return []
 
-    def _quantize(self, float_path: Path, exclude: tuple[str, ...], seven_bit: list[str]) -> ir.Model:
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
-
-        types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-        out = self.workdir / "qdq.onnx"
-        if self.scheme.activation_ranges == "runtime":
-            quantize_dynamic(str(float_path), str(out), op_types_to_quantize=list(self.scheme.ops) or None,
-                             per_channel=self.scheme.per_channel, weight_type=types[self.scheme.weights],
-                             nodes_to_exclude=[*self.always_float, *self.kept_float, *exclude])
-            return ir.load(out)
-        quantize_static(
-            str(float_path),
-            str(out),
-            None,  # the ranges come from the cache
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=list(self.scheme.ops) or None,
-            per_channel=self.scheme.per_channel,
-            reduce_range=self.scheme.overflow_fix == "enable",
-            activation_type=types[self.scheme.activations],
-            weight_type=types[self.scheme.weights],
-            nodes_to_exclude=[*self.always_float, *self.kept_float, *exclude],
-            calibrate_method=getattr(CalibrationMethod, METHODS[self.method]),
-            calibration_cache_path=str(self.cache),
-            extra_options={
-                "ActivationSymmetric": self.scheme.activation_symmetric,
-                "WeightSymmetric": self.scheme.weight_symmetric,
-                "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in seven_bit},
-                **self.scheme.extra,
-            },
-        )
-        model = ir.load(out)
-        if self.scheme.quantize_at_producer:
+    def _quantize(self, source: tuple, float_path: Callable[[], Path], exclude: tuple[str, ...],
+                  seven_bit: list[str]) -> ir.Model:
+        """The QDQ graph of the float model `source` names (`float_path` writes it): made once per
+        source, exclusion, scheme and ranges (the bias choice's "on" is the method choice's graph)."""
+        key = (source, tuple(exclude), tuple(seven_bit), repr(self.scheme), self.cache, self.always_float,
+               tuple(self.kept_float))
+        if key not in self._graphs:
+            path = self.workdir / f"qdq-{len(self._graphs)}.onnx"
+            self._write_qdq(float_path(), path, exclude, seven_bit)
+            self._graphs[key] = path, self.bias_corrected
+        path, self.bias_corrected = self._graphs[key]
+        model = ir.load(path)
+        model.meta[QDQ_FILE] = str(path)
+        if self.scheme.quantize_at_producer and self.scheme.activation_ranges != "runtime":
             from edgec.quantize import placement
 
             placement.hoist_over_data_movement(model)
         return model
+
+    def _write_qdq(self, float_path: Path, out: Path, exclude: tuple[str, ...], seven_bit: list[str]) -> None:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+        types = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+        if self.scheme.activation_ranges == "runtime":
+            quantize_dynamic(str(float_path), str(out), op_types_to_quantize=list(self.scheme.ops) or None,
+                             per_channel=self.scheme.per_channel, weight_type=types[self.scheme.weights],
+                             nodes_to_exclude=[*self.always_float, *self.kept_float, *exclude])
+            return
+        with self._weights.answering():
+            quantize_static(
+                str(float_path),
+                str(out),
+                None,  # the ranges come from the cache
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(self.scheme.ops) or None,
+                per_channel=self.scheme.per_channel,
+                reduce_range=self.scheme.overflow_fix == "enable",
+                activation_type=types[self.scheme.activations],
+                weight_type=types[self.scheme.weights],
+                nodes_to_exclude=[*self.always_float, *self.kept_float, *exclude],
+                calibrate_method=getattr(CalibrationMethod, METHODS[self.method]),
+                calibration_cache_path=str(self.cache),
+                extra_options={
+                    "ActivationSymmetric": self.scheme.activation_symmetric,
+                    "WeightSymmetric": self.scheme.weight_symmetric,
+                    "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in seven_bit},
+                    **self.scheme.extra,
+                },
+            )
+
+
+class _WeightCache:
+    """Answers onnxruntime's weight-quantization functions (pure: the same arguments give the same
+    result) from the calls already made, while `answering`. A weight's channels are the same in every
+    run of one Quantizer, so only its first run computes them."""
+
+    FUNCTIONS = ("compute_data_quant_params", "quantize_onnx_initializer")
+
+    def __init__(self):
+        self.answers: dict[tuple, object] = {}
+
+    @contextlib.contextmanager
+    def answering(self):
+        from onnxruntime.quantization import qdq_quantizer
+
+        originals = {name: getattr(qdq_quantizer, name) for name in self.FUNCTIONS}
+        for name, function in originals.items():
+            setattr(qdq_quantizer, name, self._cached(function))
+        try:
+            yield
+        finally:
+            for name, function in originals.items():
+                setattr(qdq_quantizer, name, function)
+
+    def _cached(self, function):
+        def cached(*args, **kwargs):
+            key = (function, *map(_content, args), *((k, _content(v)) for k, v in sorted(kwargs.items())))
+            if key not in self.answers:
+                self.answers[key] = function(*args, **kwargs)
+            return _copy(self.answers[key])  # the caller may change what it gets
+        return cached
+
+
+def _content(value):
+    """A hashable stand-in for an argument: an array or a tensor by its bytes."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.str, value.shape, value.tobytes()
+    if hasattr(value, "SerializeToString"):
+        return value.SerializeToString(deterministic=True)
+    return value
+
+
+def _copy(answer):
+    """A copy of a cached (zero point, scale) pair of arrays or quantized tensor."""
+    if isinstance(answer, tuple):
+        return tuple(part.copy() for part in answer)
+    return copy.copy(answer)
 
 
 def _with_constant_input(model: ir.Model, op_types: tuple[str, ...]) -> list[str]:

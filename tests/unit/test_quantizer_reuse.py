@@ -1,0 +1,50 @@
+"""One Quantizer's repeated runs (the method and bias choices, the scheme candidates, the fallback) reuse
+its weights' quantization and its graphs, and each gives the bytes a fresh Quantizer gives."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+from onnxruntime.quantization import qdq_quantizer
+
+from edgec.package.harness.interface import Runs
+from edgec.quantize.data import CalibrationData
+from edgec.quantize.qdq import Quantizer, Scheme
+from edgec.targets import load_target
+
+DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
+# the configurations a build's choices run one after another: (method, bias correction, excluded nodes)
+RUNS = [("minmax", True, ()), ("percentile", True, ()), ("entropy", True, ()), ("minmax", False, ()),
+        ("percentile", True, ()), ("minmax", True, ("/features/features.1/features.1.0/Conv",))]
+
+
+def _quantizer(target: str, folder: Path) -> Quantizer:
+    folder.mkdir()
+    with np.load(DIGITS / "split.npz") as split:
+        calib = split["x_calib"][:24]
+    data = CalibrationData(Runs("stacked", [{"input": calib[i:i + 1]} for i in range(len(calib))]), [], "digits")
+    model = ir.load(DIGITS / "digits_cnn.onnx")
+    return Quantizer(model, Scheme.from_target(load_target(target).quantization), data, "minmax", folder)
+
+
+def _bytes(quantizer: Quantizer, method: str, correct_bias: bool, exclude: tuple[str, ...]) -> tuple[bytes, int]:
+    quantizer.use(method)
+    quantizer.correct_bias = correct_bias
+    return ir.to_proto(quantizer.run(exclude)).SerializeToString(), quantizer.bias_corrected
+
+
+@pytest.mark.parametrize("target", ["tflite-arm", "openvino-cpu"])
+def test_repeated_runs_give_a_fresh_quantizers_bytes_and_quantize_weights_once(target, tmp_path, monkeypatch):
+    computed = []
+    original = qdq_quantizer.compute_data_quant_params
+    monkeypatch.setattr(qdq_quantizer, "compute_data_quant_params",
+                        lambda *args, **kwargs: computed.append(1) or original(*args, **kwargs))
+    shared = _quantizer(target, tmp_path / "shared")
+    repeated = [_bytes(shared, *run) for run in RUNS]
+    first_run = computed.count(1)  # the bias correction's plain graph and the corrected one
+    assert repeated[4] == repeated[1]  # the same question answered again
+    fresh = [_bytes(_quantizer(target, tmp_path / f"fresh{i}"), *run) for i, run in enumerate(RUNS)]
+    assert repeated == fresh
+    assert len(computed) == first_run * (1 + len(RUNS))  # the shared quantizer's weights: in its first run only
