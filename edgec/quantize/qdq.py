@@ -13,12 +13,12 @@ from pathlib import Path
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec.ir.stats import MAC_OPS
 from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
 ACTIVATION_RANGES = ("calibrated", "runtime")
-MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 @dataclass(frozen=True)

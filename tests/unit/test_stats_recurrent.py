@@ -1,0 +1,41 @@
+"""Recurrent layers' multiply-accumulates: counted as the ONNX operator computes them, on a real layer."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+import onnx_ir.passes.common as common
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.ir import stats
+from edgec.quantize.fallback import MacShare
+from speaker_lstm import speaker_lstm
+
+# per step and direction: 4 gates x 256 hidden x (40 inputs + 256 recurrent), for each of the 4 real clips
+PER_STEP = 4 * 256 * (40 + 256) * 4
+
+
+@pytest.mark.parametrize("direction, layout, steps, expected", [
+    ("forward", 0, 160, 160 * PER_STEP),  # the speaker encoder's layer as it runs: 48,496,640 a clip
+    ("bidirectional", 1, 20, 2 * 20 * PER_STEP),
+])
+def test_lstm_macs_are_steps_by_directions_by_gates(direction, layout, steps, expected):
+    model = ir.from_proto(speaker_lstm(direction, layout, steps)[0])
+    common.ShapeInferencePass()(model)
+    assert stats.macs_by_op(model) == ({"LSTM": expected}, True)
+
+
+def test_a_shape_static_inference_misses_is_taken_from_a_run():
+    """The sequence reaches the layer through a Reshape to a shape computed at run time (as a CRNN's
+    feature map of data-dependent width does): MacShare counts the layer at the shape the run saw."""
+    proto, feed = speaker_lstm(steps=30)
+    graph = proto.graph
+    graph.input[0].name = "flat"
+    graph.input[0].type.tensor_type.shape.ClearField("dim")
+    graph.input.append(helper.make_tensor_value_info("shape", TensorProto.INT64, [3]))
+    graph.node.insert(0, helper.make_node("Reshape", ["flat", "shape"], ["x"]))
+    model = ir.from_proto(proto)
+    x = feed["x"]
+    share = MacShare(model, {"flat": x.reshape(-1), "shape": np.array(x.shape, np.int64)})
+    assert share.total == 30 * PER_STEP
+    assert share.int8_share([n.name for n in model.graph if n.op_type == "LSTM"]) == 0.0
