@@ -9,6 +9,13 @@ the pattern back into a MatMul of the DequantizeLinear of the int8 weights (the 
 alone); the dense lowering writes that as the hybrid kernel (ops/dense.py). An embedding table the
 engine stored in 8 bits (Gather of the integer table, then DequantizeLinear) becomes a Gather of the
 dequantized table: an int8 GATHER whose rows a DEQUANTIZE turns to float.
+
+An LSTM the engine quantized (onnxruntime's DynamicQuantizeLSTM: weights transposed, a scale per row)
+becomes an ONNX LSTM whose W and R are DequantizeLinear of int8 constants, one scale per gate (LiteRT's
+hybrid UNIDIRECTIONAL_SEQUENCE_LSTM takes one scale per weight tensor: lstm_eval.cc's EvalHybrid reads
+each tensor's single scale). Onto that coarser grid the int8 weights are rounded once more (within half
+of one gate's step); the graph then states exactly the weights LiteRT runs, which the lowering writes
+as the hybrid kernel, or as hybrid FULLY_CONNECTED steps where the kernel cannot be used (ops/sequence.py).
 """
 from __future__ import annotations
 
@@ -18,7 +25,9 @@ from onnxscript.rewriter import MatchResult, RewritePass, pattern
 
 from edgec.errors import UnsupportedError
 
-RUNTIME_RANGE_OPS = ("DynamicQuantizeLinear", "MatMulInteger")
+RUNTIME_RANGE_OPS = ("DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeLSTM")
+INT8_LIMIT = 127  # symmetric int8 weights: -127..127
+LSTM_GATES = 4
 
 
 def _dynamic_matmul(op, x_q, x_scale, x_zero, w_q, w_zero, w_scale):
@@ -71,6 +80,57 @@ RULES = pattern.RewriteRuleSet([pattern.RewriteRule(_dynamic_matmul, _weights_on
                                                     _constant_table)], commute=True)
 
 
+def _per_gate(real: np.ndarray, gates: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Symmetric int8 data, scales and DequantizeLinear axis for weights [dirs, gates * hidden, in]: a
+    scale per gate row block with one direction; per direction with two (a DequantizeLinear's scale
+    runs along one axis)."""
+    directions = real.shape[0]
+    if directions == 1:
+        largest = np.repeat(np.abs(real.reshape(gates, -1)).max(axis=1), real.shape[1] // gates)
+        shape, axis = (1, -1, 1), 1
+    else:
+        largest = np.abs(real.reshape(directions, -1)).max(axis=1)
+        shape, axis = (-1, 1, 1), 0
+    scale = (np.where(largest > 0, largest, INT8_LIMIT) / INT8_LIMIT).astype(np.float32)
+    data = np.clip(np.round(real / scale.reshape(shape)), -INT8_LIMIT, INT8_LIMIT).astype(np.int8)
+    return data, scale, axis
+
+
+def _dequantized(graph: ir.Graph, name: str, q: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> ir.Node:
+    """DequantizeLinear of the int8 weights DynamicQuantizeLSTM holds ([dirs, in, gates*hidden]), in
+    LSTM's layout [dirs, gates*hidden, in] and with one scale per gate."""
+    directions = q.shape[0]
+    scale = scale.reshape(directions, 1, -1) if scale.size > directions else scale.reshape(directions, 1, 1)
+    zero = zero.reshape(scale.shape).astype(np.float32)
+    real = ((q.astype(np.float32) - zero) * scale).transpose(0, 2, 1)
+    data, scales, axis = _per_gate(real, LSTM_GATES)
+    operands = []
+    for suffix, array in (("int8", data), ("scale", scales), ("zero", np.zeros(scales.shape, np.int8))):
+        value = ir.Value(name=f"{name}_{suffix}", const_value=ir.tensor(array, name=f"{name}_{suffix}"))
+        graph.register_initializer(value)
+        operands.append(value)
+    return ir.node("DequantizeLinear", operands, attributes={"axis": axis}, name=f"{name}_dequantize")
+
+
+def _lstm_of_dequantized_weights(model: ir.Model) -> None:
+    """Every DynamicQuantizeLSTM as an LSTM of dequantized int8 weights, in place."""
+    graph = model.graph
+    for node in [n for n in graph if n.op_type == "DynamicQuantizeLSTM"]:
+        constants = [v.const_value.numpy() if v is not None and v.const_value is not None else None
+                     for v in node.inputs[8:12]]
+        if len(node.inputs) < 12 or any(c is None for c in constants) or \
+                node.inputs[1].const_value is None or node.inputs[2].const_value is None:
+            continue
+        w_scale, w_zero, r_scale, r_zero = constants
+        weights = _dequantized(graph, node.inputs[1].name, node.inputs[1].const_value.numpy(), w_scale, w_zero)
+        recurrent = _dequantized(graph, node.inputs[2].name, node.inputs[2].const_value.numpy(), r_scale, r_zero)
+        lstm = ir.node("LSTM", [node.inputs[0], weights.outputs[0], recurrent.outputs[0], *node.inputs[3:8]],
+                       attributes={k: v for k, v in node.attributes.items()}, num_outputs=len(node.outputs),
+                       name=node.name)
+        ir.convenience.replace_nodes_and_values(graph, node, [node], [weights, recurrent, lstm],
+                                                list(node.outputs), list(lstm.outputs))
+
+
 def as_weights_only(model: ir.Model) -> None:
     """Rewrite every dynamically quantized MatMul as a MatMul of dequantized int8 weights, in place;
     refuse (exit 2) a model where any run-time quantization is left that TFLite could not run."""
@@ -79,10 +139,12 @@ def as_weights_only(model: ir.Model) -> None:
     if not any(node.op_type in RUNTIME_RANGE_OPS for node in model.graph):
         return
     RewritePass(RULES)(model)
+    _lstm_of_dequantized_weights(model)
     common.RemoveUnusedNodesPass()(model)
     left = sorted((node for node in model.graph if node.op_type in RUNTIME_RANGE_OPS),
                   key=lambda node: node.op_type != "MatMulInteger")  # the product names the layer
     if left:
         raise UnsupportedError(
             f"{left[0].op_type} (node '{left[0].name}') has no TFLite hybrid kernel: tflite-arm quantizes "
-            "activations at run time only for a MatMul with constant 2-D int8 weights; choose another --int8-scheme")
+            "activations at run time only for a MatMul with constant 2-D int8 weights and an LSTM with constant "
+            "weights; choose another --int8-scheme")
