@@ -81,6 +81,20 @@ def _fitting_candidates(quantizer: Quantizer, macs, given: str) -> dict[str, Sch
     return {name: scheme for name, scheme in every.items() if shares[name] >= MIN_INT8_MAC_SHARE}
 
 
+def _refuse_under_floor(quantizer: Quantizer, macs, target_name: str) -> None:
+    """Refuse int8 where the target's scheme leaves more than the floor's share of the MACs float (a speaker
+    encoder's LSTMs under a scheme without them): such an artifact would be int8 in name only."""
+    from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
+
+    share = macs.int8_share(quantizer.float_layers)
+    if share >= MIN_INT8_MAC_SHARE:
+        return
+    kinds = sorted({quantizer.mac_layers[name] for name in quantizer.float_layers if name in quantizer.mac_layers})
+    raise UnsupportedError(f"int8 on {target_name} would leave {1 - share:.0%} of this model's multiply-accumulates "
+                           f"float ({', '.join(kinds)} stay float in its int8 schemes), under the "
+                           f"{MIN_INT8_MAC_SHARE:.0%} int8 an int8 artifact keeps: build --precision fp16")
+
+
 def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
                    calibration: CalibrationData, current: ir.Model, fitting: dict[str, Scheme], kinds: list[str],
                    judge) -> tuple[ir.Model, SchemeChoice]:
@@ -259,6 +273,8 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         given = options.int8_scheme
         fitting = _fitting_candidates(quantizer, macs, given)
         engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
+        if not fitting and not engines:
+            _refuse_under_floor(quantizer, macs, target.name)
         if scheme.candidates or engines:
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
                                                        fitting, kinds, judge)

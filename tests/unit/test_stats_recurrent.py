@@ -39,3 +39,25 @@ def test_a_shape_static_inference_misses_is_taken_from_a_run():
     share = MacShare(model, {"flat": x.reshape(-1), "shape": np.array(x.shape, np.int64)})
     assert share.total == 30 * PER_STEP
     assert share.int8_share([n.name for n in model.graph if n.op_type == "LSTM"]) == 0.0
+
+
+def test_int8_that_leaves_the_recurrent_macs_float_is_refused(tmp_path):
+    """openvino-cpu's QDQ scheme has no LSTM: its int8 of the speaker encoder's layer would be int8 in name
+    only (0 % of the MACs), so the build refuses it (exit 2) with the operator that stays float."""
+    from edgec.backends import get_backend
+    from edgec.errors import UnsupportedError
+    from edgec.options import resolve
+    from edgec.package.samples import model_interface
+    from edgec.quantize import quantize_for_target
+    from edgec.quantize.data import load_calibration
+    from edgec.targets import load_target
+
+    proto, feed = speaker_lstm(steps=20)
+    model = ir.from_proto(proto)
+    np.savez(tmp_path / "calibration.npz", **feed)
+    specs, _ = model_interface(model)
+    data = load_calibration(str(tmp_path / "calibration.npz"), model, specs)
+    target = load_target("openvino-cpu")
+    with pytest.raises(UnsupportedError, match=r"leave 100% of this model's multiply-accumulates float \(LSTM stay"):
+        quantize_for_target(model, target, "int8", data, get_backend(target.backend),
+                            resolve(target, {"quantizer": "edgec"}))
