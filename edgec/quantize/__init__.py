@@ -82,8 +82,10 @@ def _fitting_candidates(quantizer: Quantizer, macs, given: str) -> dict[str, Sch
 
 
 def _refuse_under_floor(quantizer: Quantizer, macs, target_name: str) -> None:
-    """Refuse int8 where the target's scheme leaves more than the floor's share of the MACs float (a speaker
-    encoder's LSTMs under a scheme without them): such an artifact would be int8 in name only."""
+    """Refuse int8 where the target's scheme (no candidate of it doing better) leaves more than the floor's
+    share of the MACs float (a speaker encoder's LSTMs under a scheme without them): such an artifact would be
+    int8 in name only. A backend's own quantizer is not asked: it is offered the same candidates (NNCF's int8
+    of the speaker encoder ran its LSTMSequence layers in f32 on OpenVINO 2026.4)."""
     from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
     share = macs.int8_share(quantizer.float_layers)
@@ -272,9 +274,9 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
             qdq = quantizer.run()
         given = options.int8_scheme
         fitting = _fitting_candidates(quantizer, macs, given)
-        engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
-        if not fitting and not engines:
+        if not fitting:
             _refuse_under_floor(quantizer, macs, target.name)
+        engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
         if scheme.candidates or engines:
             qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
                                                        fitting, kinds, judge)

@@ -92,7 +92,7 @@ class Dense:
 def _int8_weights(lowering: Lowering, node: ir.Node) -> tuple[QConst, QConst] | None:
     """W and R as symmetric int8 data with their scales, where both are DequantizeLinear of constants."""
     pair = (lowering.qconst(node.inputs[1]), lowering.qconst(node.inputs[2]))
-    if any(q is None or any(pair_zero != 0 for pair_zero in q.params.zero_point) for q in pair):
+    if any(q is None or any(q.params.zero_point) for q in pair):
         return None
     return pair
 
