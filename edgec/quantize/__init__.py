@@ -84,8 +84,9 @@ def _fitting_candidates(quantizer: Quantizer, macs, given: str) -> dict[str, Sch
 def _refuse_under_floor(quantizer: Quantizer, macs, target_name: str) -> None:
     """Refuse int8 where the target's scheme (no candidate of it doing better) leaves more than the floor's
     share of the MACs float (a speaker encoder's LSTMs under a scheme without them): such an artifact would be
-    int8 in name only. A backend's own quantizer is not asked: it is offered the same candidates (NNCF's int8
-    of the speaker encoder ran its LSTMSequence layers in f32 on OpenVINO 2026.4)."""
+    int8 in name only. A backend's own quantizer is not asked: it is offered the same candidates, and NNCF's
+    int8 LSTMSequence (int8 weights, its input quantized) runs as an f32 reference kernel in OpenVINO 2026.4's
+    CPU plugin on an AVX2 host (ref_any_f32): int8 weights, float MACs."""
     from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
     share = macs.int8_share(quantizer.float_layers)

@@ -44,7 +44,7 @@ def test_a_shape_static_inference_misses_is_taken_from_a_run():
 def test_int8_that_leaves_the_recurrent_macs_float_is_refused(tmp_path):
     """openvino-cpu's QDQ scheme has no LSTM: its int8 of the speaker encoder's layer would be int8 in name
     only (0 % of the MACs), so the build refuses it (exit 2) with the operator that stays float, before NNCF
-    (the `quantizer` option's auto) is asked: its int8 of the encoder ran the LSTM layers in f32."""
+    (the `quantizer` option's auto) is asked: its int8 LSTMSequence runs an f32 kernel (int8 weights, float MACs)."""
     from edgec.backends import get_backend
     from edgec.errors import UnsupportedError
     from edgec.options import resolve
