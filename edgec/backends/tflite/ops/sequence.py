@@ -351,7 +351,7 @@ def _kernel_refusal(lowering: Lowering, node: ir.Node, recurrence: Recurrence,
         gates = [_rows(q, d, slice(k * hidden, (k + 1) * hidden)) for q in int8
                  for d in range(len(recurrence.directions)) for k in range(4)]
         if not all(gate.params.per_tensor for gate in gates):
-            return "with int8 weights takes one scale per gate's weight tensor"
+            return "with int8 weights takes one scale per gate's weight tensor, and these have one per row"
         if optional_input(node, 7) is not None:
             return "with int8 weights takes int8 peepholes"
     if any(names != tuple(DEFAULTS["LSTM"]) for names in recurrence.activations):
