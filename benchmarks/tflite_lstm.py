@@ -4,9 +4,10 @@ The model is Resemblyzer's speaker encoder from the corpus (3-layer LSTM 40 -> 2
 real weights), run on real mel frames at two sequence lengths: 160 frames (the partial utterance
 Resemblyzer embeds) and 40. In one run, for each length: tflite-arm fp32 unrolled (every step is
 FULLY_CONNECTED/ADD/LOGISTIC/TANH/MUL in XNNPACK), tflite-arm fp32 with the LSTM kernel
-(`options={"recurrent": "kernel"}`), the same two forms in int8 (the dynamic-range candidate, the one that
-keeps the LSTM int8: LiteRT's hybrid kernels, int8 weights with each input quantized at run time;
-calibrated on the clips), and the onnxruntime target as the peer. Every artifact is built by
+(`options={"recurrent": "kernel"}`), int8 (the dynamic-range candidate, the one that keeps the LSTM int8:
+int8 weights with a scale per row, each input quantized at run time, which LiteRT runs as hybrid
+FULLY_CONNECTED steps: its hybrid sequence kernel takes one scale per weight tensor), and the
+onnxruntime target as the peer. Every artifact is built by
 edgec, verified, and timed by its own harness (`run.py bench`) with 2 threads, in interleaved rounds;
 each number is the median over rounds of the harness's p50.
 
@@ -28,8 +29,7 @@ LENGTHS = (160, 40)
 VARIANTS = {  # target, precision, options
     "tflite-arm unrolled": ("tflite-arm", "fp32", {"recurrent": "unrolled"}),
     "tflite-arm LSTM kernel": ("tflite-arm", "fp32", {"recurrent": "kernel"}),
-    "tflite-arm int8 hybrid unrolled": ("tflite-arm", "int8", {"recurrent": "unrolled"}),
-    "tflite-arm int8 hybrid LSTM kernel": ("tflite-arm", "int8", {"recurrent": "kernel"}),
+    "tflite-arm int8 hybrid steps": ("tflite-arm", "int8", {}),
     "onnxruntime": ("onnxruntime", "fp32", {}),
 }
 

@@ -1,11 +1,11 @@
-"""Recurrent layers' multiply-accumulates: counted as the ONNX operator computes them, on a real layer."""
+"""Multiply-accumulates as the ONNX operators compute them: recurrent layers (on a real one) and Einsum."""
 from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from edgec.ir import stats
 from edgec.quantize.fallback import MacShare
@@ -62,3 +62,13 @@ def test_int8_that_leaves_the_recurrent_macs_float_is_refused(tmp_path):
     with pytest.raises(UnsupportedError, match=r"leave 100% of this model's multiply-accumulates float \(LSTM stay"):
         quantize_for_target(model, target, "int8", data, get_backend(target.backend),
                             resolve(target, {}))
+
+
+def test_einsum_macs_span_every_letter_of_its_equation():
+    """Attention's scores as an Einsum: one multiply-accumulate per (batch, head, query, key, depth)."""
+    graph = helper.make_graph(
+        [helper.make_node("Einsum", ["q", "k"], ["scores"], equation="bhqd,bhkd->bhqk")], "attention",
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 12, 32, 64]) for name in ("q", "k")],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 12, 32, 32])])
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert stats.macs_by_op(model) == ({"Einsum": 12 * 32 * 32 * 64}, True)

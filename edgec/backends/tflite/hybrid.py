@@ -117,7 +117,7 @@ def _lstm_of_dequantized_weights(model: ir.Model) -> None:
         recurrent = _dequantized(graph, node.inputs[2].name, node.inputs[2].const_value.numpy(), r_scale)
         lstm = ir.node("LSTM", [node.inputs[0], weights.outputs[0], recurrent.outputs[0], *node.inputs[3:8]],
                        attributes={k: v for k, v in node.attributes.items()}, num_outputs=len(node.outputs),
-                       name=node.name)
+                       name=node.name.removesuffix("_quant"))  # the float model's name, as the report has it
         ir.convenience.replace_nodes_and_values(graph, node, [node], [weights, recurrent, lstm],
                                                 list(node.outputs), list(lstm.outputs))
 
