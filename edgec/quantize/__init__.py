@@ -286,6 +286,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
                 return model, record
             record.scheme = quantizer.scheme.to_dict()
         record.layers = report.layer_errors(model, qdq, calibration)
+        _mark_float(record, quantizer.float_layers)
         record.int8_mac_share = round(macs.int8_share(quantizer.float_layers), 4)
         budget = options.max_accuracy_drop
         # with an accuracy budget, the accuracy fallback below judges instead
@@ -299,11 +300,11 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
         if failed:
             qdq, record.policy_fallback = fallback.to_verify(quantizer, record.layers, judge, macs, qdq, failed)
             record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
-            _mark_float(record, record.policy_fallback.float_layers)
+            _mark_float(record, (*quantizer.float_layers, *record.policy_fallback.float_layers))
         if budget is not None:
             judge = fallback.AccuracyJudge(model, load_eval(options.eval_data, calibration.specs))
             qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
-            _mark_float(record, record.fallback["float_layers"])
+            _mark_float(record, (*quantizer.float_layers, *record.fallback["float_layers"]))
             record.int8_mac_share = round(macs.int8_share((*quantizer.float_layers, *record.fallback["float_layers"])), 4)
         record.bias_corrected = quantizer.bias_corrected
         if quantizer.scheme.int8_data_movement:
