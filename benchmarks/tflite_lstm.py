@@ -4,7 +4,10 @@ The model is Resemblyzer's speaker encoder from the corpus (3-layer LSTM 40 -> 2
 real weights), run on real mel frames at two sequence lengths: 160 frames (the partial utterance
 Resemblyzer embeds) and 40. In one run, for each length: tflite-arm fp32 unrolled (every step is
 FULLY_CONNECTED/ADD/LOGISTIC/TANH/MUL in XNNPACK), tflite-arm fp32 with the LSTM kernel
-(`options={"recurrent": "kernel"}`), and the onnxruntime target as the peer. Every artifact is built by
+(`options={"recurrent": "kernel"}`), int8 (the dynamic-range candidate, the one that keeps the LSTM int8:
+int8 weights with a scale per row, each input quantized at run time, which LiteRT runs as hybrid
+FULLY_CONNECTED steps: its hybrid sequence kernel takes one scale per weight tensor), and the
+onnxruntime target as the peer. Every artifact is built by
 edgec, verified, and timed by its own harness (`run.py bench`) with 2 threads, in interleaved rounds;
 each number is the median over rounds of the harness's p50.
 
@@ -23,10 +26,11 @@ from common import ROOT, harness_run_header, harness_run_record, interleaved_lat
 
 THREADS = 2
 LENGTHS = (160, 40)
-VARIANTS = {
-    "tflite-arm unrolled": ("tflite-arm", {"recurrent": "unrolled"}),
-    "tflite-arm LSTM kernel": ("tflite-arm", {"recurrent": "kernel"}),
-    "onnxruntime": ("onnxruntime", {}),
+VARIANTS = {  # target, precision, options
+    "tflite-arm unrolled": ("tflite-arm", "fp32", {"recurrent": "unrolled"}),
+    "tflite-arm LSTM kernel": ("tflite-arm", "fp32", {"recurrent": "kernel"}),
+    "tflite-arm int8 hybrid steps": ("tflite-arm", "int8", {}),
+    "onnxruntime": ("onnxruntime", "fp32", {}),
 }
 
 
@@ -77,10 +81,10 @@ def main() -> None:
             source, mels = export_encoder(Path(tmp), length)
             samples = Path(tmp) / f"mels_{length}.npz"
             np.savez(samples, mels=mels)
-            for variant, (target, options) in VARIANTS.items():
+            for variant, (target, precision, options) in VARIANTS.items():
                 name = f"{variant}, {length} frames"
                 folder = Path(tmp) / name.replace(" ", "_").replace(",", "")
-                built = api.build(str(source), target, folder, force=True, options=options,
+                built = api.build(str(source), target, folder, precision=precision, force=True, options=options,
                                   calibration=str(samples))
                 if not built.verified:
                     raise SystemExit(f"{name} did not pass verification")

@@ -82,6 +82,23 @@ def _fitting_candidates(quantizer: Quantizer, macs, given: str) -> dict[str, Sch
     return {name: scheme for name, scheme in every.items() if shares[name] >= MIN_INT8_MAC_SHARE}
 
 
+def _refuse_under_floor(quantizer: Quantizer, macs, target_name: str) -> None:
+    """Refuse int8 where the target's scheme (no candidate of it doing better) leaves more than the floor's
+    share of the MACs float (a speaker encoder's LSTMs under a scheme without them): such an artifact would be
+    int8 in name only. A backend's own quantizer is not asked: it is offered the same candidates, and NNCF's
+    int8 LSTMSequence (int8 weights, its input quantized) runs as an f32 reference kernel in OpenVINO 2026.4's
+    CPU plugin on an AVX2 host (ref_any_f32): int8 weights, float MACs."""
+    from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
+
+    share = macs.int8_share(quantizer.float_layers)
+    if share >= MIN_INT8_MAC_SHARE:
+        return
+    kinds = sorted({quantizer.mac_layers[name] for name in quantizer.float_layers if name in quantizer.mac_layers})
+    raise UnsupportedError(f"int8 on {target_name} would leave {1 - share:.0%} of this model's multiply-accumulates "
+                           f"float ({', '.join(kinds)} stay float in its int8 schemes), under the "
+                           f"{MIN_INT8_MAC_SHARE:.0%} int8 an int8 artifact keeps: build --precision fp16")
+
+
 def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
                    calibration: CalibrationData, current: ir.Model, fitting: dict[str, Scheme], kinds: list[str],
                    judge) -> tuple[ir.Model, SchemeChoice]:
@@ -278,6 +295,8 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
         qdq = quantizer.run()
     given = options.int8_scheme
     fitting = _fitting_candidates(quantizer, macs, given)
+    if not fitting:
+        _refuse_under_floor(quantizer, macs, target.name)
     engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
     if scheme.candidates or engines:
         qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
@@ -287,6 +306,7 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
             return model, record
         record.scheme = quantizer.scheme.to_dict()
     record.layers = report.layer_errors(model, qdq, calibration)
+    _mark_float(record, quantizer.float_layers)
     record.int8_mac_share = round(macs.int8_share(quantizer.float_layers), 4)
     budget = options.max_accuracy_drop
     # with an accuracy budget, the accuracy fallback below judges instead
@@ -300,11 +320,11 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
     if failed:
         qdq, record.policy_fallback = fallback.to_verify(quantizer, record.layers, judge, macs, qdq, failed)
         record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
-        _mark_float(record, record.policy_fallback.float_layers)
+        _mark_float(record, (*quantizer.float_layers, *record.policy_fallback.float_layers))
     if budget is not None:
         judge = fallback.AccuracyJudge(model, load_eval(options.eval_data, calibration.specs))
         qdq, record.fallback = fallback.run(quantizer, record.layers, judge, budget, qdq)
-        _mark_float(record, record.fallback["float_layers"])
+        _mark_float(record, (*quantizer.float_layers, *record.fallback["float_layers"]))
         record.int8_mac_share = round(macs.int8_share((*quantizer.float_layers, *record.fallback["float_layers"])), 4)
     record.bias_corrected = quantizer.bias_corrected
     if quantizer.scheme.int8_data_movement:

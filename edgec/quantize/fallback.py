@@ -161,6 +161,9 @@ class MacShare:
             if value.name in feed:
                 value.shape = ir.Shape(feed[value.name].shape)
         common.ShapeInferencePass()(shaped)
+        unknown = [node for node in shaped.graph if node.op_type in stats.MAC_OPS and stats.node_macs(node) is None]
+        if unknown:
+            _shapes_as_run(shaped, unknown, feed)
         self.macs = {node.name: stats.node_macs(node) or 0 for node in shaped.graph}
         self.in_order = [node.name for node in model.graph]  # topological: nearest the inputs first
         self.total = sum(self.macs.values())
@@ -176,6 +179,24 @@ class MacShare:
     def added_bytes(self, float_nodes) -> int:
         """float32 instead of int8 weights: 3 bytes more per weight."""
         return 3 * sum(self.weights.get(name, 0) for name in set(float_nodes))
+
+
+def _shapes_as_run(model: ir.Model, nodes: list[ir.Node], feed: dict[str, np.ndarray]) -> None:
+    """Give the inputs and outputs of `nodes` the shapes one onnxruntime run of `feed` computes: where
+    static inference stops (a Reshape to a width computed from the input), the MACs are still counted."""
+    from edgec import ir as eir
+
+    wanted = {v.name: v for node in nodes for v in (*node.inputs, *node.outputs)
+              if v is not None and v.const_value is None and not v.is_graph_input() and not v.is_graph_output()}
+    probe = eir.clone(model)
+    values = {v.name: v for node in probe.graph for v in node.outputs if v.name in wanted}
+    probe.graph.outputs.extend(values.values())
+    session = runtime.session(probe)
+    names = [output.name for output in session.get_outputs()]
+    for name, array in zip(names, session.run(names, {k: v for k, v in feed.items()
+                                                         if k in {i.name for i in probe.graph.inputs}})):
+        if name in wanted:
+            wanted[name].shape = ir.Shape(array.shape)
 
 
 def to_verify(quantizer, layers: list, judge: PolicyJudge, macs: MacShare, first: ir.Model,

@@ -20,13 +20,13 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec.ir.stats import MAC_OPS
 from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 QDQ_FILE = "edgec.qdq_file"  # a Quantizer's graph's meta: the file it was read from, one per distinct graph
 OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
 ACTIVATION_RANGES = ("calibrated", "runtime")
-MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import onnx_ir as ir
 
+from edgec.ir.stats import MAC_OPS
 from edgec.package.harness.manifest import MixedRangeHead
 
 RATIO = 16.0  # inputs whose ranges differ by more than this share one scale badly
 LEVELS = 255  # int8 steps over a range: values below high / LEVELS round to zero
-MAC_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "LSTM", "GRU", "RNN"})
 
 
 @dataclass(frozen=True)

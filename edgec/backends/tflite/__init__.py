@@ -113,7 +113,7 @@ def _written(model: ir.Model, precision: str, io_layout: str, io_dtype: str, rec
 
 SHAPE_ONLY = {"QuantizeLinear", "DequantizeLinear", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
               "Identity", "Concat", "Split", "Slice"}
-HYBRID = {"MatMul"}  # with int8 weights on a float input, a hybrid kernel (its own note), not a float one
+HYBRID = {"MatMul", "LSTM"}  # with int8 weights on a float input, a hybrid kernel (its own note), not a float one
 
 
 def _note_float(lowering, node: ir.Node) -> None:

@@ -143,13 +143,13 @@ class Lowering:
         return self.writer.tensor(name, [], dtype, np.asarray(value, dtype))
 
     def compute(self, op: str, inputs: list[int], name: str, shape=None, dtype: str | None = None,
-                options=None, quant: QParams | None = None) -> int:
+                options=None, quant: QParams | None = None, version: int | None = None) -> int:
         """One operator writing a fresh tensor; its shape is the numpy broadcast of the inputs unless given,
         its dtype the first input's unless given."""
         if shape is None:
             shape = np.broadcast_shapes(*(tuple(self.writer.shape(i)) for i in inputs))
         out = self.scratch(name, list(shape), quant, dtype=dtype or self.dtype(inputs[0]))
-        self.emit(op, inputs, [out], options)
+        self.emit(op, inputs, [out], options, version)
         return out
 
     def emit(self, op: str, inputs: list[int], outputs: list[int], options=None, version: int | None = None) -> None:

@@ -7,6 +7,10 @@ the unrolled form (benchmarks/results/tflite_lstm.md). Everything else is unroll
 sequence into FULLY_CONNECTED, ADD, LOGISTIC, TANH and MUL steps that XNNPACK runs: the input
 projection of every time step is one FULLY_CONNECTED over the whole sequence, each step adds the
 recurrent projection of the previous hidden state, Y stacks the steps (PACK), Y_h and Y_c are the last.
+
+An LSTM whose W and R are DequantizeLinear of int8 constants (the run-time-range scheme, hybrid.py) runs
+LiteRT's hybrid kernels: the sequence kernel with int8 weights, or int8-weight FULLY_CONNECTED steps,
+both quantizing their float inputs at run time (asymmetric_quantize_inputs).
 """
 from __future__ import annotations
 
@@ -18,8 +22,13 @@ import onnx_ir as ir
 from edgec.backends.tflite import dtypes
 from edgec.backends.tflite.lowering import Lowering, Ref
 from edgec.backends.tflite.ops.common import optional_input, static_shape
+from edgec.backends.tflite.ops.dense import HYBRID_PER_CHANNEL, HYBRID_PER_TENSOR
 from edgec.backends.tflite.ops.registry import lowers
-from edgec.backends.tflite.quant import constant, is_constant
+from edgec.backends.tflite.quant import QConst, QParams, constant, is_constant
+
+# UNIDIRECTIONAL_SEQUENCE_LSTM's version with int8 weights on float inputs quantized asymmetrically at run
+# time, as TensorFlow's converter writes it (tools/versioning/op_version.cc)
+HYBRID_LSTM_VERSION = 3
 
 ACTIVATIONS = {"Sigmoid": "LOGISTIC", "Tanh": "TANH", "Relu": "RELU"}
 DEFAULTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "RNN": ["Tanh"]}
@@ -71,11 +80,34 @@ def _check_recurrent(node: ir.Node) -> str:
 
 @dataclass(frozen=True)
 class Dense:
-    """A FULLY_CONNECTED's constant operands: weight and bias tensors (-1: none), and its output width."""
+    """A FULLY_CONNECTED's constant operands: weight and bias tensors (-1: none), its output width, and
+    the hybrid kernel's version where the weights are int8 (None: float)."""
 
     weights: int
     bias: int
     features: int
+    hybrid_version: int | None = None
+
+
+def _int8_weights(lowering: Lowering, node: ir.Node) -> tuple[QConst, QConst] | None:
+    """W and R as symmetric int8 data with their scales, where both are DequantizeLinear of constants."""
+    pair = (lowering.qconst(node.inputs[1]), lowering.qconst(node.inputs[2]))
+    if any(q is None or any(q.params.zero_point) for q in pair):
+        return None
+    return pair
+
+
+def _rows(q: QConst | None, direction: int, rows: slice = slice(None)) -> QConst | None:
+    """Rows of one direction of int8 weights [dirs, gates * hidden, in], with their scales: one where
+    they share it, else one per row (a FULLY_CONNECTED's output channels)."""
+    if q is None:
+        return None
+    params = q.params
+    scales = params.scale if params.per_tensor else (params.scale[direction],) if params.axis == 0 else \
+        params.scale[rows]
+    if len(set(scales)) == 1:
+        scales = scales[:1]
+    return QConst(np.ascontiguousarray(q.data[direction][rows]), QParams(tuple(scales), (0,) * len(scales), 0))
 
 
 class _Emitter:
@@ -85,25 +117,32 @@ class _Emitter:
         self.lowering, self.name, self.batch, self.hidden = lowering, name, batch, hidden
         self.count = 0
 
-    def op(self, op: str, inputs: list[int], shape=None, options=None) -> int:
+    def op(self, op: str, inputs: list[int], shape=None, options=None, version: int | None = None) -> int:
         self.count += 1
         return self.lowering.compute(op, inputs, f"{self.name}/{op.lower()}{self.count}", shape=shape,
-                                     options=options)
+                                     options=options, version=version)
 
-    def prepare(self, weights: np.ndarray, bias: np.ndarray | None = None) -> "Dense":
-        """Constant weights [N, K] (and bias [N]) written once, for a FULLY_CONNECTED every time step reuses."""
+    def prepare(self, weights: np.ndarray, bias: np.ndarray | None = None, int8: QConst | None = None) -> "Dense":
+        """Constant weights [N, K] (and bias [N]) written once, for a FULLY_CONNECTED every time step reuses;
+        with `int8` (the same weights as int8 data), a hybrid one."""
         lowering = self.lowering
         self.count += 1
         name = f"{self.name}/dense{self.count}"
-        return Dense(lowering.weight(name + "/weights", np.ascontiguousarray(weights, np.float32)),
-                     lowering.weight(name + "/bias", bias) if bias is not None else -1, weights.shape[0])
+        bias_index = lowering.weight(name + "/bias", bias) if bias is not None else -1
+        if int8 is not None:
+            return Dense(lowering.qweight(name + "/weights", int8), bias_index, weights.shape[0],
+                         HYBRID_PER_TENSOR if int8.params.per_tensor else HYBRID_PER_CHANNEL)
+        return Dense(lowering.weight(name + "/weights", np.ascontiguousarray(weights, np.float32)), bias_index,
+                     weights.shape[0])
 
     def dense(self, x: int, layer: "Dense", keep_dims: bool = False) -> int:
         """x @ weights.T (+ bias): FULLY_CONNECTED."""
         lowering = self.lowering
         shape = lowering.writer.shape(x)[:-1] + [layer.features] if keep_dims else [self.batch, layer.features]
         return self.op("FULLY_CONNECTED", [x, layer.weights, layer.bias], shape=shape,
-                       options=lowering.writer.options("FullyConnectedOptions", keepNumDims=keep_dims))
+                       options=lowering.writer.options("FullyConnectedOptions", keepNumDims=keep_dims,
+                                                       asymmetricQuantizeInputs=layer.hybrid_version is not None),
+                       version=layer.hybrid_version)
 
     def split(self, x: int, parts: int) -> list[int]:
         """Equal parts along axis 1 (SPLIT, which XNNPACK runs; it does not run SPLIT_V)."""
@@ -166,10 +205,13 @@ def recurrent(lowering: Lowering, node: ir.Node) -> None:
     bias_value, peephole_value = optional_input(node, 3), optional_input(node, 7)
     biases = lowering.const(bias_value) if bias_value is not None else \
         np.zeros((len(recurrence.directions), 2 * gates * hidden), np.float32)
+    int8 = _int8_weights(lowering, node)
+    if int8 is not None:
+        lowering.note(f"{node.op_type} runs hybrid: int8 weights, its inputs quantized at run time")
     if lowering.recurrent == "kernel" and recurrence.kind == "LSTM":
-        reason = _kernel_refusal(lowering, node, recurrence)
+        reason = _kernel_refusal(lowering, node, recurrence, int8)
         if not reason:
-            _lstm_kernel(lowering, emit, node, recurrence, sequence, steps)
+            _lstm_kernel(lowering, emit, node, recurrence, sequence, steps, int8)
             lowering.note("LSTM state lives in variable tensors: call the interpreter's reset_all_variables() "
                           "before each invoke (run.py does)")
             return
@@ -182,15 +224,16 @@ def recurrent(lowering: Lowering, node: ir.Node) -> None:
         folded = bias_w + bias_r  # every recurrent bias adds outside the gates except GRU's h with linear_before_reset
         if recurrence.kind == "GRU" and node.attributes.get_int("linear_before_reset", 0):
             folded[2 * hidden:] = bias_w[2 * hidden:]
-        projection = emit.dense(sequence.index, emit.prepare(weights[d], folded), keep_dims=True)  # [T, B, G*H]
+        w_int8, r_int8 = (_rows(q, d) for q in int8) if int8 is not None else (None, None)
+        projection = emit.dense(sequence.index, emit.prepare(weights[d], folded, w_int8), keep_dims=True)  # [T, B, G*H]
         inputs = emit.unpacked(projection, steps, [batch, gates * hidden])
         order = range(steps) if direction == "forward" else range(steps - 1, -1, -1)
         h, c = hiddens[d], cells[d]
         outputs = [0] * steps
         if recurrence.kind == "LSTM":
             peepholes = lowering.const(peephole_value)[d] if peephole_value is not None else None
-            cell = _LstmCell(emit, node, recurrence, recurrence.activations[d], emit.prepare(recurrent_weights[d]),
-                             peepholes)
+            cell = _LstmCell(emit, node, recurrence, recurrence.activations[d],
+                             emit.prepare(recurrent_weights[d], int8=r_int8), peepholes)
         elif recurrence.kind == "GRU":
             cell = _GruCell(emit, node, recurrence, recurrence.activations[d], recurrent_weights[d], bias_r)
         else:
@@ -300,8 +343,17 @@ def _outputs(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: Recu
 
 # ---- LiteRT's UNIDIRECTIONAL_SEQUENCE_LSTM (recurrent = "kernel") ---------------------------
 
-def _kernel_refusal(lowering: Lowering, node: ir.Node, recurrence: Recurrence) -> str:
+def _kernel_refusal(lowering: Lowering, node: ir.Node, recurrence: Recurrence,
+                    int8: tuple[QConst, QConst] | None) -> str:
     """Why LiteRT's LSTM kernel would not compute what this node does, or ''."""
+    if int8 is not None:
+        hidden = recurrence.hidden
+        gates = [_rows(q, d, slice(k * hidden, (k + 1) * hidden)) for q in int8
+                 for d in range(len(recurrence.directions)) for k in range(4)]
+        if not all(gate.params.per_tensor for gate in gates):
+            return "with int8 weights takes one scale per gate's weight tensor, and these have one per row"
+        if optional_input(node, 7) is not None:
+            return "with int8 weights takes int8 peepholes"
     if any(names != tuple(DEFAULTS["LSTM"]) for names in recurrence.activations):
         return "has fixed activations (sigmoid, tanh, tanh)"
     if recurrence.clip is not None or node.attributes.get_int("input_forget", 0):
@@ -316,7 +368,7 @@ def _kernel_refusal(lowering: Lowering, node: ir.Node, recurrence: Recurrence) -
 
 
 def _lstm_kernel(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: Recurrence, sequence: Ref,
-                 steps: int) -> None:
+                 steps: int, int8: tuple[QConst, QConst] | None) -> None:
     """One UNIDIRECTIONAL_SEQUENCE_LSTM per direction (reverse: REVERSE_V2 around it), states as variable
     tensors that the harness resets before each inference."""
     batch, hidden, name = emit.batch, emit.hidden, emit.name
@@ -332,8 +384,9 @@ def _lstm_kernel(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: 
         if direction == "reverse":
             x = emit.op("REVERSE_V2", [x, time_axis])
         inputs = [x]
-        inputs += [lowering.weight(f"{name}/{d}/w_{g}", weights[d][gate[g]]) for g in "ifco"]
-        inputs += [lowering.weight(f"{name}/{d}/r_{g}", recurrent_weights[d][gate[g]]) for g in "ifco"]
+        for kind, data, q in (("w", weights, int8 and int8[0]), ("r", recurrent_weights, int8 and int8[1])):
+            inputs += [lowering.qweight(f"{name}/{d}/{kind}_{g}", _rows(q, d, gate[g])) if q is not None else
+                       lowering.weight(f"{name}/{d}/{kind}_{g}", data[d][gate[g]]) for g in "ifco"]
         if peephole_value is not None:  # ONNX: [p_i, p_o, p_f]; LiteRT: cell-to-input, -forget, -output
             peepholes = lowering.const(peephole_value)[d]
             inputs += [lowering.weight(f"{name}/{d}/p_{g}", peepholes[k * hidden:(k + 1) * hidden])
@@ -346,8 +399,10 @@ def _lstm_kernel(lowering: Lowering, emit: _Emitter, node: ir.Node, recurrence: 
                    for state in ("h", "c")]
         inputs += [-1] * 4  # no layer normalization
         options = lowering.writer.options("UnidirectionalSequenceLSTMOptions", timeMajor=True,
-                                     fusedActivationFunction=lowering.writer.fb.ActivationFunctionType.TANH)
-        output = emit.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, shape=[steps, batch, hidden], options=options)
+                                          fusedActivationFunction=lowering.writer.fb.ActivationFunctionType.TANH,
+                                          asymmetricQuantizeInputs=int8 is not None)
+        output = emit.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, shape=[steps, batch, hidden], options=options,
+                         version=HYBRID_LSTM_VERSION if int8 is not None else None)
         if direction == "reverse":
             output = emit.op("REVERSE_V2", [output, time_axis])
         last = 0 if direction == "reverse" else steps - 1
