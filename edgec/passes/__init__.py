@@ -23,6 +23,7 @@ from edgec.passes.constants import FoldConstantSubgraphsPass, LiftConstantsPass
 from edgec.passes.fusion import MarkActivationFusionPass
 from edgec.passes.guard import Checker, GuardReport, Step, run_guarded
 from edgec.passes.identity import IdentityEliminationPass
+from edgec.passes.branches import SelectBranchesPass
 from edgec.passes.loops import UnrollLoopsPass
 from edgec.passes.recurrent import RECURRENT_OPS, LowerRecurrentPass
 from edgec.passes.shapes import InferShapesPass
@@ -230,7 +231,8 @@ def optimize(model: ir.Model, checker: Checker | None = None, min_opset: int = 1
 
 
 # Operators the shared passes can rewrite into basic ones, for targets that cannot take them.
-LOWERINGS = {op: LowerRecurrentPass for op in RECURRENT_OPS} | {op: StableActivationsPass for op in STABLE_OPS}
+LOWERINGS = ({op: LowerRecurrentPass for op in RECURRENT_OPS} | {op: StableActivationsPass for op in STABLE_OPS}
+             | {"If": lambda _ops: SelectBranchesPass()})
 
 
 def lower_for_target(model: ir.Model, op_types: set[str], checker: Checker | None = None) -> tuple[ir.Model, list[str]]:

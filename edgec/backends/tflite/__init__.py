@@ -65,7 +65,10 @@ class TFLiteBackend(Backend):
 
         def run(feed: dict) -> list:
             for detail in inputs:
-                interpreter.set_tensor(detail["index"], np.ascontiguousarray(feed[detail["name"]]))
+                value = np.ascontiguousarray(feed[detail["name"]])
+                if value.size == np.prod(detail["shape"]):  # a scalar input's run arrives as one element
+                    value = value.reshape(detail["shape"])
+                interpreter.set_tensor(detail["index"], value)
             interpreter.reset_all_variables()  # an LSTM kernel's state starts from zero, as in the harness
             interpreter.invoke()
             return [interpreter.get_tensor(detail["index"]) for detail in outputs]
