@@ -332,7 +332,7 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
         logger.info(f"{moved} data-movement node(s) run on int8 tensors with their input's scale")
     kept_float = {*quantizer.always_float, *quantizer.kept_float, *(record.fallback or {}).get("float_layers", []),
                   *(record.policy_fallback.float_layers if record.policy_fallback else [])}
-    record.float_islands = islands.float_islands(qdq, model, _int8_ops(quantizer.scheme), kept_float)
+    record.float_islands = islands.float_islands(qdq, model, quantizer.scheme.int8_ops(), kept_float)
     _log_islands(record.float_islands)
     return qdq, record
 
@@ -390,15 +390,6 @@ def _rechosen(choice: SchemeChoice | None, option: str, value: str, why: str) ->
     if choice is None:
         return None
     return _measured_choice(option, value, choice.why + why, choice.candidates)
-
-
-def _int8_ops(scheme: Scheme) -> frozenset[str]:
-    """The operators the target runs in int8: its scheme's, or all that onnxruntime's quantizer takes."""
-    if scheme.ops:
-        return frozenset(scheme.ops)
-    from onnxruntime.quantization.registry import QDQRegistry
-
-    return frozenset(QDQRegistry)
 
 
 def _log_islands(found: list) -> None:

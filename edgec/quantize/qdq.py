@@ -95,7 +95,17 @@ class Scheme:
         ranges taken at run time those of `computed_weights` too (dynamic quantization takes constant
         weights only: attention's two activations stay float)."""
         skipped = computed_weights if self.activation_ranges == "runtime" else ()
-        return [name for name, op in mac_layers.items() if self.ops and op not in self.ops or name in skipped]
+        int8_ops = self.int8_ops()
+        return [name for name, op in mac_layers.items() if op not in int8_ops or name in skipped]
+
+    def int8_ops(self) -> frozenset[str]:
+        """The operators this scheme runs in int8: its `ops`, or all that onnxruntime's quantizer takes
+        (static QDQ leaves an LSTM float; dynamic quantization takes it)."""
+        if self.ops:
+            return frozenset(self.ops)
+        from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
+
+        return frozenset(IntegerOpsRegistry if self.activation_ranges == "runtime" else QDQRegistry)
 
     def to_dict(self) -> dict:
         return {"activations": self.activations, "activation_symmetric": self.activation_symmetric,

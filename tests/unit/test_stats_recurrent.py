@@ -72,3 +72,17 @@ def test_einsum_macs_span_every_letter_of_its_equation():
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 12, 32, 32])])
     model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     assert stats.macs_by_op(model) == ({"Einsum": 12 * 32 * 32 * 64}, True)
+
+
+def test_a_scheme_without_an_op_list_leaves_what_onnxruntime_leaves_float():
+    """tvm's scheme names no operators: static QDQ quantizes no LSTM, dynamic quantization does."""
+    import dataclasses
+
+    from edgec.quantize.qdq import Scheme
+    from edgec.targets import load_target
+
+    scheme = Scheme.from_target(load_target("tvm-x86").quantization)
+    layers = {"encoder": "LSTM", "conv": "Conv", "head": "Gemm"}
+    assert scheme.leaves_float(layers) == ["encoder"]
+    dynamic = dataclasses.replace(scheme, activation_ranges="runtime")
+    assert dynamic.leaves_float(layers) == ["head"]  # quantize_dynamic takes Conv, MatMul and LSTM, not Gemm
