@@ -150,7 +150,7 @@ def compare(model, rounds: int, tmp: Path, pipelines: list[str]) -> dict:
         with np.load(photo_crops(tmp)["unseen"]) as data:
             feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
     else:
-        calibration, calib_feeds = model.inputs_path, feeds
+        calibration, calib_feeds = model.calibration_file(tmp), feeds
     makers = {
         "fp32": lambda: onnxruntime_session(model.onnx_path),
         "edgec onnxruntime": lambda: edgec_artifact(model, "onnxruntime", calibration, tmp / "ort", choices, graphs),

@@ -23,7 +23,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,23 +62,11 @@ def one_line(stderr: str) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-def calibration_file(model: CorpusModel, folder: Path) -> Path:
-    """The model's real inputs as `--calibration` takes them: as stored where every input batches on axis 0,
-    else one stacked run per sample (a streaming model's states batch on axis 1 and its reset flag not at all)."""
-    arrays = model.load_inputs()
-    if all(model.batch_axis(name) == 0 for name in arrays):
-        return model.inputs_path
-    feeds = model.samples(arrays)
-    path = folder / "calibration.npz"
-    np.savez(path, **{name: np.stack([feed[name] for feed in feeds]) for name in feeds[0]})
-    return path
-
-
 def build_command(model: CorpusModel, target: str, precision: str, out: Path) -> list[str]:
     cmd = [sys.executable, "-m", "edgec", "build", str(model.onnx_path), "-t", target, "-o", str(out),
            "--precision", precision, "--force", *model.build_flags()]
     if precision == "int8":
-        cmd += ["--calibration", str(calibration_file(model, out.parent))]
+        cmd += ["--calibration", str(model.calibration_file(out.parent))]
     return cmd
 
 

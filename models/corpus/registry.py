@@ -86,6 +86,18 @@ class CorpusModel:
     def batch_axis(self, name: str) -> int | None:
         return self.batch_axes.get(name, 0)
 
+    def calibration_file(self, folder: Path) -> Path:
+        """The real inputs as `--calibration` takes them: as stored where every input batches on axis 0,
+        else one stacked run per sample, written into `folder` (a streaming model's states batch on axis 1
+        and its reset flag not at all)."""
+        arrays = self.load_inputs()
+        if all(self.batch_axis(name) == 0 for name in arrays):
+            return self.inputs_path
+        feeds = self.samples(arrays)
+        path = folder / "calibration.npz"
+        np.savez(path, **{name: np.stack([feed[name] for feed in feeds]) for name in feeds[0]})
+        return path
+
     def load_inputs(self) -> dict[str, np.ndarray]:
         with np.load(self.inputs_path) as data:
             return {k: data[k] for k in data.files}
