@@ -23,6 +23,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from edgec.errors import InputError
+from edgec.ir.stats import RECURRENT
 from edgec.package.harness import compare
 from edgec.package.harness.manifest import ComparisonPolicy, Criterion, OutputPolicy
 
@@ -62,7 +63,6 @@ _NORMS = frozenset({"ReduceL2", "Sqrt", "ReduceSumSquare", "LpNormalization"})
 _POOLS = frozenset({"ReduceMean", "GlobalAveragePool", "GlobalMaxPool", "ReduceMax"})
 _SPATIAL = frozenset({"Conv", "ConvTranspose", "Resize", "BatchNormalization"})
 _LINEAR = frozenset({"Gemm", "MatMul", "Conv", "Add"})
-_RECURRENT = frozenset({"LSTM", "GRU", "RNN"})
 _CONVOLUTIONS = frozenset({"Conv"})
 
 
@@ -115,7 +115,7 @@ def classify(value: ir.Value) -> str:
     rank = value.shape.rank() if value.shape is not None else None
     last = value.shape[-1] if rank else None
     op = node.op_type if node is not None else ""
-    if _made_of(node, _RECURRENT):
+    if _made_of(node, RECURRENT):
         return "embeddings"  # a recurrent layer's outputs or states (stacked layers' concatenated): learned vectors
     if op in ("Softmax", "LogSoftmax") and rank == 3 and isinstance(last, int) and last > 1:
         return "sequences"  # classes per step of a sequence (batch, steps, classes): a recogniser's
