@@ -210,8 +210,14 @@ def markdown(rows: list[dict], rounds: int) -> str:
         for name, why in row["failed"].items():
             lines.append(f"| {row['model']} | {name} | failed: {why} | | |")
     lines += ["", "| model | " + " | ".join(pairs) + " |", "|---|---|---|"]
+    def ratio(row: dict, pair: str) -> str:
+        if pair not in row:
+            return "-"
+        earlier = "ms" not in row["variants"][pair.split(" / ")[0]]  # a run that took round medians
+        return f"{row[pair]:.2f}x" + (" (p50)" if earlier else "")
+
     for row in rows:
-        lines.append(f"| {row['model']} | " + " | ".join(f"{row[p]:.2f}x" if p in row else "-" for p in pairs) + " |")
+        lines.append(f"| {row['model']} | " + " | ".join(ratio(row, p) for p in pairs) + " |")
     medians = [statistics.median(r[p] for r in rows if p in r) if any(p in r for r in rows) else None for p in pairs]
     lines.append("| **median** | " + " | ".join(f"**{m:.2f}x**" if m else "-" for m in medians) + " |")
     lines += ["", "OpenVINO's compiled runtime graphs (executed layers; those in int8 and f32; FakeQuantize left unfused):",
