@@ -75,7 +75,7 @@ def main() -> None:
     calibration = MOBILENET / "calibration.npz"
     with np.load(calibration) as data:
         calib_feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
-    rows = {"openvino+nncf default": fidelity(openvino_default_int8(_Model, calib_feeds), feeds, reference)}
+    rows = {"openvino+nncf default": fidelity(openvino_default_int8(_Model, calib_feeds, {}), feeds, reference)}
     with tempfile.TemporaryDirectory(prefix="edgec-bench-calib-") as tmp:
         for target in args.targets.split(","):
             for row, (method, bias) in BUILDS.items():
@@ -83,21 +83,23 @@ def main() -> None:
                     continue
                 out = Path(tmp) / f"{target}-{method}-{bias}"
                 start = time.perf_counter()
-                run = edgec_artifact(_Model, target, calibration, out, {}, calibration_method=method,
+                choices: dict = {}
+                run = edgec_artifact(_Model, target, calibration, out, choices, {}, calibration_method=method,
                                      bias_correction=bias, **TARGET_OPTIONS.get(target, {}))
                 seconds = time.perf_counter() - start
                 quantization = load_manifest(out).quantization
                 rows[f"edgec {target} {row}"] = {**fidelity(run, feeds, reference), "build_s": round(seconds, 1),
+                                                 "scheme": choices.get(target, {}).get("chosen", ""),
                                                  "method": quantization.method,
                                                  "bias_corrected": quantization.bias_corrected}
     result = {"date": str(date.today()), "cpu": cpu_name(), "load_average": load_average(),
               "eval_crops": args.crops, "calibration": "models/mobilenet_v2/calibration.npz (64 crops)", "rows": rows}
     lines = [f"MobileNetV2 int8 on {args.crops} crops no pipeline calibrated on (calibration: 64 other crops); "
              f"{result['cpu']}, load average {result['load_average']} (shared machine: build times are noisy).", "",
-             "| pipeline | method used | biases corrected | top-1 agreement with fp32 (%) | SQNR (dB) | build (s) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| pipeline | scheme chosen | method used | biases corrected | top-1 agreement with fp32 (%) | SQNR (dB) "
+             "| build (s) |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row.get('method', '')} | {row.get('bias_corrected', '')} | "
+        lines.append(f"| {name} | {row.get('scheme', '')} | {row.get('method', '')} | {row.get('bias_corrected', '')} | "
                      f"{row['top1_agreement']:.1f} | {row['sqnr_db']:.1f} | {row.get('build_s', '')} |")
     write_results("calibration_mobilenet", result, "\n".join(lines) + "\n")
 

@@ -379,6 +379,9 @@ def test_int8_scheme_is_measured_recorded_and_replayed(fer_float):
     # 7-bit weights on the first layer only leave this CNN's deeper layers saturating: measured, passed over
     first_only = next(c for c in choice.candidates if c.name == "u8s8-7bit-first")
     assert chosen.sqnr_db >= 20 and chosen.top1_agreement >= 90 and first_only.sqnr_db <= chosen.sqnr_db - 5
+    # the deeper layers that saturate are those whose input goes below zero: 7 bits there take it back
+    signed_inputs = next(c for c in choice.candidates if c.name == "u8s8-7bit-signed-inputs")
+    assert signed_inputs.sqnr_db >= first_only.sqnr_db + 5
     assert record.scheme["weights"] == chosen.overrides.get("weights", target.quantization["weights"])
     replayed, again = quantize_for_target(model, target, "int8", data, backend,
                                           resolve(target, {"int8_scheme": choice.chosen}))

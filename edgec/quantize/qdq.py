@@ -25,7 +25,7 @@ from edgec.quantize.data import CalibrationData
 
 METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 QDQ_FILE = "edgec.qdq_file"  # a Quantizer's graph's meta: the file it was read from, one per distinct graph
-OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "enable")
+OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "first_layer_and_signed_inputs", "enable")
 ACTIVATION_RANGES = ("calibrated", "runtime")
 
 
@@ -44,7 +44,7 @@ class Scheme:
     activation_ranges: str = "calibrated"
     # 7-bit weights keep pairs of u8 x s8 products within int16, where kernels saturate (AVX2 without
     # VNNI): on the first MAC layers (those that see the model's inputs), on every MAC layer whose input
-    # goes below zero (its u8 zero point, and so every code, sits far above 0), on all, or none.
+    # goes below zero (its u8 zero point, and so every code, sits far above 0), on both, on all, or none.
     overflow_fix: str = "disable"
     per_channel: bool = True
     bias: str = "int32"
@@ -210,11 +210,13 @@ class Quantizer:
         """The weights that get 7 bits under `overflow_fix` ("enable" is onnxruntime's reduce_range)."""
         if self.scheme.overflow_fix == "first_layer":
             return self.first_weights
-        if self.scheme.overflow_fix == "signed_inputs":
+        if self.scheme.overflow_fix in ("signed_inputs", "first_layer_and_signed_inputs"):
             from edgec.quantize.ranges import calibrated_spans
 
             spans = calibrated_spans(self.cache)
-            return [weight for data, weight in self.weights_by_input if data in spans and spans[data].low < 0]
+            first = self.first_weights if self.scheme.overflow_fix == "first_layer_and_signed_inputs" else []
+            return [weight for data, weight in self.weights_by_input
+                    if weight in first or (data in spans and spans[data].low < 0)]
         return []
 
     def _quantize(self, source: tuple, float_path: Callable[[], Path], exclude: tuple[str, ...],
