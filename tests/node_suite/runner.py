@@ -181,6 +181,7 @@ def _child(case: NodeCase, form: str, target: str, conn, log: str) -> None:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     sys.stdout = sys.stderr = os.fdopen(fd, "w", buffering=1)  # a test runner may have replaced them
+    sys.dont_write_bytecode = True  # the artifact's harness runs once: no __pycache__ to write and delete
     try:
         # beside the log, inside the parent's folder: what a killed child leaves is removed with it
         with tempfile.TemporaryDirectory(prefix="job-", dir=os.path.dirname(log)) as tmp:
