@@ -139,7 +139,7 @@ def run_harness_infer(artifact: Path, feeds: dict, tmp: Path) -> tuple[int, str,
         return 0, "", {k: data[k] for k in data.files}
 
 
-def run_one(case: NodeCase, form: str, target: str, tmp: Path) -> tuple[str, str]:
+def run_one(case: NodeCase, form: str, target, tmp: Path) -> tuple[str, str]:
     """Build and run one form of one case: (status, reason)."""
     from edgec import api
     from edgec.errors import EdgecError
@@ -175,7 +175,7 @@ def _where(exc: BaseException) -> str:
     return f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
 
 
-def _child(case: NodeCase, form: str, target: str, conn, log: str) -> None:
+def _child(case: NodeCase, form: str, target, conn, log: str) -> None:
     """The forked child: quiet file descriptors, one job, the result through the pipe, then exit."""
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
@@ -216,7 +216,8 @@ def run(target: str, cases: list[NodeCase], workers: int = 2, timeout: float = J
     """Every form of every case on `target`, `workers` forked children at a time."""
     from edgec.targets import load_target
 
-    preload(load_target(target))
+    spec = load_target(target)  # read once here, not in every child (a TOML parse and its checks)
+    preload(spec)
     context = multiprocessing.get_context("fork")
     jobs = [(case, form) for case in cases for form in case.forms]
     order = {(case.name, form): index for index, (case, form) in enumerate(jobs)}
@@ -229,7 +230,7 @@ def run(target: str, cases: list[NodeCase], workers: int = 2, timeout: float = J
                 case, form = pending.popleft()
                 receive, send = context.Pipe(duplex=False)
                 log = os.path.join(logs, f"{case.name}.{form}.log")
-                process = context.Process(target=_child, args=(case, form, target, send, log), daemon=True)
+                process = context.Process(target=_child, args=(case, form, spec, send, log), daemon=True)
                 process.start()
                 send.close()
                 running[process.sentinel] = (process, receive, case, form, log, time.perf_counter())
