@@ -7,6 +7,7 @@ the values as attributes: `ctx.options.io_layout`.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
@@ -121,7 +122,14 @@ def resolve(target, given: dict):
     values.update(target.options)
     values.update({k: v for k, v in given.items() if v is not None})
     checked = {o.name: o.check(values[o.name], o.cli_flag) for o in options}
-    return make_dataclass("Options", [(o.name, Any, field(default=None)) for o in options], frozen=True)(**checked)
+    return _options_class(tuple(o.name for o in options))(**checked)
+
+
+@functools.lru_cache(maxsize=None)
+def _options_class(names: tuple[str, ...]) -> type:
+    """One frozen dataclass per set of option names: making a class costs milliseconds, and a build resolves
+    its options for every target it considers."""
+    return make_dataclass("Options", [(name, Any, field(default=None)) for name in names], frozen=True)
 
 
 def _not_taken(name: str, target) -> str:

@@ -15,6 +15,16 @@ DIGITS = ROOT / "models" / "digits"
 MOBILENET = ROOT / "models" / "mobilenet_v2"
 sys.path.insert(0, str(MOBILENET))
 FULL = bool(os.environ.get("EDGEC_FULL"))
+# The int8 choices a full MobileNetV2 build measures per target (calibration method, bias correction, scheme;
+# some by timing), as the manifest's `replay` lines give them: tests about something else pass them instead of
+# measuring again (an openvino-cpu build: 29 CPU-s instead of 112), and the artifact is byte-identical. The
+# choices themselves are tested on the digits CNN (test_quantize.py, test_openvino.py, test_tflite.py).
+MOBILENET_INT8_CHOICES = {
+    "onnxruntime": ("--calibration-method", "entropy", "--bias-correction", "on", "--int8-scheme", "u8s8-7bit"),
+    "openvino-cpu": ("--calibration-method", "entropy", "--bias-correction", "on", "--quantizer", "nncf",
+                     "--int8-scheme", "s8-7bit-first"),
+    "tflite-arm": ("--calibration-method", "entropy", "--bias-correction", "on", "--int8-scheme", "full-int8"),
+}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT, accuracy, edgec, harness, infer, manifest
+from conftest import MOBILENET_INT8_CHOICES, ROOT, accuracy, edgec, harness, infer, manifest
 
 pytest.importorskip("openvino")
 
@@ -209,7 +209,7 @@ def test_nncf_with_accuracy_control(tmp_path, digits_model, digits_files, digits
 def test_mobilenet_int8_agrees_and_runs_int8_convolutions(tmp_path, mobilenet_model, mobilenet_files, photos):
     out = tmp_path / "mnv2"
     edgec("build", mobilenet_model, "-t", "openvino-cpu", "--calibration", mobilenet_files["calib"], "-o", out,
-          check=True)
+          *MOBILENET_INT8_CHOICES["openvino-cpu"], check=True)
     m = manifest(out)
     convs = [layer for layer in m["backend"]["layers"] if layer["type"] == "Convolution"]
     assert len(convs) == 52 and all(layer["precision"] in INT8 for layer in convs)

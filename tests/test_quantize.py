@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, accuracy, edgec, infer, manifest
+from conftest import MOBILENET_INT8_CHOICES, ROOT, accuracy, edgec, infer, manifest
 from test_cli import assert_one_line_error
 
 sys.path.insert(0, str(ROOT))  # models.corpus
@@ -172,7 +172,7 @@ def test_bad_calibration_data_names_input_and_shape(arrays, words, tmp_path, dig
 def mobilenet_int8(tmp_path_factory, mobilenet_model, mobilenet_files):
     out = tmp_path_factory.mktemp("mnv2") / "int8"
     edgec("build", mobilenet_model, "-o", out, "--precision", "int8", "--calibration", mobilenet_files["calib"],
-          check=True)
+          *MOBILENET_INT8_CHOICES["onnxruntime"], check=True)
     return out
 
 

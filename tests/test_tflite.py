@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import ROOT, accuracy, edgec, harness, infer, manifest
+from conftest import MOBILENET_INT8_CHOICES, ROOT, accuracy, edgec, harness, infer, manifest
 from tflite_helpers import lower, make_model, operator_names, run_onnxruntime
 
 pytest.importorskip("ai_edge_litert")
@@ -195,7 +195,7 @@ def test_int8_on_emulated_raspberry_pi_equals_host(digits_builds, tmp_path):
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_mobilenet_v2_nhwc_on_photos(precision, tmp_path, mobilenet_model, mobilenet_files, photos):
     out = tmp_path / precision
-    args = ["--calibration", mobilenet_files["calib"]] if precision == "int8" else []
+    args = ["--calibration", mobilenet_files["calib"], *MOBILENET_INT8_CHOICES["tflite-arm"]] if precision == "int8" else []
     edgec("build", "--target", "tflite-arm", mobilenet_model, "-o", out, "--precision", precision,
           "--io-layout", "nhwc", *args, check=True)
     m = manifest(out)

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from .cases import SUITE_FILE, NodeCase, load_cases, read_list
-from .runner import CRASH, PASSED, REFUSED, WRONG, Outcome, run, status_of
+from .runner import CRASH, PASSED, REFUSED, WRONG, Outcome, run_isolated, status_of
 
 TARGETS = ("onnxruntime", "openvino-cpu", "tflite-arm", "tvm-x86")
 # TVM links every model with LLVM, and openvino-cpu compiles each (0.56 and 0.42 CPU-seconds a form,
@@ -73,15 +73,14 @@ class TargetReport:
         return "\n".join([f"{self.target}: {len(failures)} wrong or crashed forms of claimed tests", *lines, *more])
 
 
-def run_target(target: str, names: list[str] | None = None, workers: int = 2, whole: bool = False,
-               progress=None) -> TargetReport:
+def run_target(target: str, names: list[str] | None = None, workers: int = 2, whole: bool = False) -> TargetReport:
     """Run the suite (or `names`) on `target`; sampled targets run the sample unless `whole`."""
     cases = load_cases(names if names is not None else suite_names())
     sampled = target in SAMPLED and names is None and not whole
     if sampled:
         cases = sample(cases)
     started, cpu = time.perf_counter(), _cpu_seconds()
-    outcomes = run(target, cases, workers=workers, progress=progress)
+    outcomes = run_isolated(target, cases, workers)
     return TargetReport(target, outcomes, claimed_operators(target), sampled,
                         round(time.perf_counter() - started, 1), round(_cpu_seconds() - cpu, 1))
 

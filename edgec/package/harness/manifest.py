@@ -9,6 +9,7 @@ Typing uses the `typing` module's generics so the harness runs on the Python 3.8
 boards.
 """
 import dataclasses
+import functools
 import json
 import typing
 from dataclasses import dataclass, field
@@ -530,7 +531,7 @@ def from_json(cls: type, data: Any, where: str = MANIFEST) -> Any:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ManifestError(f"{where}: unknown field {unknown[0]!r}")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     values = {}
     for name, spec in fields.items():
         if name in data:
@@ -538,6 +539,12 @@ def from_json(cls: type, data: Any, where: str = MANIFEST) -> Any:
         elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
             raise ManifestError(f"{where}: missing field {name!r}")
     return cls(**values)
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict:
+    """typing.get_type_hints, once per class: a manifest holds dozens of TensorSpecs and FileEntries."""
+    return typing.get_type_hints(cls)
 
 
 def _decode(tp: Any, value: Any, where: str) -> Any:
