@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgec.ir import runtime
+
 BINS = 2048  # signed histogram bins at first (ORT's percentile default); merging adds bins of the same width
 ENTROPY_BINS = 512  # entropy searches a coarser copy: one KL divergence per candidate threshold
 ENTROPY_STEP = 4  # candidate thresholds every this many of its bins
@@ -29,8 +31,9 @@ class Ranges:
     """Histograms of the float model's tensors over the calibration runs, and each method's ranges."""
 
     def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path,
-                 input_means_of: frozenset[str] = frozenset()):
-        """`input_means_of`: tensors whose mean map over the calibration part's runs is kept too (bias.py)."""
+                 input_means_of: frozenset[str] = frozenset(), constant: frozenset[str] = frozenset()):
+        """`input_means_of`: tensors whose mean map over the calibration part's runs is kept too (bias.py);
+        `constant`: tensors the model computes from no input (runtime.input_free), which batched runs keep."""
         from onnxruntime.quantization.calibrate import HistogramCalibrater
 
         from edgec.quantize.bias import MeanInput
@@ -45,8 +48,8 @@ class Ranges:
         histograms: dict[str, Histogram] = {}
         self._histograms, self.input_means = {}, {}
         for part, chunk in (("calibration", runs[:len(runs) - held]), ("all", self.held_back)):
-            for feed in chunk:
-                computed = dict(zip(outputs, session.run(None, feed)))
+            for feed, values in zip(chunk, runtime.run_each(session, chunk, constant)):
+                computed = dict(zip(outputs, values))
                 for name, value in computed.items():
                     if name in names and value.size and np.issubdtype(value.dtype, np.floating):
                         histograms.setdefault(name, Histogram()).add(value)

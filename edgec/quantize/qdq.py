@@ -20,6 +20,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec import ir as eir
+from edgec.ir import runtime
 from edgec.ir.stats import MAC_OPS
 from edgec.quantize.data import CalibrationData
 
@@ -158,7 +159,7 @@ class Quantizer:
         self.weights_by_input = _weights_by_input(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
-                             frozenset(bias.correctable(model).values()))
+                             frozenset(bias.correctable(model).values()), runtime.input_free(model))
         self.method, self.cache = "", Path()
         if method != "auto":
             self.use(method)
