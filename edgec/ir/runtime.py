@@ -11,11 +11,12 @@ from edgec import ir as eir
 from edgec import system
 
 
-def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int = 0):
+def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int = 0, batches: bool = False):
     """An onnxruntime CPU session for `model`; unoptimized unless asked (integer kernels need it);
     `threads` 0 lets onnxruntime choose, 1 times steadily on a shared machine. A snapshot's proto is
     read from memory where its weights are all in it (a model serializes once for the reference
-    run and the pass pipeline's snapshot)."""
+    run and the pass pipeline's snapshot). `batches`: the model's one-sample axis freed where it can
+    be (`free_batch`), for `run_each`."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -23,6 +24,9 @@ def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int
     options.intra_op_num_threads = threads
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    freed = free_batch(model) if batches and isinstance(model, ir.Model) else None
+    if freed is not None:
+        return ort.InferenceSession(freed.SerializeToString(), options, providers=["CPUExecutionProvider"])
     if isinstance(model, eir.Snapshot):
         if model.folder is None:
             return ort.InferenceSession(model.proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -96,6 +100,41 @@ def _batched(sess, batch: list[dict], varying: list[int]) -> list[list[np.ndarra
 def _rows(output) -> int | None:
     """An output's size along axis 0; None for a scalar or a sequence."""
     return output.shape[0] if isinstance(output, np.ndarray) and output.ndim else None
+
+
+def free_batch(model: ir.Model):
+    """None for a model whose weights a proto in memory should not copy (batches would not pay there);
+    else the model as an ONNX proto whose axis 0, where it holds one sample (a build fixes a dynamic
+    batch to 1), takes any size: the inputs' and outputs' first dimension named, the inner shapes left
+    to onnxruntime, and a Reshape to a constant shape led by 1 given 0 there (the input's size). What
+    this cannot free (a Reshape that folds the batch away, an Expand to a constant shape) gives
+    outputs without a row per sample, or a failed run, and `run_each` then runs one feed at a time."""
+    from onnx import numpy_helper
+
+    if sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None) \
+            > eir.SNAPSHOT_BYTES:
+        return None
+    proto = ir.serde.serialize_model(model)
+    graph = proto.graph
+    for value in (*graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+            dims[0].dim_param = "batch"
+    for value in graph.value_info:  # types kept, shapes left to onnxruntime
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
+    constants = {init.name: init for init in graph.initializer}
+    for index, node in enumerate(graph.node):
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        shape = constants.get(node.input[1]) if node.op_type == "Reshape" and not allowzero else None
+        if shape is None or not shape.dims or numpy_helper.to_array(shape)[0] != 1:
+            continue
+        freed = numpy_helper.to_array(shape).copy()
+        freed[0] = 0
+        name = f"{shape.name}.free_batch.{index}"
+        graph.initializer.append(numpy_helper.from_array(freed, name))
+        node.input[1] = name
+    return proto
 
 
 def input_free(model: ir.Model) -> frozenset[str]:

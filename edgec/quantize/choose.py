@@ -95,7 +95,8 @@ class HeldBack:
 
     def _outputs(self, model: ir.Model) -> list[np.ndarray]:
         """The model's outputs on the held-back runs, computed in batches (runtime.run_each)."""
-        return _stacked(list(runtime.run_each(runtime.session(model), self.feeds, runtime.input_free(model))))
+        return _stacked(list(runtime.run_each(runtime.session(model, batches=True), self.feeds,
+                                              runtime.input_free(model))))
 
     def _fidelity_of(self, graph: ir.Model) -> tuple:
         made = graph.meta.get(QDQ_FILE)

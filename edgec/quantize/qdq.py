@@ -158,7 +158,11 @@ class Quantizer:
                                       and node.inputs[1].const_value is None)
         self.weights_by_input = _weights_by_input(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
-        self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
+        freed = runtime.free_batch(model)
+        batches = self.float_path if freed is None else workdir / "float-free-batch.onnx"
+        if freed is not None:
+            batches.write_bytes(freed.SerializeToString())
+        self.ranges = Ranges(batches, scheme.ops, list(data.feeds()), workdir,
                              frozenset(bias.correctable(model).values()), runtime.input_free(model))
         self.method, self.cache = "", Path()
         if method != "auto":
@@ -272,9 +276,13 @@ class Quantizer:
 class _WeightCache:
     """Answers onnxruntime's weight-quantization functions (pure: the same arguments give the same
     result) from the calls already made, while `answering`. A weight's channels are the same in every
-    run of one Quantizer, so only its first run computes them."""
+    run of one Quantizer, so only its first run computes them; and the quantizer's parameters of all
+    its weights (`_calc_initializer_quant_params`, one call per channel) are answered whole where the
+    weights and the settings they are computed with are the same: the runs of the method and bias
+    choices differ in activation ranges and biases only."""
 
     FUNCTIONS = ("compute_data_quant_params", "quantize_onnx_initializer")
+    PARAMETERS = "_calc_initializer_quant_params"
 
     def __init__(self):
         self.answers: dict[tuple, object] = {}
@@ -286,11 +294,14 @@ class _WeightCache:
         originals = {name: getattr(qdq_quantizer, name) for name in self.FUNCTIONS}
         for name, function in originals.items():
             setattr(qdq_quantizer, name, self._cached(function))
+        parameters = getattr(qdq_quantizer.QDQQuantizer, self.PARAMETERS)
+        setattr(qdq_quantizer.QDQQuantizer, self.PARAMETERS, self._cached_parameters(parameters))
         try:
             yield
         finally:
             for name, function in originals.items():
                 setattr(qdq_quantizer, name, function)
+            setattr(qdq_quantizer.QDQQuantizer, self.PARAMETERS, parameters)
 
     def _cached(self, function):
         def cached(*args, **kwargs):
@@ -299,6 +310,28 @@ class _WeightCache:
                 self.answers[key] = function(*args, **kwargs)
             return _copy(self.answers[key])  # the caller may change what it gets
         return cached
+
+    def _cached_parameters(self, method):
+        def cached(quantizer) -> dict:
+            key = (method, *_weight_settings(quantizer))
+            if key not in self.answers:
+                self.answers[key] = method(quantizer)
+            # the int32 bias check rescales some weights of its copy in place
+            return {name: copy.deepcopy(params) for name, params in self.answers[key].items()}
+        return cached
+
+
+def _weight_settings(quantizer) -> tuple:
+    """Everything onnxruntime's QDQQuantizer._calc_initializer_quant_params reads: the initializers marked
+    for quantization (their bytes and how each is marked, overrides included) and the quantizer's
+    weight and activation settings."""
+    initializers = {init.name: init for init in quantizer.model.initializer()}
+    marked = tuple((name, info.tensor_type, info.axis, info.data_type, _content(initializers[name]),
+                    repr(quantizer.tensor_quant_overrides.get(name, None)))
+                   for name, info in quantizer.tensors_to_quantize.items() if name in initializers)
+    return (marked, quantizer.weight_qType, quantizer.activation_qType, quantizer._is_weight_symmetric,
+            quantizer.is_activation_symmetric, quantizer.reduce_range, quantizer.min_real_range,
+            quantizer.block_size)
 
 
 def _content(value):
