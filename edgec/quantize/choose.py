@@ -82,9 +82,11 @@ class HeldBack:
     every target's runtime. fp32's outputs are computed once, and a graph the quantizer made before (the
     bias choice's "on" is the method choice's graph) is not run again."""
 
-    def __init__(self, float_model: ir.Model, feeds: list[dict], kinds: list[str]):
+    def __init__(self, float_model: ir.Model, feeds: list[dict], kinds: list[str],
+                 reference: list[list[np.ndarray]] | None = None):
+        """`reference`: fp32's outputs of each feed where they are known (the calibration pass computes them)."""
         self.float_model, self.feeds, self.kinds = float_model, feeds, kinds
-        self._reference: list[np.ndarray] | None = None
+        self._reference: list[np.ndarray] | None = _stacked(reference) if reference else None
         self._fidelity: dict[str, tuple] = {}  # a graph's QDQ_FILE -> its fidelity
 
     def measure(self, option: str, graphs: dict[str, ir.Model]) -> list[SchemeCandidate]:

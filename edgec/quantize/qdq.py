@@ -163,7 +163,8 @@ class Quantizer:
         if freed is not None:
             batches.write_bytes(freed.SerializeToString())
         self.ranges = Ranges(batches, scheme.ops, list(data.feeds()), workdir,
-                             frozenset(bias.correctable(model).values()), runtime.input_free(model))
+                             frozenset(bias.correctable(model).values()), runtime.input_free(model),
+                             tuple(v.name for v in model.graph.outputs))
         self.method, self.cache = "", Path()
         if method != "auto":
             self.use(method)
