@@ -1,0 +1,73 @@
+"""One-sample feeds run in batches (edgec/ir/runtime.py run_each), as the calibration pass and the held-back
+judge run them: each feed's outputs are those of its lone run, bit for bit, and where the model cannot take
+a batch the feeds run one by one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+
+from edgec.ir import runtime
+
+DIGITS = Path(__file__).resolve().parents[2] / "models" / "digits"
+
+
+class _Counted:
+    """A real onnxruntime session that counts its runs."""
+
+    def __init__(self, session):
+        self.session, self.runs = session, 0
+
+    def run(self, names, feed):
+        self.runs += 1
+        return self.session.run(names, feed)
+
+    def get_outputs(self):
+        return self.session.get_outputs()
+
+
+def _digits_with_one_sample(reshape_to: list[int]) -> ir.Model:
+    """The digits CNN as a build leaves it, its batch fixed to 1, with its Flatten as a Reshape to a
+    constant shape and that Reshape's output appended as a second output."""
+    model = ir.load(DIGITS / "digits_cnn.onnx")
+    model.graph.inputs[0].shape = ir.Shape([1, 1, 8, 8])
+    flatten = next(node for node in model.graph if node.op_type == "Flatten")
+    shape = ir.Value(name="flat_shape", const_value=ir.tensor(np.array(reshape_to, np.int64), name="flat_shape"))
+    model.graph.register_initializer(shape)
+    flat = ir.Value(name="flat")
+    reshape = ir.Node("", "Reshape", [flatten.inputs[0], shape], outputs=[flat], name="flat")
+    model.graph.insert_before(flatten, reshape)
+    model.graph.outputs.append(flat)
+    return model
+
+
+def _feeds(count: int) -> list[dict]:
+    with np.load(DIGITS / "split.npz") as split:
+        images = split["x_calib"][:count]
+    return [{"input": images[i:i + 1]} for i in range(count)]
+
+
+def _each_alone(model: ir.Model, feeds: list[dict]) -> list[list[np.ndarray]]:
+    session = runtime.session(model)
+    return [session.run(None, feed) for feed in feeds]
+
+
+def test_batches_give_each_feeds_lone_outputs_in_fewer_runs():
+    model, feeds = _digits_with_one_sample([1, 64]), _feeds(40)
+    counted = _Counted(runtime.session(model, batches=True))
+    batched = list(runtime.run_each(counted, feeds, runtime.input_free(model)))
+    alone = _each_alone(model, feeds)
+    assert len(batched) == len(feeds)
+    assert all(np.array_equal(a, b) for got, want in zip(batched, alone) for a, b in zip(got, want))
+    assert all(out.shape == want.shape for got, want_run in zip(batched, alone) for out, want in zip(got, want_run))
+    assert counted.runs < len(feeds) // 4  # the first lone run, then batches
+
+
+def test_a_model_that_folds_its_batch_away_runs_each_feed_alone():
+    model, feeds = _digits_with_one_sample([-1]), _feeds(12)  # one sample's 64 features, no batch axis
+    counted = _Counted(runtime.session(model, batches=True))
+    batched = list(runtime.run_each(counted, feeds, runtime.input_free(model)))
+    alone = _each_alone(model, feeds)
+    assert all(np.array_equal(a, b) for got, want in zip(batched, alone) for a, b in zip(got, want))
+    assert counted.runs == len(feeds)
