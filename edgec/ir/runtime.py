@@ -97,9 +97,13 @@ def _one_sample_shapes(feed: dict) -> tuple | None:
 def _batched(sess, batch: list[dict], varying: list[int]) -> list[list[np.ndarray]] | None:
     """The batch's feeds run as one, split into one list of outputs per feed; None where an output does
     not come back with a row per feed (a batch axis the model fixes) or the run fails."""
+    import onnxruntime as ort
+
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a refused batch is expected: not an error to print
     try:
-        outputs = sess.run(None, {name: np.concatenate([feed[name] for feed in batch]) for name in batch[0]})
-    except Exception:  # onnxruntime refuses a fixed batch axis
+        outputs = sess.run(None, {name: np.concatenate([feed[name] for feed in batch]) for name in batch[0]}, quiet)
+    except Exception:  # onnxruntime refuses a batch the model fixes
         return None
     if not all(_rows(outputs[i]) == len(batch) for i in varying):
         return None
