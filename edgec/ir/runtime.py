@@ -58,33 +58,49 @@ BATCH_BYTES = 1 << 28  # outputs of one batched run at most (every calibrated te
 def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) -> Iterator[list[np.ndarray]]:
     """Every feed's outputs, in order, as a run of that feed alone gives them, from fewer runs: one-sample
     feeds of the same shapes run together where each output not in `constant` (see `input_free`) comes
-    back with one row per sample, the first batch's repeat of the first feed equal to its lone run.
-    onnxruntime's CPU kernels compute a sample of a batch as they compute it alone (MobileNetV2's 223
-    calibrated tensors are bit-identical in runs of 8), and one run of 8 costs a third of 8 lone ones."""
+    back with one row per sample. onnxruntime's CPU kernels compute a sample of a batch as they compute it
+    alone (MobileNetV2's 223 calibrated tensors are bit-identical in runs of 8), and a run of 8 costs a
+    third of 8 lone ones. The first batch proves it for the model at hand: it repeats the first feed, and
+    its first and last rows must equal their lone runs (a sample mixed with those before it along axis 0,
+    a sequence or a cumulative sum, shows in the last); else every feed runs alone."""
     if not feeds:
         return
     first = sess.run(None, feeds[0])
     yield first
     names = [o.name for o in sess.get_outputs()]
     varying = [i for i, name in enumerate(names) if name not in constant]
-    batchable = all(_rows(first[i]) == 1 for i in varying)
+    batchable = all(_rows(first[i]) == 1 for i in varying) and _one_sample_shapes(feeds[0]) is not None
     size = max(1, BATCH_BYTES // max(1, sum(first[i].nbytes for i in varying))) if batchable else 1
-    start, checked = 1, False
+    start, trusted = 1, False
     while start < len(feeds):
-        shapes = _one_sample_shapes(feeds[start])
-        end = start + 1
-        while end < len(feeds) and end - start < size and shapes is not None and _one_sample_shapes(feeds[end]) == shapes:
-            end += 1
-        batch = ([] if checked else [feeds[0]]) + feeds[start:end]
-        rows = _batched(sess, batch, varying) if end - start > 1 else None
-        if not checked and rows is not None:
-            lone, rows = rows[0], rows[1:]
-            rows = rows if all(np.array_equal(a, b) for a, b in zip(lone, first)) else None
-        if not checked and rows is None and end - start > 1:  # the model does not batch: one by one
-            size = 1
-        checked = checked or end - start > 1
-        yield from rows if rows is not None else (sess.run(None, feed) for feed in feeds[start:end])
+        end = _batch_end(feeds, start, size)
+        if end - start < 2:
+            yield from (sess.run(None, feed) for feed in feeds[start:end])
+        elif trusted:
+            rows = _batched(sess, feeds[start:end], varying)
+            yield from rows if rows is not None else (sess.run(None, feed) for feed in feeds[start:end])
+        else:
+            same = _one_sample_shapes(feeds[0]) == _one_sample_shapes(feeds[start])
+            rows = _batched(sess, feeds[:1] + feeds[start:end], varying) if same else None
+            last = sess.run(None, feeds[end - 1])
+            trusted = rows is not None and _equal(rows[0], first) and _equal(rows[-1], last)
+            size = size if trusted else 1
+            yield from rows[1:] if trusted else [*(sess.run(None, feed) for feed in feeds[start:end - 1]), last]
         start = end
+
+
+def _batch_end(feeds: list[dict], start: int, size: int) -> int:
+    """Where the batch from `start` ends: at most `size` one-sample feeds of the same shapes."""
+    shapes = _one_sample_shapes(feeds[start])
+    end = start + 1
+    while shapes is not None and end < len(feeds) and end - start < size \
+            and _one_sample_shapes(feeds[end]) == shapes:
+        end += 1
+    return end
+
+
+def _equal(outputs: list, others: list) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(outputs, others))
 
 
 def _one_sample_shapes(feed: dict) -> tuple | None:

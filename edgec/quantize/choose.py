@@ -155,11 +155,11 @@ def _fidelity(c: SchemeCandidate) -> str:
 
 def _outputs(run: Runner, feeds: list[dict]) -> list[np.ndarray]:
     """Every output over all feeds, the runs stacked along a new leading axis."""
-    runs = [run(feed) for feed in feeds]
-    return _stacked(runs)
+    return _stacked([run(feed) for feed in feeds])
 
 
 def _stacked(runs: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Runs' outputs, each stacked along a new leading axis."""
     return [np.stack([out[i] for out in runs]) for i in range(len(runs[0]))]
 
 

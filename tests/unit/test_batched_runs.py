@@ -19,17 +19,18 @@ class _Counted:
     def __init__(self, session):
         self.session, self.runs = session, 0
 
-    def run(self, names, feed):
+    def run(self, names, feed, options=None):
         self.runs += 1
-        return self.session.run(names, feed)
+        return self.session.run(names, feed, options)
 
     def get_outputs(self):
         return self.session.get_outputs()
 
 
-def _digits_with_one_sample(reshape_to: list[int]) -> ir.Model:
+def _digits_with_one_sample(reshape_to: list[int], summed_over_axis_0: bool = False) -> ir.Model:
     """The digits CNN as a build leaves it, its batch fixed to 1, with its Flatten as a Reshape to a
-    constant shape and that Reshape's output appended as a second output."""
+    constant shape and that Reshape's output appended as a second output (or its cumulative sum along
+    axis 0: a sample's own features alone, a running sum over the samples of a batch)."""
     model = ir.load(DIGITS / "digits_cnn.onnx")
     model.graph.inputs[0].shape = ir.Shape([1, 1, 8, 8])
     flatten = next(node for node in model.graph if node.op_type == "Flatten")
@@ -38,6 +39,12 @@ def _digits_with_one_sample(reshape_to: list[int]) -> ir.Model:
     flat = ir.Value(name="flat")
     reshape = ir.Node("", "Reshape", [flatten.inputs[0], shape], outputs=[flat], name="flat")
     model.graph.insert_before(flatten, reshape)
+    if summed_over_axis_0:
+        axis = ir.Value(name="axis0", const_value=ir.tensor(np.array(0, np.int64), name="axis0"))
+        model.graph.register_initializer(axis)
+        summed = ir.Value(name="summed")
+        model.graph.insert_after(reshape, ir.Node("", "CumSum", [flat, axis], outputs=[summed], name="summed"))
+        flat = summed
     model.graph.outputs.append(flat)
     return model
 
@@ -71,3 +78,12 @@ def test_a_model_that_folds_its_batch_away_runs_each_feed_alone():
     alone = _each_alone(model, feeds)
     assert all(np.array_equal(a, b) for got, want in zip(batched, alone) for a, b in zip(got, want))
     assert counted.runs == len(feeds)
+
+
+def test_a_model_that_mixes_samples_along_axis_0_runs_each_feed_alone():
+    model, feeds = _digits_with_one_sample([1, 64], summed_over_axis_0=True), _feeds(12)
+    counted = _Counted(runtime.session(model, batches=True))
+    batched = list(runtime.run_each(counted, feeds, runtime.input_free(model)))
+    alone = _each_alone(model, feeds)
+    assert all(np.array_equal(a, b) for got, want in zip(batched, alone) for a, b in zip(got, want))
+    assert counted.runs == len(feeds) + 1  # the first batch, whose last row is not its lone run
