@@ -22,7 +22,10 @@ def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int
     options = session_options(optimize, threads)
     freed = free_batch(model) if batches and isinstance(model, ir.Model) else None
     if freed is not None:
-        return ort.InferenceSession(freed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        try:
+            return ort.InferenceSession(freed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception:  # onnxruntime's shape inference refuses the freed batch: the model as built
+            pass
     if isinstance(model, eir.Snapshot):
         if model.folder is None:
             return ort.InferenceSession(model.proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -136,9 +139,10 @@ def free_batch(model: ir.Model):
     """None for a model whose weights a proto in memory should not copy (batches would not pay there);
     else the model as an ONNX proto whose axis 0, where it holds one sample (a build fixes a dynamic
     batch to 1), takes any size: the inputs' and outputs' first dimension named, the inner shapes left
-    to onnxruntime, and a Reshape to a constant shape led by 1 given 0 there (the input's size). What
-    this cannot free (a Reshape that folds the batch away, an Expand to a constant shape) gives
-    outputs without a row per sample, or a failed run, and `run_each` then runs one feed at a time."""
+    to onnxruntime, and a Reshape of a one-sample tensor computed from the inputs to a constant shape led
+    by 1 given 0 there (the input's size). What this cannot free (a Reshape that folds the batch away, an
+    Expand to a constant shape) gives outputs without a row per sample, a failed run or a model onnxruntime
+    refuses, and the feeds run one at a time."""
     from onnx import numpy_helper
 
     if sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None) \
@@ -146,6 +150,8 @@ def free_batch(model: ir.Model):
         return None
     proto = ir.serde.serialize_model(model)
     graph = proto.graph
+    values = (*model.graph.inputs, *(out for node in model.graph for out in node.outputs))
+    first_dims = {v.name: v.shape[0] for v in values if v.shape is not None and v.shape.rank()}
     for value in (*graph.input, *graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
@@ -153,10 +159,12 @@ def free_batch(model: ir.Model):
     for value in graph.value_info:  # types kept, shapes left to onnxruntime
         if value.type.HasField("tensor_type"):
             value.type.tensor_type.ClearField("shape")
-    constants = {init.name: init for init in graph.initializer}
+    constants, fixed = {init.name: init for init in graph.initializer}, input_free(model)
     for index, node in enumerate(graph.node):
         allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
-        shape = constants.get(node.input[1]) if node.op_type == "Reshape" and not allowzero else None
+        reshapes = node.op_type == "Reshape" and not allowzero and node.input[0] not in fixed \
+            and node.input[0] not in constants
+        shape = constants.get(node.input[1]) if reshapes and first_dims.get(node.input[0]) == 1 else None
         if shape is None or not shape.dims or numpy_helper.to_array(shape)[0] != 1:
             continue
         freed = numpy_helper.to_array(shape).copy()

@@ -32,11 +32,12 @@ class Ranges:
 
     def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path,
                  input_means_of: frozenset[str] = frozenset(), constant: frozenset[str] = frozenset(),
-                 model_outputs: tuple[str, ...] = ()):
+                 model_outputs: tuple[str, ...] = (), batched_path: Path | None = None):
         """`input_means_of`: tensors whose mean map over the calibration part's runs is kept too (bias.py);
         `constant`: tensors the model computes from no input (runtime.input_free), which batched runs keep;
         `model_outputs`: the float model's outputs, kept for each held-back run (`held_back_outputs`: the
-        reference the methods are judged against, computed here once)."""
+        reference the methods are judged against, computed here once); `batched_path`: the model with its
+        one-sample axis freed (runtime.free_batch), run instead where onnxruntime takes it."""
         from onnxruntime import InferenceSession
         from onnxruntime.quantization.calibrate import HistogramCalibrater
 
@@ -44,10 +45,16 @@ class Ranges:
 
         held = len(runs) // HELD_BACK if len(runs) // HELD_BACK >= MIN_HELD_BACK else 0
         self.workdir, self.held_back = workdir, runs[len(runs) - held:] if held else []
-        calibrater = HistogramCalibrater(str(model_path), list(op_types) or None, str(workdir / "augmented.onnx"))
-        calibrater.augment_graph()  # every tensor to calibrate made an output
-        session = InferenceSession(calibrater.augmented_model_path, runtime.session_options(),
-                                   providers=["CPUExecutionProvider"])
+        for path in (batched_path, model_path) if batched_path else (model_path,):
+            calibrater = HistogramCalibrater(str(path), list(op_types) or None, str(workdir / "augmented.onnx"))
+            calibrater.augment_graph()  # every tensor to calibrate made an output
+            try:
+                session = InferenceSession(calibrater.augmented_model_path, runtime.session_options(),
+                                           providers=["CPUExecutionProvider"])
+                break
+            except Exception:  # onnxruntime's shape inference refuses the freed batch: the model as built
+                if path == model_path:
+                    raise
         names = calibrater.tensors_to_calibrate
         outputs = [o.name for o in session.get_outputs()]
         histograms: dict[str, Histogram] = {}

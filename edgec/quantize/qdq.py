@@ -160,12 +160,12 @@ class Quantizer:
         self.channel_weights = _channel_weights(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         freed = runtime.free_batch(model)
-        batches = self.float_path if freed is None else workdir / "float-free-batch.onnx"
+        batched = None if freed is None else workdir / "float-free-batch.onnx"
         if freed is not None:
-            batches.write_bytes(freed.SerializeToString())
-        self.ranges = Ranges(batches, scheme.ops, list(data.feeds()), workdir,
+            batched.write_bytes(freed.SerializeToString())
+        self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
                              frozenset(bias.correctable(model).values()), runtime.input_free(model),
-                             tuple(v.name for v in model.graph.outputs))
+                             tuple(v.name for v in model.graph.outputs), batched)
         self.method, self.cache = "", Path()
         if method != "auto":
             self.use(method)

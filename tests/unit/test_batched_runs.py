@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
+import onnx_ir.passes.common as common
+import pytest
 
 from edgec.ir import runtime
 
@@ -27,10 +29,12 @@ class _Counted:
         return self.session.get_outputs()
 
 
-def _digits_with_one_sample(reshape_to: list[int], summed_over_axis_0: bool = False) -> ir.Model:
+def _digits_with_one_sample(reshape_to: list[int], summed_over_axis_0: bool = False,
+                            scaled_by_constant: bool = False) -> ir.Model:
     """The digits CNN as a build leaves it, its batch fixed to 1, with its Flatten as a Reshape to a
     constant shape and that Reshape's output appended as a second output (or its cumulative sum along
-    axis 0: a sample's own features alone, a running sum over the samples of a batch)."""
+    axis 0: a sample's own features alone, a running sum over the samples of a batch; or scaled by a
+    constant reshaped to [1, 64], as a detector's anchor grid: that Reshape stays)."""
     model = ir.load(DIGITS / "digits_cnn.onnx")
     model.graph.inputs[0].shape = ir.Shape([1, 1, 8, 8])
     flatten = next(node for node in model.graph if node.op_type == "Flatten")
@@ -39,6 +43,15 @@ def _digits_with_one_sample(reshape_to: list[int], summed_over_axis_0: bool = Fa
     flat = ir.Value(name="flat")
     reshape = ir.Node("", "Reshape", [flatten.inputs[0], shape], outputs=[flat], name="flat")
     model.graph.insert_before(flatten, reshape)
+    if scaled_by_constant:
+        grid = ir.Value(name="grid", const_value=ir.tensor(np.linspace(0.5, 2, 64, dtype=np.float32), name="grid"))
+        model.graph.register_initializer(grid)
+        grid_shape = ir.Value(name="grid_shape", const_value=ir.tensor(np.array([1, 64], np.int64), name="grid_shape"))
+        model.graph.register_initializer(grid_shape)
+        row, scaled = ir.Value(name="grid_row"), ir.Value(name="scaled")
+        model.graph.insert_after(reshape, [ir.Node("", "Reshape", [grid, grid_shape], outputs=[row], name="grid_row"),
+                                           ir.Node("", "Mul", [flat, row], outputs=[scaled], name="scaled")])
+        flat = scaled
     if summed_over_axis_0:
         axis = ir.Value(name="axis0", const_value=ir.tensor(np.array(0, np.int64), name="axis0"))
         model.graph.register_initializer(axis)
@@ -46,6 +59,7 @@ def _digits_with_one_sample(reshape_to: list[int], summed_over_axis_0: bool = Fa
         model.graph.insert_after(reshape, ir.Node("", "CumSum", [flat, axis], outputs=[summed], name="summed"))
         flat = summed
     model.graph.outputs.append(flat)
+    common.ShapeInferencePass()(model)  # the shapes a build's passes give every value
     return model
 
 
@@ -60,8 +74,9 @@ def _each_alone(model: ir.Model, feeds: list[dict]) -> list[list[np.ndarray]]:
     return [session.run(None, feed) for feed in feeds]
 
 
-def test_batches_give_each_feeds_lone_outputs_in_fewer_runs():
-    model, feeds = _digits_with_one_sample([1, 64]), _feeds(40)
+@pytest.mark.parametrize("scaled_by_constant", [False, True])
+def test_batches_give_each_feeds_lone_outputs_in_fewer_runs(scaled_by_constant):
+    model, feeds = _digits_with_one_sample([1, 64], scaled_by_constant=scaled_by_constant), _feeds(40)
     counted = _Counted(runtime.session(model, batches=True))
     batched = list(runtime.run_each(counted, feeds, runtime.input_free(model)))
     alone = _each_alone(model, feeds)
