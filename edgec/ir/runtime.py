@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import onnx_ir as ir
@@ -10,18 +11,21 @@ from edgec import ir as eir
 from edgec import system
 
 
-def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int = 0):
+def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int = 0, batches: bool = False):
     """An onnxruntime CPU session for `model`; unoptimized unless asked (integer kernels need it);
     `threads` 0 lets onnxruntime choose, 1 times steadily on a shared machine. A snapshot's proto is
     read from memory where its weights are all in it (a model serializes once for the reference
-    run and the pass pipeline's snapshot)."""
+    run and the pass pipeline's snapshot). `batches`: the model's one-sample axis freed where it can
+    be (`free_batch`), for `run_each`."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    if not optimize:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options = session_options(optimize, threads)
+    freed = free_batch(model) if batches and isinstance(model, ir.Model) else None
+    if freed is not None:
+        try:
+            return ort.InferenceSession(freed.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception:  # onnxruntime's shape inference refuses the freed batch: the model as built
+            pass
     if isinstance(model, eir.Snapshot):
         if model.folder is None:
             return ort.InferenceSession(model.proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -31,7 +35,153 @@ def session(model: ir.Model | eir.Snapshot, optimize: bool = False, threads: int
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def session_options(optimize: bool = False, threads: int = 0):
+    """`session`'s onnxruntime options, for a session made from a file."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    # threads wait without spinning: on a shared 2-core host spinning cost a calibration pass 40 % more CPU
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return options
+
+
 def run_all(sess, runs, outputs: list) -> dict[str, np.ndarray]:
     """The outputs of every run (package.harness.interface.Runs), put together as the runs were split."""
     names = [spec.name for spec in outputs]
     return runs.merge([dict(zip(names, sess.run(names, feed))) for feed in runs], outputs)
+
+
+BATCH_BYTES = 1 << 28  # outputs of one batched run at most (every calibrated tensor of MobileNetV2: ~25 MB a sample)
+
+
+def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) -> Iterator[list[np.ndarray]]:
+    """Every feed's outputs, in order, as a run of that feed alone gives them, from fewer runs: one-sample
+    feeds of the same shapes run together where each output not in `constant` (see `input_free`) comes
+    back with one row per sample. onnxruntime's CPU kernels compute a sample of a batch as they compute it
+    alone (MobileNetV2's 223 calibrated tensors are bit-identical in runs of 8), and a run of 8 costs a
+    third of 8 lone ones. The first batch proves it for the model at hand: it repeats the first feed, and
+    its first and last rows must equal their lone runs (a sample mixed with those before it along axis 0,
+    a sequence or a cumulative sum, shows in the last); else every feed runs alone."""
+    if not feeds:
+        return
+    first = sess.run(None, feeds[0])
+    yield first
+    names = [o.name for o in sess.get_outputs()]
+    varying = [i for i, name in enumerate(names) if name not in constant]
+    batchable = all(_rows(first[i]) == 1 for i in varying) and _one_sample_shapes(feeds[0]) is not None
+    size = max(1, BATCH_BYTES // max(1, sum(first[i].nbytes for i in varying))) if batchable else 1
+    start, trusted = 1, False
+    while start < len(feeds):
+        end = _batch_end(feeds, start, size)
+        if end - start < 2:
+            yield from (sess.run(None, feed) for feed in feeds[start:end])
+        elif trusted:
+            rows = _batched(sess, feeds[start:end], varying)
+            yield from rows if rows is not None else (sess.run(None, feed) for feed in feeds[start:end])
+        else:
+            same = _one_sample_shapes(feeds[0]) == _one_sample_shapes(feeds[start])
+            rows = _batched(sess, feeds[:1] + feeds[start:end], varying) if same else None
+            last = sess.run(None, feeds[end - 1])
+            trusted = rows is not None and _equal(rows[0], first) and _equal(rows[-1], last)
+            size = size if trusted else 1
+            yield from rows[1:] if trusted else [*(sess.run(None, feed) for feed in feeds[start:end - 1]), last]
+        start = end
+
+
+def _batch_end(feeds: list[dict], start: int, size: int) -> int:
+    """Where the batch from `start` ends: at most `size` one-sample feeds of the same shapes."""
+    shapes = _one_sample_shapes(feeds[start])
+    end = start + 1
+    while shapes is not None and end < len(feeds) and end - start < size \
+            and _one_sample_shapes(feeds[end]) == shapes:
+        end += 1
+    return end
+
+
+def _equal(outputs: list, others: list) -> bool:
+    return all(np.array_equal(a, b) for a, b in zip(outputs, others))
+
+
+def _one_sample_shapes(feed: dict) -> tuple | None:
+    """The feed's shapes and types where every input holds one sample (axis 0 of size 1), else None."""
+    if not all(np.ndim(v) and np.shape(v)[0] == 1 for v in feed.values()):
+        return None
+    return tuple((name, np.shape(v), np.asarray(v).dtype.str) for name, v in sorted(feed.items()))
+
+
+def _batched(sess, batch: list[dict], varying: list[int]) -> list[list[np.ndarray]] | None:
+    """The batch's feeds run as one, split into one list of outputs per feed; None where an output does
+    not come back with a row per feed (a batch axis the model fixes) or the run fails."""
+    import onnxruntime as ort
+
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a refused batch is expected: not an error to print
+    try:
+        outputs = sess.run(None, {name: np.concatenate([feed[name] for feed in batch]) for name in batch[0]}, quiet)
+    except Exception:  # onnxruntime refuses a batch the model fixes
+        return None
+    if not all(_rows(outputs[i]) == len(batch) for i in varying):
+        return None
+    keep = set(varying)
+    return [[out[row:row + 1] if i in keep else out for i, out in enumerate(outputs)] for row in range(len(batch))]
+
+
+def _rows(output) -> int | None:
+    """An output's size along axis 0; None for a scalar or a sequence."""
+    return output.shape[0] if isinstance(output, np.ndarray) and output.ndim else None
+
+
+def free_batch(model: ir.Model):
+    """None for a model whose weights a proto in memory should not copy (batches would not pay there);
+    else the model as an ONNX proto whose axis 0, where it holds one sample (a build fixes a dynamic
+    batch to 1), takes any size: the inputs' and outputs' first dimension named, the inner shapes left
+    to onnxruntime, and a Reshape of a one-sample tensor computed from the inputs to a constant shape led
+    by 1 given 0 there (the input's size). What this cannot free (a Reshape that folds the batch away, an
+    Expand to a constant shape) gives outputs without a row per sample, a failed run or a model onnxruntime
+    refuses, and the feeds run one at a time."""
+    from onnx import numpy_helper
+
+    if sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None) \
+            > eir.SNAPSHOT_BYTES:
+        return None
+    proto = ir.serde.serialize_model(model)
+    graph = proto.graph
+    values = (*model.graph.inputs, *(out for node in model.graph for out in node.outputs))
+    first_dims = {v.name: v.shape[0] for v in values if v.shape is not None and v.shape.rank()}
+    for value in (*graph.input, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
+            dims[0].dim_param = "batch"
+    for value in graph.value_info:  # types kept, shapes left to onnxruntime
+        if value.type.HasField("tensor_type"):
+            value.type.tensor_type.ClearField("shape")
+    constants, fixed = {init.name: init for init in graph.initializer}, input_free(model)
+    for index, node in enumerate(graph.node):
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        reshapes = node.op_type == "Reshape" and not allowzero and node.input[0] not in fixed \
+            and node.input[0] not in constants
+        shape = constants.get(node.input[1]) if reshapes and first_dims.get(node.input[0]) == 1 else None
+        if shape is None or not shape.dims or numpy_helper.to_array(shape)[0] != 1:
+            continue
+        freed = numpy_helper.to_array(shape).copy()
+        freed[0] = 0
+        name = f"{shape.name}.free_batch.{index}"
+        graph.initializer.append(numpy_helper.from_array(freed, name))
+        node.input[1] = name
+    return proto
+
+
+def input_free(model: ir.Model) -> frozenset[str]:
+    """Names of the values the model computes from no input (a Clip's bound as a Constant node): the
+    same in every run, whatever its batch. A node with subgraphs counts as reading the inputs."""
+    reached = {v.name for v in model.graph.inputs}
+    free = set()
+    for node in model.graph:
+        reads = any(v is not None and v.name in reached for v in node.inputs) or any(
+            attr.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for attr in node.attributes.values())
+        (reached if reads else free).update(v.name for v in node.outputs)
+    return frozenset(free)

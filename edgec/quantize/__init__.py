@@ -214,7 +214,7 @@ def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: Quant
     from edgec.quantize.calibrate import METHODS
     from edgec.quantize.choose import HeldBack
 
-    held_back_judge = HeldBack(model, quantizer.ranges.held_back, kinds)
+    held_back_judge = HeldBack(model, quantizer.ranges.held_back, kinds, quantizer.ranges.held_back_outputs)
     quantizer.correct_bias = options.bias_correction != "off"
     if options.calibration_method == AUTO_METHOD:
         record.calibration_choice = _choose_on_held_back(

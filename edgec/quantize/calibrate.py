@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgec.ir import runtime
+
 BINS = 2048  # signed histogram bins at first (ORT's percentile default); merging adds bins of the same width
 ENTROPY_BINS = 512  # entropy searches a coarser copy: one KL divergence per candidate threshold
 ENTROPY_STEP = 4  # candidate thresholds every this many of its bins
@@ -29,24 +31,40 @@ class Ranges:
     """Histograms of the float model's tensors over the calibration runs, and each method's ranges."""
 
     def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path,
-                 input_means_of: frozenset[str] = frozenset()):
-        """`input_means_of`: tensors whose mean map over the calibration part's runs is kept too (bias.py)."""
+                 input_means_of: frozenset[str] = frozenset(), constant: frozenset[str] = frozenset(),
+                 model_outputs: tuple[str, ...] = (), batched_path: Path | None = None):
+        """`input_means_of`: tensors whose mean map over the calibration part's runs is kept too (bias.py);
+        `constant`: tensors the model computes from no input (runtime.input_free), which batched runs keep;
+        `model_outputs`: the float model's outputs, kept for each held-back run (`held_back_outputs`: the
+        reference the methods are judged against, computed here once); `batched_path`: the model with its
+        one-sample axis freed (runtime.free_batch), run instead where onnxruntime takes it."""
+        from onnxruntime import InferenceSession
         from onnxruntime.quantization.calibrate import HistogramCalibrater
 
         from edgec.quantize.bias import MeanInput
 
         held = len(runs) // HELD_BACK if len(runs) // HELD_BACK >= MIN_HELD_BACK else 0
         self.workdir, self.held_back = workdir, runs[len(runs) - held:] if held else []
-        calibrater = HistogramCalibrater(str(model_path), list(op_types) or None, str(workdir / "augmented.onnx"))
-        calibrater.augment_graph()  # every tensor to calibrate made an output
-        calibrater.create_inference_session()
-        session, names = calibrater.infer_session, calibrater.tensors_to_calibrate
+        for path in (batched_path, model_path) if batched_path else (model_path,):
+            calibrater = HistogramCalibrater(str(path), list(op_types) or None, str(workdir / "augmented.onnx"))
+            calibrater.augment_graph()  # every tensor to calibrate made an output
+            try:
+                session = InferenceSession(calibrater.augmented_model_path, runtime.session_options(),
+                                           providers=["CPUExecutionProvider"])
+                break
+            except Exception:  # onnxruntime's shape inference refuses the freed batch: the model as built
+                if path == model_path:
+                    raise
+        names = calibrater.tensors_to_calibrate
         outputs = [o.name for o in session.get_outputs()]
         histograms: dict[str, Histogram] = {}
         self._histograms, self.input_means = {}, {}
+        self.held_back_outputs: list[list[np.ndarray]] = []
         for part, chunk in (("calibration", runs[:len(runs) - held]), ("all", self.held_back)):
-            for feed in chunk:
-                computed = dict(zip(outputs, session.run(None, feed)))
+            for feed, values in zip(chunk, runtime.run_each(session, chunk, constant)):
+                computed = dict(zip(outputs, values))
+                if part == "all":
+                    self.held_back_outputs.append([computed[name].copy() for name in model_outputs])
                 for name, value in computed.items():
                     if name in names and value.size and np.issubdtype(value.dtype, np.floating):
                         histograms.setdefault(name, Histogram()).add(value)

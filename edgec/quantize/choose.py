@@ -82,21 +82,28 @@ class HeldBack:
     every target's runtime. fp32's outputs are computed once, and a graph the quantizer made before (the
     bias choice's "on" is the method choice's graph) is not run again."""
 
-    def __init__(self, float_model: ir.Model, feeds: list[dict], kinds: list[str]):
+    def __init__(self, float_model: ir.Model, feeds: list[dict], kinds: list[str],
+                 reference: list[list[np.ndarray]] | None = None):
+        """`reference`: fp32's outputs of each feed where they are known (the calibration pass computes them)."""
         self.float_model, self.feeds, self.kinds = float_model, feeds, kinds
-        self._reference: list[np.ndarray] | None = None
+        self._reference: list[np.ndarray] | None = _stacked(reference) if reference else None
         self._fidelity: dict[str, tuple] = {}  # a graph's QDQ_FILE -> its fidelity
 
     def measure(self, option: str, graphs: dict[str, ir.Model]) -> list[SchemeCandidate]:
         """Each value of `option` (a calibration method, bias correction on or off) by its graph."""
         if self._reference is None:
-            self._reference = _outputs(onnxruntime_runner(self.float_model), self.feeds)
+            self._reference = self._outputs(self.float_model)
         return [SchemeCandidate(value, {option: value}, *self._fidelity_of(graph)) for value, graph in graphs.items()]
+
+    def _outputs(self, model: ir.Model) -> list[np.ndarray]:
+        """The model's outputs on the held-back runs, computed in batches (runtime.run_each)."""
+        return _stacked(list(runtime.run_each(runtime.session(model, batches=True), self.feeds,
+                                              runtime.input_free(model))))
 
     def _fidelity_of(self, graph: ir.Model) -> tuple:
         made = graph.meta.get(QDQ_FILE)
         if made not in self._fidelity:
-            fidelity = _fidelity_of(self._reference, _outputs(onnxruntime_runner(graph), self.feeds), self.kinds)
+            fidelity = _fidelity_of(self._reference, self._outputs(graph), self.kinds)
             if made is None:
                 return fidelity
             self._fidelity[made] = fidelity
@@ -148,7 +155,11 @@ def _fidelity(c: SchemeCandidate) -> str:
 
 def _outputs(run: Runner, feeds: list[dict]) -> list[np.ndarray]:
     """Every output over all feeds, the runs stacked along a new leading axis."""
-    runs = [run(feed) for feed in feeds]
+    return _stacked([run(feed) for feed in feeds])
+
+
+def _stacked(runs: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Runs' outputs, each stacked along a new leading axis."""
     return [np.stack([out[i] for out in runs]) for i in range(len(runs[0]))]
 
 

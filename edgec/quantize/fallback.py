@@ -112,7 +112,10 @@ class PolicyJudge:
     def failures(self, model: ir.Model) -> dict[str, str]:
         """Output -> what failed (empty when every output passes)."""
         try:
-            outputs = runtime.run_all(runtime.session(model), self.checker.runs, self.checker.outputs)
+            session, feeds = runtime.session(model, batches=True), list(self.checker.runs)
+            names = [output.name for output in session.get_outputs()]
+            outputs = self.checker.runs.merge([dict(zip(names, values)) for values in runtime.run_each(
+                session, feeds, runtime.input_free(model))], self.checker.outputs)
         except Exception as exc:  # onnxruntime's own errors: a scheme its kernels do not run (TensorRT's)
             logger.info(f"the int8 graph does not run in onnxruntime ({exc}): the target's verification judges it")
             return {}

@@ -64,21 +64,19 @@ def quantized_layers(qdq: ir.Model) -> dict[str, dict]:
     return layers
 
 
-def _session(model: ir.Model, outputs: list[str]):
-    """A session that also returns the named intermediate tensors."""
+def _runs(model: ir.Model, outputs: list[str], feeds: list[dict]):
+    """Each feed's named tensors (graph inputs among them) as the model computes them, in batches
+    (runtime.run_each)."""
     model = eir.clone(model)
     values = {v.name: v for node in model.graph for v in node.outputs}
     existing = {v.name for v in model.graph.outputs} | {v.name for v in model.graph.inputs}
     for tensor in outputs:
         if tensor not in existing:
             model.graph.outputs.append(values[tensor])
-    return runtime.session(model)
-
-
-def _fetch(session, names: list[str], feed: dict) -> dict:
-    graph_inputs = {n: v for n, v in feed.items() if n in names}
-    rest = [n for n in names if n not in graph_inputs]
-    return {**graph_inputs, **dict(zip(rest, session.run(rest, feed)))}
+    session = runtime.session(model, batches=True)
+    names = [output.name for output in session.get_outputs()]
+    for feed, computed in zip(feeds, runtime.run_each(session, feeds, runtime.input_free(model))):
+        yield {**{n: v for n, v in feed.items() if n in outputs}, **dict(zip(names, computed))}
 
 
 def _float_name(name: str, dq_name: str, known: set[str]) -> str | None:
@@ -154,10 +152,8 @@ def tensor_errors(float_model: ir.Model, qdq: ir.Model, data: CalibrationData,
     quant_names = sorted(set(dequantized.values()))
     slices = {name: _Slices(concats[name][0] if name in concats else 1) for name in dequantized}
     groups: dict[str, list[int]] = {}
-    fsess, qsess = _session(float_model, float_names), _session(qdq, quant_names)
-    for feed in itertools.islice(data.feeds(), REPORT_SAMPLES):
-        f = _fetch(fsess, float_names, feed)
-        q = _fetch(qsess, quant_names, feed)
+    feeds = list(itertools.islice(data.feeds(), REPORT_SAMPLES))
+    for f, q in zip(_runs(float_model, float_names, feeds), _runs(qdq, quant_names, feeds)):
         for name in dequantized:
             a, b = np.asarray(f[name], np.float32), np.asarray(q[dequantized[name]], np.float32)
             slices[name].add(a, b)
