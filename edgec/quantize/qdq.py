@@ -157,7 +157,6 @@ class Quantizer:
         self.computed_weights = tuple(node.name for node in model.graph if node.op_type in MAC_OPS
                                       and node.inputs[1].const_value is None)
         self.weights_by_input = _weights_by_input(model)
-        self.channel_weights = _channel_weights(model)
         self.float_path = eir.save(model, workdir / "float.onnx")
         freed = runtime.free_batch(model)
         batched = None if freed is None else workdir / "float-free-batch.onnx"
@@ -254,10 +253,6 @@ class Quantizer:
                              per_channel=self.scheme.per_channel, weight_type=types[self.scheme.weights],
                              nodes_to_exclude=[*self.always_float, *self.kept_float, *exclude])
             return
-        if self.scheme.per_channel:
-            reduced = self.scheme.overflow_fix == "enable"
-            self._weights.seed_channels(types[self.scheme.weights].tensor_type, [
-                (array, axis, reduced or name in seven_bit) for name, (array, axis) in self.channel_weights.items()])
         with self._weights.answering():
             quantize_static(
                 str(float_path),
@@ -294,7 +289,6 @@ class _WeightCache:
 
     def __init__(self):
         self.answers: dict[tuple, object] = {}
-        self.seeded: set[tuple] = set()
 
     @contextlib.contextmanager
     def answering(self):
@@ -320,24 +314,6 @@ class _WeightCache:
             return _copy(self.answers[key])  # the caller may change what it gets
         return cached
 
-    def seed_channels(self, quant_type: int, weights: list[tuple[np.ndarray, int, bool]]) -> None:
-        """Answer ahead the per-channel calls of `compute_data_quant_params` that quantizing each (weight,
-        channel axis, reduce_range) of symmetric `quant_type` makes, all channels of a weight computed at
-        once (onnxruntime's loop over 17,000 MobileNetV2 channels took 3 s)."""
-        from onnxruntime.quantization import qdq_quantizer
-
-        function = qdq_quantizer.compute_data_quant_params
-        for array, axis, reduce_range in weights:
-            seeded = (id(array), axis, reduce_range, quant_type)
-            if seeded in self.seeded:
-                continue
-            self.seeded.add(seeded)
-            channels = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
-            for channel, answer in zip(channels, _symmetric_channel_params(channels, quant_type, reduce_range)):
-                key = (function, _content(channel), quant_type, True, ("min_real_range", None),
-                       ("reduce_range", reduce_range), ("rmax_override", None), ("rmin_override", None))
-                self.answers.setdefault(key, answer)
-
     def _cached_parameters(self, method):
         def cached(quantizer) -> dict:
             key = (method, *_weight_settings(quantizer))
@@ -346,24 +322,6 @@ class _WeightCache:
             # the int32 bias check rescales some weights of its copy in place
             return {name: copy.deepcopy(params) for name, params in self.answers[key].items()}
         return cached
-
-
-def _symmetric_channel_params(channels: np.ndarray, quant_type: int, reduce_range: bool) -> list[tuple]:
-    """onnxruntime's `compute_data_quant_params(channel, quant_type, True, reduce_range)` for each row of
-    `channels`, its scalar steps done on all rows at once (each step the same IEEE operation on the same
-    types): (zero point, scale) 0-d arrays."""
-    from onnxruntime.quantization.quant_utils import get_qmin_qmax_for_qType
-
-    qmin, qmax = get_qmin_qmax_for_qType(quant_type, reduce_range, symmetric=True)
-    zero = np.zeros((), channels.dtype)
-    absmax = np.maximum(np.abs(np.minimum(channels.min(1), zero)), np.abs(np.maximum(channels.max(1), zero)))
-    scale = (absmax.astype(np.float64) - (-absmax).astype(np.float64)) / (
-        np.array(qmax, dtype=np.float64) - np.array(qmin, dtype=np.float64))
-    too_small = scale < np.finfo(channels.dtype).tiny
-    stored = np.where(too_small, np.array(1.0, channels.dtype), scale.astype(channels.dtype))
-    middle = np.array(np.round((qmin + qmax) / np.array(2.0, dtype=np.float64)), dtype=qmin.dtype)
-    zero_point = np.where(too_small, np.array(0, qmin.dtype), middle)
-    return [(np.array(z, dtype=qmin.dtype), np.array(s, dtype=channels.dtype)) for z, s in zip(zero_point, stored)]
 
 
 def _weight_settings(quantizer) -> tuple:
@@ -403,23 +361,6 @@ def _with_constant_input(model: ir.Model, op_types: tuple[str, ...]) -> list[str
         if node.op_type in op_types and any(v is not None and v.const_value is not None for v in node.inputs):
             node.name = node.name or f"{node.op_type}_{index}"
             found.append(node.name)
-    return found
-
-
-CHANNEL_AXIS = {"Conv": 0, "ConvTranspose": 1, "MatMul": -1}  # onnxruntime's per-channel axis of each weight
-
-
-def _channel_weights(model: ir.Model) -> dict[str, tuple[np.ndarray, int]]:
-    """Each float32 weight of a MAC layer with onnxruntime's per-channel axis for it (a Gemm's by transB)."""
-    found = {}
-    for node in model.graph:
-        weight = node.inputs[1] if node.op_type in (*CHANNEL_AXIS, "Gemm") and len(node.inputs) > 1 else None
-        if weight is None or weight.const_value is None or weight.const_value.dtype != ir.DataType.FLOAT:
-            continue
-        array = weight.const_value.numpy()
-        axis = CHANNEL_AXIS.get(node.op_type, 0 if node.attributes.get_int("transB", 0) else 1)
-        if array.ndim >= 2 and array.size and np.isfinite(array).all():  # onnxruntime refuses a NaN range
-            found[weight.name] = array, axis % array.ndim
     return found
 
 

@@ -48,28 +48,3 @@ def test_repeated_runs_give_a_fresh_quantizers_bytes_and_quantize_weights_once(t
     fresh = [_bytes(_quantizer(target, tmp_path / f"fresh{i}"), *run) for i, run in enumerate(RUNS)]
     assert repeated == fresh
     assert len(computed) == first_run * (1 + len(RUNS))  # the shared quantizer's weights: in its first run only
-
-
-def test_weights_channels_computed_at_once_are_onnxruntimes(tmp_path, monkeypatch):
-    """The per-channel parameters seeded for all channels at once are onnxruntime's own, bit for bit:
-    for each weight type and range, and in the graph a quantizer writes."""
-    from onnx import TensorProto
-    from onnxruntime.quantization.quant_utils import compute_data_quant_params
-
-    from edgec.quantize.qdq import _channel_weights, _symmetric_channel_params, _WeightCache
-
-    weights = _channel_weights(ir.load(DIGITS / "digits_cnn.onnx"))
-    assert len(weights) == 4  # three convolutions and the classifier's Gemm
-    for array, axis in weights.values():
-        channels = np.moveaxis(array, axis, 0).reshape(array.shape[axis], -1)
-        for quant_type in (TensorProto.INT8, TensorProto.UINT8):
-            for reduce_range in (False, True):
-                seeded = _symmetric_channel_params(channels, quant_type, reduce_range)
-                for index, (zero_point, scale) in enumerate(seeded):
-                    want = compute_data_quant_params(array.take(index, axis).ravel(), quant_type, True,
-                                                     reduce_range=reduce_range)
-                    assert [(a.dtype, a.shape, a.tobytes()) for a in (zero_point, scale)] == [
-                        (a.dtype, a.shape, a.tobytes()) for a in want]
-    with_seeds = _bytes(_quantizer("tflite-arm", tmp_path / "seeded"), "minmax", True, ())
-    monkeypatch.setattr(_WeightCache, "seed_channels", lambda *args: None)
-    assert _bytes(_quantizer("tflite-arm", tmp_path / "computed"), "minmax", True, ()) == with_seeds
