@@ -174,3 +174,21 @@ def test_recurrent_model_is_unrolled_for_tvm(tmp_path):
     expected = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     for name, value in zip(["y", "y_h", "y_c"], expected):
         np.testing.assert_allclose(got[name], value, atol=1e-5)
+
+
+def test_tile_is_computed_without_the_vectorizer_fault(tmp_path):
+    """A feature map tiled along three axes: TVM's own Tile kernel read past the input row on AVX-512 hosts
+    (1440 of 2880 values wrong); the build lowers it as Reshape -> Expand -> Reshape, exact everywhere."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    repeats = np.array([1, 5, 4, 2], np.int64)
+    graph = helper.make_graph([helper.make_node("Tile", ["features", "repeats"], ["tiled"])], "tile",
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 3, 4, 6])],
+                              [helper.make_tensor_value_info("tiled", TensorProto.FLOAT, [1, 15, 16, 12])],
+                              [numpy_helper.from_array(repeats, "repeats")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "tile.onnx")
+    out = tmp_path / "art"
+    edgec("build", tmp_path / "tile.onnx", "-t", "tvm-x86", "-o", out, check=True)
+    features = np.random.default_rng(0).standard_normal((1, 3, 4, 6)).astype(np.float32)
+    np.testing.assert_array_equal(infer(out, {"features": features}, tmp_path)["tiled"], np.tile(features, repeats))

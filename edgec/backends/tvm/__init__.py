@@ -122,14 +122,19 @@ class TVMBackend(Backend):
 
     @staticmethod
     def _relax(model: ir.Model, precision: str):
-        """ONNX -> Relax with static shapes and the weights as constants, fp16 if asked."""
+        """ONNX -> Relax with static shapes and the weights as constants, fp16 if asked, and the
+        rewrites around the kernels TVM computes wrong."""
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
+
+        from edgec.backends.tvm import rewrites
+        from edgec.passes import RulesPass
 
         shapes = {v.name: [int(d) for d in v.shape] for v in model.graph.inputs}
         # TVM reads every weight into its constants: external data is loaded here (into a copy), since TVM's
         # importer resolves the .data file against the current folder, not the model's
         in_memory = ir.external_data.load_to_model(model.clone())
+        RulesPass(rewrites.RULES)(in_memory)
         mod = from_onnx(ir.serde.serialize_model(in_memory), shape_dict=shapes, keep_params_in_input=False)
         mod = relax.transform.DecomposeOpsForInference()(mod)
         if precision == "fp16":
