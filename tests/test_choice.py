@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +54,9 @@ def test_choice_is_the_fastest_within_budget_and_never_emulated_timings():
             Candidate("t", "int8", status="refused", reason="why")]
     assert choose(rows, 99.5, budget=1.0).index == 2  # int8 is faster but loses 2.5 points
     assert choose(rows, 99.5, budget=3.0).index == 1
+    slower_int8 = [Candidate("t", "fp32", figures=figures(0.09, 100, 98.0)),
+                   Candidate("t", "int8", figures=figures(0.2, 30, 98.0))]
+    assert choose(slower_int8, 98.0, budget=50.0).index == 0  # int8 as accurate, but measured slower: fp32 kept
     mark_pareto(rows)
     assert [r.pareto for r in rows] == [True, True, True, False]
     emulated = [Candidate("t", p, figures=figures(ms, size, 99.5, emulated=True))
@@ -104,7 +108,7 @@ def test_report_renders_in_headless_chromium(comparison, tmp_path):
     html = report.read_text()
     assert html == (comparison["folder"] / "report.html").read_text()  # compare --html wrote the same report
     assert html.count("<svg") == 4 and "<script" not in html and "Pareto front" in html
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,1800"]
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,2400"]
     dom = subprocess.run([chromium, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True,
                          timeout=120).stdout
     assert dom.count("<svg") == 4 and dom.count("<figure") == 4 and "<table>" in dom
@@ -112,11 +116,20 @@ def test_report_renders_in_headless_chromium(comparison, tmp_path):
     subprocess.run([chromium, *flags, f"--screenshot={shot}", report.as_uri()], capture_output=True, timeout=120,
                    check=True)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
-    assert pixels.shape == (1800, 1400)
-    # The two scatter plots sit side by side under the title; the charts below them: all drawn, none blank.
-    for top, bottom, left, right in ((150, 500, 0, 650), (150, 500, 650, 1300), (520, 1100, 0, 900)):
+    assert pixels.shape == (2400, 1400)
+    # Where the browser laid each chart out (side by side or stacked, by its fonts): a copy of the report with
+    # one script that writes each svg's box into the DOM. Every chart is drawn there, none blank.
+    probe = tmp_path / "probe.html"
+    probe.write_text(html.replace("</body>", "<script>document.querySelectorAll('svg').forEach(s => {const r = "
+                                  "s.getBoundingClientRect(); s.dataset.box = [r.top, r.bottom, r.left, r.right]"
+                                  ".map(Math.round).join(' ')})</script></body>"))
+    probed = subprocess.run([chromium, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
+                            timeout=120).stdout
+    boxes = [tuple(map(int, box.split())) for box in re.findall(r'data-box="([-\d ]+)"', probed)]
+    assert len(boxes) == 4
+    for top, bottom, left, right in boxes:
         region = pixels[top:bottom, left:right]
-        assert (region < 128).mean() > 0.01 and region.std() > 20, (top, left)
+        assert region.size > 200 * 200 and (region < 128).mean() > 0.01 and region.std() > 20, (top, left)
 
 
 def test_compare_refuses_bad_input_in_one_line(tmp_path, digits_model, digits_files):
@@ -151,7 +164,10 @@ def test_precision_auto_measures_each_precision_and_config_replays_it(tmp_path, 
 
 
 @pytest.mark.slow
-def test_precision_auto_keeps_fp32_where_int8_is_measured_slower(tmp_path):
+def test_precision_auto_keeps_the_precision_measured_fastest(tmp_path):
+    """The tanh CNN's float islands make its int8 slower than fp32 on AVX2 hosts without VNNI (2.1x measured);
+    on VNNI hosts int8, fp16 and fp32 come within 10 % of one another. Either way the build keeps what it measured
+    fastest within the budget, never int8 for being int8."""
     sys.path.insert(0, str(ROOT / "models" / "digits"))
     from tanh_cnn import train_tanh_cnn
 
@@ -162,8 +178,9 @@ def test_precision_auto_keeps_fp32_where_int8_is_measured_slower(tmp_path):
           "--calibration", model["calibration"], "--max-accuracy-drop", 50, "-o", out, check=True)
     choice = manifest(out)["choice"]
     measured = {c["precision"]: c for c in choice["candidates"]}
-    assert measured["int8"]["p50_ms"] > 1.3 * measured["fp32"]["p50_ms"], measured  # int8 slower by a wide margin
-    assert choice["winner"] != "int8" and manifest(out)["precision"] == choice["winner"]
+    assert set(measured) == {"fp32", "fp16", "int8"} and all(c["status"] == "measured" for c in measured.values())
+    assert choice["winner"] == min(measured.values(), key=lambda c: c["p50_ms"])["precision"], measured
+    assert manifest(out)["precision"] == choice["winner"]
 
 
 def test_build_config_file_round_trips_and_names_only_build_flags(tmp_path, digits_model):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 import subprocess
 import sys
@@ -231,7 +232,7 @@ def attention(tmp_path_factory):
     return train_attention(tmp_path_factory.mktemp("attention"))
 
 
-def test_transformer_candidate_runs_int8_matmuls_within_the_error_bound(attention, tmp_path):
+def test_transformer_candidate_runs_int8_matmuls_within_the_error_bound(attention, tmp_path, monkeypatch):
     """openvino-cpu's transformer candidate (NNCF's transformer patterns): it fits a model whose MACs are all
     MatMul/Gemm and no CNN (the gate onnxruntime's run-time-range candidate passes); built, every weighted
     MatMul runs in OpenVINO's int8 kernels, and the classes keep fp32's on unseen digits."""
@@ -241,6 +242,7 @@ def test_transformer_candidate_runs_int8_matmuls_within_the_error_bound(attentio
     from edgec.quantize import _fitting_candidates
     from edgec.quantize.fallback import MacShare
     from edgec.quantize.qdq import Quantizer, Scheme
+    from edgec.runners.device_probe import x86_features
     from edgec.targets import load_target
     from conftest import DIGITS
 
@@ -254,8 +256,15 @@ def test_transformer_candidate_runs_int8_matmuls_within_the_error_bound(attentio
             assert ("s8-transformer" in fitting) == fits
 
     out = tmp_path / "int8"
-    edgec("build", attention["model"], "-t", "openvino-cpu", "--precision", "int8", "--calibration",
-          attention["calibration"], "--quantizer", "nncf", "--int8-scheme", "s8-transformer", "-o", out, check=True)
+    build = ("build", attention["model"], "-t", "openvino-cpu", "--precision", "int8", "--calibration",
+             attention["calibration"], "--quantizer", "nncf", "--int8-scheme", "s8-transformer", "-o", out)
+    if platform.machine() == "x86_64" and "amx_int8" in x86_features():
+        # OpenVINO 2026.4's AMX int8 kernels compute this graph wrong (top-1 agreement with fp32 38 % on the
+        # build's samples; the same IR with oneDNN capped at AVX-512 VNNI: 100 %). The build says so.
+        proc = edgec(*build)
+        assert proc.returncode == 3 and not out.exists() and (tmp_path / "int8.unverified").is_dir(), proc.stderr
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")  # the builds and harness runs below
+    edgec(*build, check=True)
     m = manifest(out)
     assert m["backend"]["nncf"]["model_type"] == "transformer"
     weighted = [layer for layer in m["backend"]["layers"] if layer["type"] == "FullyConnected"]

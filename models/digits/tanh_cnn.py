@@ -1,14 +1,15 @@
-"""A real, tiny model where int8 is slower than fp32: a 12-layer, 8-channel CNN with tanh activations,
-trained on scikit-learn's digits in a few seconds (BatchNorm, folded into the convolutions by the
-build, makes it trainable this deep). Used by tests/test_choice.py and benchmarks/choice_digits.py;
+"""A real, tiny model where int8 can be slower than fp32 (on hosts without VNNI): a 12-layer, 8-channel CNN
+with tanh activations, trained on scikit-learn's digits in a few seconds (BatchNorm, folded into the
+convolutions by the build, makes it trainable this deep). Used by tests/test_choice.py and benchmarks/choice_digits.py;
 trained when used (not committed).
 
 Its shape is the point: onnxruntime has no int8 Tanh, so every tanh is a float island between int8
 convolutions (QuantizeLinear, QLinearConv, DequantizeLinear, Tanh: four kernels where fp32 runs
-one fused Conv+Tanh), and on 8x8 images the per-kernel overhead is the whole cost. The int8 build
-measured 2.1x slower than fp32 here (p50 0.20-0.21 vs 0.092-0.097 ms in three rounds, loaded 2-core
-machine) and still verifies (0.054 of the output range). 16 layers of 4 channels were as slow but
-drifted past the verification limit (0.285 of the range).
+one fused Conv+Tanh), and on 8x8 images the per-kernel overhead is the whole cost. On an AVX2 host without
+VNNI the int8 build measured 2.1x slower than fp32 (p50 0.20-0.21 vs 0.092-0.097 ms in three rounds, loaded
+2-core machine) and still verifies (0.054 of the output range). On an AVX-512 VNNI host the int8 convolutions
+win back the islands' cost: int8 0.082-0.086 ms against fp32 0.090-0.096 ms. 16 layers of 4 channels were as
+slow but drifted past the verification limit (0.285 of the range).
 
 With `silu`, each activation is SiLU, which the exporter writes as x * sigmoid(x), and a 2x2 max pool
 comes before the classifier: the forms OpenVINO fuses into the convolution before them
