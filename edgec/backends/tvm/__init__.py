@@ -57,8 +57,14 @@ class TVMBackend(Backend):
     def check_node(self, node: ir.Node) -> str:
         if node.op_type in QUANTIZED_OPS:
             return "TVM's ONNX import runs quantized ops as float arithmetic: build the float model"
-        if node.op_type == "Resize" and node.attributes.get_string("mode", "nearest") == "cubic":
-            return "TVM 0.27's cubic Resize differs from ONNX's"
+        if node.op_type == "Resize":
+            return _resize_fault(node)
+        if node.op_type == "BatchNormalization" and node.attributes.get_int("training_mode", 0):
+            return "TVM 0.27 normalises a training-mode BatchNormalization with the running statistics"
+        if node.op_type == "ConvTranspose" and "output_shape" in node.attributes:
+            return "TVM 0.27 ignores ConvTranspose's output_shape: give the pads instead"
+        if node.op_type == "SpaceToDepth" and node.attributes.get_string("mode", "DCR") != "DCR":
+            return "TVM 0.27 reads a mode attribute that ONNX's SpaceToDepth does not have (it is always DCR)"
         if node.op_type == "Expand" and node.inputs[1].const_value is None:
             return "TVM 0.27 broadcasts a computed Expand shape wrongly; fix the shapes with --input-shape"
         if node.op_type == "Mish":  # the shared passes rewrite these two (passes/stable.py)
@@ -152,6 +158,25 @@ class TVMBackend(Backend):
             executable.export_library(str(path), fcompile=tvm.support.cc.cross_compiler(llvm.compiler))
         else:
             executable.export_library(str(path))
+
+
+def _resize_fault(node: ir.Node) -> str:
+    """Why TVM 0.27 would compute this Resize differently from ONNX, or ""."""
+    mode = node.attributes.get_string("mode", "nearest")
+    if mode == "cubic":
+        return "TVM 0.27's cubic Resize differs from ONNX's"
+    if node.attributes.get_int("antialias", 0):
+        return "TVM 0.27 ignores Resize's antialias"
+    scales = node.inputs[2] if len(node.inputs) > 2 else None
+    shape = node.inputs[0].shape
+    # nearest rounds both mappings to the same pixels on every node test; linear interpolates between them
+    known = scales is not None and scales.const_value is not None and scales.const_value.size > 0
+    if mode == "nearest" or not known or shape is None or not shape.is_static():
+        return ""
+    if any(abs(int(d) * s - round(int(d) * s)) > 1e-6 for d, s in zip(shape, scales.const_value.numpy().tolist())):
+        return ("TVM 0.27 maps a Resize's coordinates by the ratio of the sizes, and ONNX by the given scales: "
+                "they differ where a size times its scale is not whole (give the output sizes instead)")
+    return ""
 
 
 def _host_target(target):
