@@ -60,8 +60,9 @@ def test_digits_int8_accuracy_and_proof(digits_int8, digits_data, digits_accurac
     assert m["precision"] == "int8"
     # both quantizers measured with OpenVINO's kernels: the target's two schemes and NNCF
     choice = m["quantization"]["scheme_choice"]
-    assert {c["name"] for c in choice["candidates"]} == {"s8-7bit-signed-inputs", "s8-7bit", "s8-7bit-first",
-                                                      "nncf s8-7bit-signed-inputs", "nncf s8-7bit-first"}
+    assert {c["name"] for c in choice["candidates"]} == {
+        "s8-7bit-signed-inputs", "s8-7bit", "s8-7bit-first", "s8-symmetric-7bit-first",
+        "nncf s8-7bit-signed-inputs", "nncf s8-7bit-first", "nncf s8-symmetric-7bit-first"}
     assert all(c["p50_ms"] > 0 and c["top1_agreement"] is not None for c in choice["candidates"])
     assert m["backend"]["quantizer"] == choice["options"]["quantizer"] == m["build"]["options"]["quantizer"]
     logits = infer(digits_int8, {"input": digits_data["x_test"]}, tmp_path)["logits"]

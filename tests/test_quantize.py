@@ -450,7 +450,8 @@ def test_data_movement_runs_in_int8_and_islands_are_reported():
 
 def test_scheme_choice_rule():
     """The most faithful candidate stays unless another is 10 % faster at equal fidelity (top-1 within 0.5
-    points and SQNR within 2 dB); the numbers are MobileNetV2's and the FER CNN's measures."""
+    points and SQNR within 2 dB, any two above 40 dB alike); the numbers are MobileNetV2's, the FER CNN's and
+    the PP-OCR direction classifier's measures."""
     from edgec.package.harness.manifest import SchemeCandidate
     from edgec.quantize.choose import choose
 
@@ -463,6 +464,10 @@ def test_scheme_choice_rule():
     assert choose([exact, SchemeCandidate("u8s8-7bit", {}, 70.3, 11.2, 27.0)])[0] is exact  # under 10 % faster
     no_classes = [SchemeCandidate("u8u8", {}, None, 23.0, 22.5), SchemeCandidate("u8s8-7bit", {}, None, 20.3, 15.0)]
     assert choose(no_classes)[0].name == "u8u8"  # 2.7 dB lower is not equal fidelity
+    near_float = [SchemeCandidate("s8-symmetric", {}, 100.0, 174.2, 3.28),
+                  SchemeCandidate("nncf", {}, 100.0, 163.6, 2.65)]
+    assert choose(near_float)[0].name == "nncf"  # both are fp32's result to the eye: the faster one
+    assert choose([near_float[0], SchemeCandidate("nncf", {}, 100.0, 37.0, 2.65)])[0].name == "s8-symmetric"
 
 
 def test_int8_that_does_not_verify_keeps_its_worst_layers_float(tmp_path):

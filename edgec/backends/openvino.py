@@ -134,7 +134,7 @@ class OpenVINOBackend(Backend):
             by_setting.setdefault(openvino_nncf.setting(scheme), name)
         engines = []
         for name in by_setting.values():
-            quantized, _ = openvino_nncf.quantize(_convert(model), target, calibration, options, schemes[name])
+            quantized, _ = openvino_nncf.quantize(_convert(model), calibration, options, schemes[name])
             chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {})}
             engines.append(Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized)))
         return engines
@@ -185,7 +185,7 @@ class OpenVINOBackend(Backend):
         if nncf_int8:
             from edgec.backends import openvino_nncf
 
-            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx.target, ctx.calibration, ctx.options,
+            ov_model, nncf = openvino_nncf.quantize(ov_model, ctx.calibration, ctx.options,
                                                     openvino_nncf.scheme(ctx.target, ctx.options.int8_scheme))
         path = ctx.out_dir / MODEL_FILE
         _numbered_names(ov_model, model)

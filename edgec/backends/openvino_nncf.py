@@ -1,12 +1,13 @@
 """NNCF post-training int8 for the openvino backend (`--quantizer nncf`).
 
 NNCF quantizes the OpenVINO model itself, with OpenVINO's own placement of FakeQuantize nodes
-and bias correction. Its preset, overflow fix and model type (transformer patterns) follow the
-target's scheme (or the candidate `--int8-scheme` names): where the scheme keeps weights at 7 bits
-beyond the first layer, NNCF does everywhere (it has no per-input rule). Its first-layer-only default lets the u8 x s8 sums of non-VNNI
-kernels saturate after any layer whose input goes below zero (BlazeFace's scores: -27.9 dB against
-fp32; 7-bit everywhere: 11.3 dB), but 7 bits cost MobileNetV2 top-1 (85.7 -> 76.8 % of 56 unseen
-crops): the build measures both.
+and bias correction. Its preset (by the scheme's activation symmetry), overflow fix and model type
+(transformer patterns) follow the target's scheme (or the candidate `--int8-scheme` names): where
+the scheme keeps weights at 7 bits beyond the first layer, NNCF does everywhere (it has no per-input
+rule). Its first-layer-only default lets the u8 x s8 sums of non-VNNI kernels saturate after any
+layer whose input goes below zero (BlazeFace's scores: -27.9 dB against fp32; 7-bit everywhere:
+11.3 dB), but 7 bits cost MobileNetV2 top-1 (85.7 -> 76.8 % of 56 unseen crops): the build
+measures both.
 With --max-accuracy-drop it runs NNCF's accuracy control, which keeps
 the most harmful layers in float until the drop on the --eval data fits: accuracy against the
 data's `labels`, or, without labels, top-1 agreement with the fp32 model.
@@ -32,20 +33,21 @@ def scheme(target, int8_scheme: str):
     return base.variant(int8_scheme) if int8_scheme in base.candidates else base
 
 
-def setting(scheme) -> tuple[str, str]:
-    """What NNCF makes of `scheme` (a quantize.qdq.Scheme): its overflow fix and model type."""
-    return OVERFLOW_FIX[scheme.overflow_fix], scheme.model_type
+def setting(scheme) -> tuple[str, str, str]:
+    """What NNCF makes of `scheme` (a quantize.qdq.Scheme): its overflow fix, model type and preset (symmetric
+    activations are NNCF's PERFORMANCE preset, asymmetric ones its MIXED)."""
+    preset = "performance" if scheme.activation_symmetric else "mixed"
+    return OVERFLOW_FIX[scheme.overflow_fix], scheme.model_type, preset
 
 
-def quantize(ov_model, target, calibration, options, scheme):
+def quantize(ov_model, calibration, options, scheme):
     """Return the int8 OpenVINO model and a record of how NNCF made it (the manifest's backend.nncf), with
-    the overflow fix and model type of `scheme` (the target's or a candidate's)."""
+    the preset, overflow fix and model type of `scheme` (the target's or a candidate's)."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
-    preset = (nncf.QuantizationPreset.PERFORMANCE if target.quantization.get("activation_symmetric")
-              else nncf.QuantizationPreset.MIXED)
-    overflow, model_type = setting(scheme)
+    overflow, model_type, preset_name = setting(scheme)
+    preset = nncf.QuantizationPreset(preset_name)
     fix = OverflowFix(overflow)
     advanced = AdvancedQuantizationParameters(overflow_fix=fix)
     family = nncf.ModelType(model_type) if model_type else None
