@@ -287,8 +287,8 @@ def test_nncf_keeps_7bit_weights_where_inputs_go_below_zero(fer_float, tmp_path)
     target = load_target("openvino-cpu")
     data = CalibrationData(split(specs, {specs[0].name: faces}, "faces", dynamic_batch=1), specs, "faces")
     options = resolve(target, {"quantizer": "nncf"})
-    quantized, record = openvino_nncf.quantize(ov.convert_model(str(eir.save(model, tmp_path / "m.onnx"))), target,
-                                               data, options, openvino_nncf.scheme(target, options.int8_scheme))
+    quantized, record = openvino_nncf.quantize(ov.convert_model(str(eir.save(model, tmp_path / "m.onnx"))), data,
+                                               options, openvino_nncf.scheme(target, options.int8_scheme))
     assert record["overflow_fix"] == "enable"
     compiled = ov.Core().compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     kernels = np.concatenate([compiled(faces[i : i + 1])[0] for i in range(len(faces))])
