@@ -63,6 +63,16 @@ def harness(artifact: Path, *args) -> subprocess.CompletedProcess:
                           text=True, timeout=900)
 
 
+def host_cpu_features() -> frozenset[str]:
+    """This host's x86 instruction-set features as edgec's device probe reads them (none off x86): what a
+    runtime's int8 kernels do can depend on them."""
+    import platform
+
+    from edgec.runners.device_probe import x86_features
+
+    return frozenset(x86_features()) if platform.machine() in ("x86_64", "AMD64") else frozenset()
+
+
 def manifest(artifact: Path) -> dict:
     return json.loads((artifact / "edgec.json").read_text())
 

@@ -353,13 +353,10 @@ def test_detector_head_keeps_its_scores(yolox, tmp_path):
 
 def _saturating_u8s8_kernels() -> bool:
     """Whether onnxruntime's u8 x s8 kernels on this host add product pairs in int16 (x86 with AVX2 and no VNNI)."""
-    import platform
+    from conftest import host_cpu_features
 
-    from edgec.runners.device_probe import x86_features
-
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return False
-    return not {"avx512_vnni", "avx_vnni"} & set(x86_features())
+    features = host_cpu_features()
+    return "avx2" in features and not {"avx512_vnni", "avx_vnni"} & features
 
 
 def test_int8_scheme_is_measured_recorded_and_replayed(fer_float):

@@ -16,7 +16,7 @@ def only_node(op_type: str, inputs: dict, constants: dict, **attributes) -> ir.N
         [helper.make_node(op_type, [*inputs, *constants], ["y"], **attributes)], "one",
         [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape) for name, shape in inputs.items()],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(np.asarray(value), name) for name, value in constants.items() if value is not None])
+        [numpy_helper.from_array(np.asarray(value), name) for name, value in constants.items()])
     model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]))
     return model.graph.node(0)
 
