@@ -374,6 +374,7 @@ class SchemeCandidate:
     top1_agreement: Optional[float]  # percent, with fp32; null where the first output is no score vector
     sqnr_db: float  # the worst output's, against fp32
     p50_ms: Optional[float] = None  # median of interleaved rounds, one thread, on the build host; null: not timed
+    top1_expected: Optional[float] = None  # percent: top-1 agreement with each row's error drawn from the others (quantize/choose.py)
 
 
 @dataclass
