@@ -448,8 +448,8 @@ def test_data_movement_runs_in_int8_and_islands_are_reported():
 
 def test_scheme_choice_rule():
     """The most faithful candidate stays unless another is 10 % faster at equal fidelity: on class scores,
-    top-1 agreement observed and expected within 0.5 points (SQNR within 2 dB where expected agreement was not
-    measured); on other outputs SQNR within 2 dB, any two above 40 dB alike. The numbers are MobileNetV2's,
+    expected top-1 agreement within 0.5 points (where it was not measured, observed top-1 and SQNR within 2 dB);
+    on other outputs SQNR within 2 dB, any two above 40 dB alike. The numbers are MobileNetV2's,
     the FER CNN's, the captcha CRNN's and the PP-OCR direction classifier's measures."""
     from edgec.package.harness.manifest import SchemeCandidate
     from edgec.quantize.choose import choose
@@ -472,7 +472,11 @@ def test_scheme_choice_rule():
     assert choose([crnn_edgec, crnn_nncf])[0] is crnn_nncf  # 3.2 dB lower, the same characters
     noisier = SchemeCandidate("nncf", {}, 100.0, 18.98, 0.5, top1_expected=94.53)  # the FER CNN's
     assert choose([SchemeCandidate("s8-7bit", {}, 100.0, 26.2, 0.647, top1_expected=97.27), noisier])[0].name == "s8-7bit"
-    assert choose([crnn_edgec, dataclasses.replace(crnn_nncf, top1_agreement=99.38)])[0] is crnn_edgec  # one flip
+    # MobileNetV2 with OpenVINO: 3 flips in 32 crops are noise beside every crop's margin (1024 crops: 89.8 % / 88.8 %)
+    asymmetric = SchemeCandidate("nncf s8-7bit-first", {}, 93.75, 19.98, 8.293, top1_expected=88.48)
+    symmetric = SchemeCandidate("nncf s8-symmetric-7bit-first", {}, 84.38, 20.08, 6.886, top1_expected=88.77)
+    assert choose([asymmetric, symmetric])[0] is symmetric
+    assert choose([asymmetric, dataclasses.replace(symmetric, top1_expected=87.9)])[0] is asymmetric
 
 
 def test_int8_that_does_not_verify_keeps_its_worst_layers_float(tmp_path):

@@ -45,7 +45,7 @@ JUDGED_RUNS = 32  # calibration runs the candidates are judged on
 ROUNDS = 7  # interleaved timing rounds; a candidate's latency is the median over rounds of its fastest run
 RUNS_PER_ROUND = 5
 FASTER = 1.10  # another candidate wins at equal fidelity when at least this much faster
-TOP1_POINTS = 0.5  # equal fidelity on class scores: top-1 agreement, observed and expected, within this many points
+TOP1_POINTS = 0.5  # equal fidelity on class scores: expected top-1 agreement within this many points
 SQNR_DB = 2.0  # on other outputs, SQNR at most this much lower: 7-bit weights cost MobileNetV2 1.7 dB, saturation 5 dB
 # SQNR above this is fp32's result to any task's eye (noise under 1 % of the signal's RMS): the PP-OCR direction
 # classifier's graphs at 163.6 and 174.2 dB are equally faithful, and the faster one, 1.24x, was passed over
@@ -141,8 +141,9 @@ def _candidate(name: str, overrides: dict, reference: list[np.ndarray], outputs:
 
 
 def choose(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:
-    """The most faithful candidate, unless another is at least 10 % faster at equal fidelity; and why."""
-    best = max(measured, key=lambda c: (c.top1_agreement or 0.0, c.sqnr_db))
+    """The most faithful candidate (on class scores, by expected top-1 agreement, where it was measured), unless
+    another is at least 10 % faster at equal fidelity; and why."""
+    best = max(measured, key=lambda c: (_top1(c), c.sqnr_db))
     faster = [c for c in measured if c.p50_ms * FASTER <= best.p50_ms and _equal(c, best)]
     if not faster:
         return best, f"{best.name} is the most faithful ({_fidelity(best)}) and none as faithful is 10 % faster"
@@ -151,14 +152,21 @@ def choose(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:
                     f"fidelity ({_fidelity(chosen)} vs {_fidelity(best)})")
 
 
+def _top1(c: SchemeCandidate) -> float:
+    """Top-1 agreement, expected where measured: on MobileNetV2 with OpenVINO, NNCF's symmetric graph was 1.20x
+    faster, 88.8 against 88.5 % expected, but 84.4 against 93.8 % observed on 32 crops; on 1024 crops it held
+    89.8 % against 88.8 %."""
+    return c.top1_expected if c.top1_expected is not None else (c.top1_agreement or 0.0)
+
+
 def _equal(candidate: SchemeCandidate, best: SchemeCandidate) -> bool:
-    """Class scores are judged by their task: top-1 agreement, observed and expected, within TOP1_POINTS
-    (a candidate measured before expected agreement was, by SQNR as well). Other outputs: SQNR within SQNR_DB,
-    any two above EXACT_DB alike."""
-    if best.top1_agreement is not None and best.top1_agreement - candidate.top1_agreement > TOP1_POINTS:
-        return False
+    """Class scores are judged by their task: expected top-1 agreement within TOP1_POINTS (a candidate measured
+    before expected agreement was: observed top-1 within TOP1_POINTS and SQNR as below). Other outputs: SQNR
+    within SQNR_DB, any two above EXACT_DB alike."""
     if best.top1_expected is not None and candidate.top1_expected is not None:
         return best.top1_expected - candidate.top1_expected <= TOP1_POINTS
+    if best.top1_agreement is not None and best.top1_agreement - candidate.top1_agreement > TOP1_POINTS:
+        return False
     return min(best.sqnr_db, EXACT_DB) - min(candidate.sqnr_db, EXACT_DB) <= SQNR_DB
 
 
