@@ -1,8 +1,10 @@
 """Run IR models in onnxruntime: the reference that samples, the error report and the fallback use."""
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import onnx_ir as ir
@@ -55,7 +57,7 @@ def run_all(sess, runs, outputs: list) -> dict[str, np.ndarray]:
     return runs.merge([dict(zip(names, sess.run(names, feed))) for feed in runs], outputs)
 
 
-BATCH_BYTES = 1 << 28  # outputs of one batched run at most (every calibrated tensor of MobileNetV2: ~25 MB a sample)
+BATCH_BYTES = 1 << 26  # outputs of one batched run at most (every calibrated tensor of MobileNetV2: ~25 MB a sample)
 
 
 def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) -> Iterator[list[np.ndarray]]:
@@ -65,7 +67,8 @@ def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) ->
     alone (MobileNetV2's 223 calibrated tensors are bit-identical in runs of 8), and a run of 8 costs a
     third of 8 lone ones. The first batch proves it for the model at hand: it repeats the first feed, and
     its first and last rows must equal their lone runs (a sample mixed with those before it along axis 0,
-    a sequence or a cumulative sum, shows in the last); else every feed runs alone."""
+    a sequence or a cumulative sum, shows in the last); else every feed runs alone. After the proof, the
+    next batch runs while the caller uses the one before (onnxruntime releases the GIL)."""
     if not feeds:
         return
     first = sess.run(None, feeds[0])
@@ -75,13 +78,10 @@ def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) ->
     batchable = all(_rows(first[i]) == 1 for i in varying) and _one_sample_shapes(feeds[0]) is not None
     size = max(1, BATCH_BYTES // max(1, sum(first[i].nbytes for i in varying))) if batchable else 1
     start, trusted = 1, False
-    while start < len(feeds):
+    while start < len(feeds) and size > 1 and not trusted:
         end = _batch_end(feeds, start, size)
         if end - start < 2:
             yield from (sess.run(None, feed) for feed in feeds[start:end])
-        elif trusted:
-            rows = _batched(sess, feeds[start:end], varying)
-            yield from rows if rows is not None else (sess.run(None, feed) for feed in feeds[start:end])
         else:
             same = _one_sample_shapes(feeds[0]) == _one_sample_shapes(feeds[start])
             rows = _batched(sess, feeds[:1] + feeds[start:end], varying) if same else None
@@ -90,6 +90,32 @@ def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) ->
             size = size if trusted else 1
             yield from rows[1:] if trusted else [*(sess.run(None, feed) for feed in feeds[start:end - 1]), last]
         start = end
+    batches = []
+    while start < len(feeds):
+        end = _batch_end(feeds, start, size)
+        batches.append(feeds[start:end])
+        start = end
+    for outputs in _ahead(functools.partial(_run_batch, sess, batch, varying) for batch in batches):
+        yield from outputs
+
+
+def _run_batch(sess, batch: list[dict], varying: list[int]) -> list[list[np.ndarray]]:
+    """Each feed's outputs: from one run of the batch where onnxruntime takes it, else from lone runs."""
+    rows = _batched(sess, batch, varying) if len(batch) > 1 else None
+    return rows if rows is not None else [sess.run(None, feed) for feed in batch]
+
+
+def _ahead(calls: Iterator[Callable]) -> Iterator:
+    """Each call's result in order, the next call running in a thread while the caller uses the one before."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = None
+        for call in calls:
+            running = pool.submit(call)
+            if pending is not None:
+                yield pending.result()
+            pending = running
+        if pending is not None:
+            yield pending.result()
 
 
 def _batch_end(feeds: list[dict], start: int, size: int) -> int:
@@ -151,7 +177,7 @@ def free_batch(model: ir.Model):
     proto = ir.serde.serialize_model(model)
     graph = proto.graph
     values = (*model.graph.inputs, *(out for node in model.graph for out in node.outputs))
-    first_dims = {v.name: v.shape[0] for v in values if v.shape is not None and v.shape.rank()}
+    first_dims = {v.name: _first_dim(v) for v in values}
     for value in (*graph.input, *graph.output):
         dims = value.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value") and dims[0].dim_value == 1:
@@ -173,6 +199,15 @@ def free_batch(model: ir.Model):
         graph.initializer.append(numpy_helper.from_array(freed, name))
         node.input[1] = name
     return proto
+
+
+def _first_dim(value: ir.Value):
+    """The value's size along axis 0, seen through the Quantize/DequantizeLinear pairs of a QDQ graph, whose
+    outputs have no shape inferred (a Reshape fed by a DequantizeLinear frees its batch as a float one)."""
+    while value.shape is None and value.producer() is not None \
+            and value.producer().op_type in ("QuantizeLinear", "DequantizeLinear"):
+        value = value.producer().inputs[0]
+    return value.shape[0] if value.shape is not None and value.shape.rank() else None
 
 
 def input_free(model: ir.Model) -> frozenset[str]:

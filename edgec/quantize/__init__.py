@@ -6,6 +6,7 @@ fp16 passes the float model through: each backend stores or runs fp16 its own wa
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 from pathlib import Path
@@ -179,11 +180,12 @@ def _choose_on_held_back(quantizer: Quantizer, option: str, values: tuple[str, .
         apply(unmeasured)
         return _measured_choice(option, unmeasured, f"too few calibration runs ({quantizer.data.count}) to hold "
                                 f"any back and judge: {unmeasured}", [])
-    graphs = {}
-    for value in values:
-        apply(value)
-        graphs[value] = quantizer.run()
-    measured = held_back_judge.measure(option, graphs)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # each graph judged while the quantizer makes the next
+        judged = []
+        for value in values:
+            apply(value)
+            judged.append(pool.submit(held_back_judge.measure, option, {value: quantizer.run()}))
+        measured = [candidate for future in judged for candidate in future.result()]
     chosen, why = choose.most_faithful(measured, len(held_back))
     logger.info(f"{option.replace('_', ' ')} {chosen.name}: {why}")
     apply(chosen.name)

@@ -29,7 +29,11 @@ class MeanInput:
     def add(self, value: np.ndarray) -> None:
         """Count the samples of one run (axis 0 is the batch)."""
         key = value.shape[1:]
-        self.sums[key] = self.sums.get(key, 0.0) + value.sum(axis=0, keepdims=True, dtype=np.float64)
+        summed = value.sum(axis=0, keepdims=True, dtype=np.float64)
+        if key in self.sums:
+            self.sums[key] += summed  # in place: no new float64 map per run and layer
+        else:
+            self.sums[key] = summed
         self.counts[key] = self.counts.get(key, 0) + value.shape[0]
 
     def maps(self) -> list[tuple[np.ndarray, int]]:

@@ -86,6 +86,27 @@ def test_batches_give_each_feeds_lone_outputs_in_fewer_runs(scaled_by_constant):
     assert counted.runs < len(feeds) // 4  # the first lone run, then batches
 
 
+def test_a_qdq_graph_batches_through_its_quantize_dequantize_pairs():
+    """A QDQ graph's DequantizeLinear outputs have no shape inferred (onnxruntime's quantizer writes none):
+    the Reshape they feed still frees its batch, as the float Reshape does."""
+    model, feeds = _digits_with_one_sample([1, 64]), _feeds(40)
+    reshape = next(node for node in model.graph if node.name == "flat")
+    scale = ir.Value(name="q_scale", const_value=ir.tensor(np.array(0.05, np.float32), name="q_scale"))
+    zero = ir.Value(name="q_zero", const_value=ir.tensor(np.array(0, np.int8), name="q_zero"))
+    model.graph.register_initializer(scale)
+    model.graph.register_initializer(zero)
+    quantized, dequantized = ir.Value(name="q"), ir.Value(name="dq")  # no shapes, as the quantizer leaves them
+    pair = [ir.Node("", "QuantizeLinear", [reshape.inputs[0], scale, zero], outputs=[quantized], name="q"),
+            ir.Node("", "DequantizeLinear", [quantized, scale, zero], outputs=[dequantized], name="dq")]
+    model.graph.insert_before(reshape, pair)
+    reshape.replace_input_with(0, dequantized)
+    counted = _Counted(runtime.session(model, batches=True))
+    batched = list(runtime.run_each(counted, feeds, runtime.input_free(model)))
+    alone = _each_alone(model, feeds)
+    assert all(np.array_equal(a, b) for got, want in zip(batched, alone) for a, b in zip(got, want))
+    assert counted.runs < len(feeds) // 4
+
+
 def test_a_model_that_folds_its_batch_away_runs_each_feed_alone():
     model, feeds = _digits_with_one_sample([-1]), _feeds(12)  # one sample's 64 features, no batch axis
     counted = _Counted(runtime.session(model, batches=True))
