@@ -60,8 +60,9 @@ COMMON = (
 # Taken by every target that builds int8: the shared quantization engine's settings.
 INT8 = (
     Option("calibration_method", str, "auto", "how int8 activation ranges are chosen; auto judges minmax, "
-           "percentile and entropy on held-back calibration samples against fp32 and keeps the most faithful",
-           choices=("auto", "minmax", "percentile", "entropy")),
+           "percentile, entropy and mean-minmax (each run's min and max, averaged) on held-back calibration "
+           "samples against fp32 and keeps the most faithful",
+           choices=("auto", "minmax", "percentile", "entropy", "mean-minmax")),
     Option("bias_correction", str, "auto", "whether each int8 layer's bias takes back its weights' mean rounding "
            "shift; auto judges both on held-back calibration samples against fp32 and keeps the more faithful",
            choices=("auto", "on", "off")),

@@ -71,12 +71,14 @@ def test_calibration_methods(method, tmp_path, digits_model, digits_files, digit
 
 
 def test_calibration_method_is_measured_recorded_and_replayed(digits_builds, digits_model, digits_files, tmp_path):
-    """The default --calibration-method auto judges minmax, percentile and entropy on held-back calibration
+    """The default --calibration-method auto judges minmax, percentile, entropy and mean-minmax on held-back calibration
     samples against fp32 and records each; a --config with the manifest's choices rebuilds the same bytes."""
     built = manifest(digits_builds / "int8")["quantization"]
     choice = built["calibration_choice"]
-    assert [c["name"] for c in choice["candidates"]] == ["minmax", "percentile", "entropy"]
-    assert all(c["top1_agreement"] >= 95 and c["sqnr_db"] > 25 for c in choice["candidates"])
+    assert [c["name"] for c in choice["candidates"]] == ["minmax", "percentile", "entropy", "mean-minmax"]
+    assert all(c["top1_agreement"] >= 95 for c in choice["candidates"])
+    # averaged per-run ranges clip the digits' activations (20.6 dB), which the judge sees and passes over
+    assert all(c["sqnr_db"] > 25 for c in choice["candidates"] if c["name"] != "mean-minmax")
     best = max(c["sqnr_db"] for c in choice["candidates"] if c["top1_agreement"] == 100.0)
     assert built["method"] == choice["chosen"] and choice["replay"] == f"--calibration-method {choice['chosen']}"
     assert next(c for c in choice["candidates"] if c["name"] == choice["chosen"])["sqnr_db"] == best

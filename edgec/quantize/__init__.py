@@ -21,7 +21,7 @@ from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
 
 AUTO_SCHEME = "auto"  # --int8-scheme: measure the target's candidates and choose
-AUTO_METHOD = "auto"  # --calibration-method: measure minmax, percentile and entropy on held-back samples
+AUTO_METHOD = "auto"  # --calibration-method: measure minmax, percentile, entropy and mean-minmax on held-back samples
 AUTO_BIAS = "auto"  # --bias-correction: measure the int8 graph with and without it on held-back samples
 EDGEC = "edgec"  # the one candidate of a target without scheme candidates, measured against a backend's own
 PER_CHANNEL_OPSET = 13  # DequantizeLinear's `axis` (per-channel scales) exists from opset 13

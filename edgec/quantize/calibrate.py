@@ -1,9 +1,10 @@
 """Activation ranges for every calibration method from one pass over the calibration data.
 
 The float model runs once per calibration run with every tensor to quantize made an output
-(onnxruntime's HistogramCalibrater); each tensor keeps one signed histogram with its min and max.
-minmax, percentile and entropy ranges are all read from those histograms, so
-`--calibration-method auto` judges the three without calibrating three times. The runs are always
+(onnxruntime's HistogramCalibrater); each tensor keeps one signed histogram with its min and max, and
+the sums of each run's min and max. minmax, percentile, entropy and mean-minmax (NNCF's default for
+activations) ranges are all read from those, so `--calibration-method auto` judges the four without
+calibrating four times. The runs are always
 collected in the same two parts, the calibration part and then the held-back part that auto judges
 on, so a method given on the command line finds the same histograms, and the same bytes, as the
 auto build that chose it.
@@ -24,7 +25,7 @@ PERCENTILE = 99.999  # of |x|: onnxruntime's default
 SAMPLED = 1 << 14  # values of one run a tensor's histogram counts
 HELD_BACK = 4  # one run in this many is held back to judge the methods on
 MIN_HELD_BACK = 2
-METHODS = ("minmax", "percentile", "entropy")
+METHODS = ("minmax", "percentile", "entropy", "mean-minmax")
 
 
 class Ranges:
@@ -95,6 +96,7 @@ class Histogram:
 
     def __init__(self):
         self.counts, self.width, self.low, self.high = np.zeros(0, np.int64), 0.0, np.inf, -np.inf
+        self.runs, self.lows, self.highs = 0, 0.0, 0.0  # each run's min and max, summed (mean-minmax)
 
     def add(self, value: np.ndarray) -> None:
         flat = value.ravel()
@@ -105,6 +107,7 @@ class Histogram:
                 return
             low, high = float(flat.min()), float(flat.max())
         self.low, self.high = min(self.low, low), max(self.high, high)
+        self.runs, self.lows, self.highs = self.runs + 1, self.lows + low, self.highs + high
         reach = max(abs(low), abs(high))
         if not self.width:
             self.width = (reach or 1e-8) * 2 / BINS
@@ -117,14 +120,19 @@ class Histogram:
         self.counts += np.bincount(np.minimum(index, 2 * half - 1), minlength=2 * half)
 
     def snapshot(self) -> tuple:
-        """(counts, edges, min, max), the form onnxruntime's histogram calibrators keep."""
+        """(counts, edges, min, max), the form onnxruntime's histogram calibrators keep, then the runs' mean
+        min and mean max."""
         half = self.counts.size // 2
         edges = np.arange(-half, half + 1, dtype=np.float64) * self.width
-        return (self.counts.copy(), edges.astype(np.float32), np.float32(self.low), np.float32(self.high))
+        runs = max(self.runs, 1)
+        return (self.counts.copy(), edges.astype(np.float32), np.float32(self.low), np.float32(self.high),
+                np.float32(self.lows / runs), np.float32(self.highs / runs))
 
 
 def _range(method: str, histogram: tuple) -> tuple[np.ndarray, np.ndarray]:
-    hist, edges, low, high = histogram[:4]
+    hist, edges, low, high, mean_low, mean_high = histogram
+    if method == "mean-minmax":  # NNCF's default for per-tensor activations: one outlier run moves it 1/N
+        return mean_low, mean_high
     if method == "percentile":
         return _percentile(hist, edges, low, high)
     if method == "entropy":

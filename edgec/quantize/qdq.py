@@ -24,7 +24,7 @@ from edgec.ir import runtime
 from edgec.ir.stats import MAC_OPS
 from edgec.quantize.data import CalibrationData
 
-METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy", "mean-minmax": "MinMax"}
 QDQ_FILE = "edgec.qdq_file"  # a Quantizer's graph's meta: the file it was read from, one per distinct graph
 OVERFLOW_FIXES = ("disable", "first_layer", "signed_inputs", "first_layer_and_signed_inputs", "enable")
 ACTIVATION_RANGES = ("calibrated", "runtime")

@@ -24,7 +24,7 @@ def test_methods_read_one_histogram():
     histogram = Histogram()
     for run in _relu_with_outliers():
         histogram.add(run)
-    counts, edges, low, high = snapshot = histogram.snapshot()
+    counts, edges, low, high, mean_low, mean_high = snapshot = histogram.snapshot()
     assert counts.sum() == 8 * 20_000 and counts.size == edges.size - 1 and edges[0] == -edges[-1]
     assert (low, high) == (0.0, 40.0) and _range("minmax", snapshot) == (0.0, 40.0)
     p_low, p_high = _range("percentile", snapshot)
@@ -32,6 +32,10 @@ def test_methods_read_one_histogram():
     assert p_low == e_low == 0.0  # never below the seen minimum
     assert 5.0 < p_high < 40.0  # one value in 160,000 lies past the 99.999th percentile of |x|
     assert 2.0 < e_high < p_high  # the KL search clips the long tail further
+    runs = _relu_with_outliers()
+    m_low, m_high = _range("mean-minmax", snapshot)  # NNCF's default: each run's min and max, averaged
+    assert m_low == 0.0 and np.isclose(m_high, np.mean([run.max() for run in runs]), rtol=1e-6)
+    assert e_high < m_high < 40.0 / 8 + max(run.max() for run in runs[1:])  # the outlier run moves it an eighth
 
 
 def test_larger_values_extend_the_histogram_without_rebinning():
@@ -39,7 +43,7 @@ def test_larger_values_extend_the_histogram_without_rebinning():
     histogram.add(np.linspace(-1, 1, 1001, dtype=np.float32))
     width = histogram.width
     histogram.add(np.array([0.0, 7.5], dtype=np.float32))
-    counts, edges, low, high = histogram.snapshot()
+    counts, edges, low, high = histogram.snapshot()[:4]
     assert histogram.width == width and edges[-1] >= 7.5 and counts.sum() == 1003 and (low, high) == (-1.0, 7.5)
 
 

@@ -54,7 +54,8 @@ def test_alternatives_follow_the_measured_order_and_keep_given_options():
     measured = _measured()
     # entropy before percentile: equal top-1, more dB; for each method the chosen bias correction first
     assert quantize._alternatives(measured, AUTO) == [
-        ("minmax", "off"), ("entropy", "on"), ("entropy", "off"), ("percentile", "on"), ("percentile", "off")]
+        ("minmax", "off"), ("entropy", "on"), ("entropy", "off"), ("percentile", "on"), ("percentile", "off"),
+        ("mean-minmax", "on"), ("mean-minmax", "off")]  # a method the record did not measure comes last
     given = SimpleNamespace(calibration_method="minmax", bias_correction="auto")
     assert quantize._alternatives(measured, given) == [("minmax", "off")]
     assert quantize._alternatives(measured, SimpleNamespace(calibration_method="entropy", bias_correction="off")) == []
