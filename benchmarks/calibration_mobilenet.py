@@ -27,11 +27,11 @@ sys.path.insert(0, str(MOBILENET))
 from calibration import photos, random_crop  # noqa: E402
 from preprocess import normalize  # noqa: E402
 
-from int8_peers import edgec_artifact, onnxruntime_session, openvino_default_int8  # noqa: E402
+from int8_peers import edgec_artifact, one_sample_feeds, onnxruntime_session, openvino_default_int8  # noqa: E402
 
 BUILDS = {  # row name -> (calibration method, bias correction)
     "auto": ("auto", "auto"), "minmax": ("minmax", "auto"), "percentile": ("percentile", "auto"),
-    "entropy": ("entropy", "auto"), "entropy, bias on": ("entropy", "on"), "entropy, bias off": ("entropy", "off")}
+    "entropy": ("entropy", "auto"), "mean-minmax": ("mean-minmax", "auto"), "entropy, bias on": ("entropy", "on"), "entropy, bias off": ("entropy", "off")}
 QUICK = ("auto", "entropy, bias on", "entropy, bias off")  # --quick: the bias correction rows only
 TARGET_OPTIONS = {"openvino-cpu": {"quantizer": "edgec"}}  # edgec's QDQ graph, not NNCF's
 EVAL_SEED = 1  # calibration.npz used seed 0
@@ -74,7 +74,7 @@ def main() -> None:
     reference = np.stack([fp32(feed)[0] for feed in feeds])
     calibration = MOBILENET / "calibration.npz"
     with np.load(calibration) as data:
-        calib_feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
+        calib_feeds = one_sample_feeds(data["input"])
     rows = {"openvino+nncf default": fidelity(openvino_default_int8(_Model, calib_feeds, {}), feeds, reference)}
     with tempfile.TemporaryDirectory(prefix="edgec-bench-calib-") as tmp:
         for target in args.targets.split(","):

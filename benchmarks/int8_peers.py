@@ -140,6 +140,11 @@ def latency(run, feed: dict) -> float:
     return min(times)
 
 
+def one_sample_feeds(images: np.ndarray) -> list[dict]:
+    """One feed per image, views of the one array (NpzFile reads an array again at every access)."""
+    return [{"input": images[i : i + 1]} for i in range(len(images))]
+
+
 def compare(model, rounds: int, tmp: Path, pipelines: list[str]) -> dict:
     from edgec.quantize.choose import agreement, sqnr
 
@@ -149,9 +154,9 @@ def compare(model, rounds: int, tmp: Path, pipelines: list[str]) -> dict:
 
         calibration = MOBILENET / "calibration.npz"
         with np.load(calibration) as data:
-            calib_feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
+            calib_feeds = one_sample_feeds(data["input"])
         with np.load(photo_crops(tmp)["unseen"]) as data:
-            feeds = [{"input": data["input"][i : i + 1]} for i in range(len(data["input"]))]
+            feeds = one_sample_feeds(data["input"])
     else:
         calibration, calib_feeds = model.calibration_file(tmp), feeds
     makers = {
