@@ -156,6 +156,8 @@ def test_precision_auto_measures_each_precision_and_config_replays_it(tmp_path, 
     fastest = min(choice["candidates"], key=lambda c: c["p50_ms"])
     assert choice["winner"] == fastest["precision"] == manifest(out)["precision"] and not choice["emulated"]
     assert "fastest measured" in choice["why"]
+    if choice["winner"] == "int8":  # its scheme, method and bias correction replay as chosen, not measured again
+        assert all(key in (out / "build.toml").read_text() for key in ("int8-scheme", "calibration-method"))
     replay = tmp_path / "replay"
     edgec("build", "--config", out / "build.toml", "-o", replay, check=True)
     rebuilt = manifest(replay)

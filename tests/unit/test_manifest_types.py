@@ -8,8 +8,8 @@ import pytest
 from edgec.package.harness.manifest import (
     SCHEMA_VERSION, BuildHost, BuildRecord, ComparisonPolicy, Criterion, FileEntry, LayerError, Manifest,
     ManifestError, ModelFiles, OnnxRuntimeConfig, OutputCheck, OutputPolicy, PassesRecord, Quantization,
-    QuantizationRecord, Runtime, RuntimeCheck, Samples, Source, Target, TensorSpec, TFLiteConfig, Verification,
-    VerificationResult, dumps, from_json, loads, to_json)
+    QuantizationRecord, Runtime, RuntimeCheck, Samples, SchemeChoice, Source, Target, TensorSpec, TFLiteConfig,
+    Verification, VerificationResult, dumps, from_json, loads, to_json)
 
 
 def manifest() -> Manifest:
@@ -70,3 +70,18 @@ def test_a_policy_judges_each_output_by_its_own_criteria():
 def test_not_json_is_refused():
     with pytest.raises(ManifestError, match="is not valid JSON"):
         loads("{")
+
+
+def test_chosen_options_gather_every_int8_choice_for_a_replay():
+    """--precision auto's build.toml replays an int8 winner's measured choices: its scheme was chosen partly by
+    timing, and measuring it again can choose another (a rebuild of other bytes)."""
+    record = QuantizationRecord(
+        "int8", "edgec",
+        scheme_choice=SchemeChoice("u8s8-7bit-first", "faster", "--int8-scheme u8s8-7bit-first", [],
+                                   {"int8_scheme": "u8s8-7bit-first"}),
+        calibration_choice=SchemeChoice("percentile", "faithful", "--calibration-method percentile", [],
+                                        {"calibration_method": "percentile"}),
+        bias_choice=SchemeChoice("on", "faithful", "--bias-correction on", [], {"bias_correction": "on"}))
+    assert record.chosen_options() == {"int8_scheme": "u8s8-7bit-first", "calibration_method": "percentile",
+                                       "bias_correction": "on"}
+    assert QuantizationRecord("fp16", "edgec").chosen_options() == {}

@@ -427,6 +427,12 @@ class QuantizationRecord:
     int8_mac_share: Optional[float] = None  # of the multiply-accumulates: an int8 artifact runs at least 0.8
     policy_fallback: Optional[PolicyFallback] = None
 
+    def chosen_options(self) -> Dict[str, Any]:
+        """The option values of every int8 choice the build made (scheme, calibration method, bias
+        correction): given to a rebuild, they replay the choices without measuring them again."""
+        return {name: value for choice in (self.scheme_choice, self.calibration_choice, self.bias_choice)
+                if choice is not None for name, value in choice.options.items()}
+
 
 @dataclass
 class PassesRecord:
