@@ -31,7 +31,8 @@ from int8_peers import edgec_artifact, one_sample_feeds, onnxruntime_session, op
 
 BUILDS = {  # row name -> (calibration method, bias correction)
     "auto": ("auto", "auto"), "minmax": ("minmax", "auto"), "percentile": ("percentile", "auto"),
-    "entropy": ("entropy", "auto"), "mean-minmax": ("mean-minmax", "auto"), "entropy, bias on": ("entropy", "on"), "entropy, bias off": ("entropy", "off")}
+    "entropy": ("entropy", "auto"), "mean-minmax": ("mean-minmax", "auto"), "entropy, bias on": ("entropy", "on"),
+    "entropy, bias off": ("entropy", "off")}
 QUICK = ("auto", "entropy, bias on", "entropy, bias off")  # --quick: the bias correction rows only
 TARGET_OPTIONS = {"openvino-cpu": {"quantizer": "edgec"}}  # edgec's QDQ graph, not NNCF's
 EVAL_SEED = 1  # calibration.npz used seed 0

@@ -69,9 +69,8 @@ def build(source: str, target: str, output: str | Path, *, device: str | None = 
             getattr(device, "label", device) or spec.device or "local", winner.figures.emulated, evaluation.measure, evaluation.baseline,
             budget, [_record(c) for c in candidates], winner.precision, choice.why)
         files.write_manifest(built.path, built.manifest)
-        quantization = built.manifest.quantization if winner.precision == "int8" else None
         # an int8 winner's measured choices (its scheme by timing among them) replay as made, not measured again
-        chosen = quantization.chosen_options() if quantization is not None else {}
+        chosen = built.manifest.quantization.chosen_options() if built.manifest.quantization is not None else {}
         replay = dict(source=source, target=target, precision=winner.precision, input_shapes=list(input_shapes),
                       const_inputs=list(const_inputs), weights=weights, samples=samples,
                       calibration=calibration if winner.precision == "int8" else None, **{**winner.flags, **chosen})
