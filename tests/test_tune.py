@@ -113,3 +113,32 @@ def test_two_workers_share_one_study_through_postgresql(tmp_path, postgresql, di
     assert len(finished) == 6
     assert len({t.user_attrs["worker"] for t in finished}) == 2  # both workers added trials
     assert {p.parents[2].name for p in tmp_path.glob("w*/trials/*/edgec.json")} == {"w0", "w1"}
+
+
+def test_a_worker_that_loses_the_race_to_create_the_tables_still_gets_the_study(postgresql):
+    """Optuna creates its enum types and tables check-then-create, so two workers starting on a new database
+    can both find nothing and both create: the loser's PostgreSQL says "already exists". The interleaving is
+    made exact here: just before this worker's first create (an enum type), another worker makes the study."""
+    from sqlalchemy import create_engine, event, text
+    from sqlalchemy.engine import Engine
+
+    from edgec.choice.tune import open_study
+
+    admin = create_engine(postgresql, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text("CREATE DATABASE race"))
+    admin.dispose()
+    url = postgresql.rsplit("/", 1)[0] + "/race"
+    interleaved = []
+
+    def another_worker_creates_first(conn, cursor, sql, *args):
+        if sql.lstrip().startswith("CREATE TYPE") and not interleaved:
+            interleaved.append(sql)
+            open_study(url, "race", ["latency"])
+
+    event.listen(Engine, "before_cursor_execute", another_worker_creates_first)
+    try:
+        study = open_study(url, "race", ["latency"])
+    finally:
+        event.remove(Engine, "before_cursor_execute", another_worker_creates_first)
+    assert interleaved and study.study_name == "race" and len(study.directions) == 1

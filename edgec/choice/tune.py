@@ -69,11 +69,12 @@ def space(trial, target, calibration: str | None) -> tuple[str, dict]:
 def open_study(storage: str, name: str, objectives: list[str], attempts: int = 5):
     """Create or resume the study; a storage that cannot be reached is one line (exit 2).
 
-    Workers that start together race to create Optuna's tables in a new database: the loser's
-    IntegrityError means the tables now exist, so it opens the storage again.
+    Workers that start together race to create Optuna's tables, enum types and study row in a new
+    database. The loser sees a duplicate (a unique violation, or PostgreSQL's "already exists"), which
+    means the winner made them, so it opens the storage again.
     """
     optuna = require("optuna", "tune")
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
     for attempt in range(attempts):
         try:
@@ -81,13 +82,26 @@ def open_study(storage: str, name: str, objectives: list[str], attempts: int = 5
             sampler = optuna.samplers.TPESampler(constraints_func=_constraints, n_startup_trials=4)
             return optuna.create_study(storage=rdb, study_name=name, directions=["minimize"] * len(objectives),
                                        sampler=sampler, load_if_exists=True)
-        except IntegrityError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(1.0 + attempt)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
+            if _lost_creation_race(exc):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1.0 + attempt)
+                continue
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"cannot open the study storage {_redacted(storage)}: {why}") from None
+
+
+# SQLSTATEs of a create that another worker did first: unique_violation, duplicate_object, duplicate_table
+_DUPLICATE_STATES = {"23505", "42710", "42P07"}
+
+
+def _lost_creation_race(exc: Exception) -> bool:
+    from sqlalchemy.exc import IntegrityError
+
+    driver_error = getattr(exc, "orig", None)
+    state = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+    return isinstance(exc, IntegrityError) or state in _DUPLICATE_STATES
 
 
 def _engine_options(storage: str) -> dict:
