@@ -20,11 +20,11 @@ FULL = bool(os.environ.get("EDGEC_FULL"))
 # measuring again (an openvino-cpu build: 29 CPU-s instead of 112), and the artifact is byte-identical. The
 # choices themselves are tested on the digits CNN (test_quantize.py, test_openvino.py, test_tflite.py).
 MOBILENET_INT8_CHOICES = {
-    "onnxruntime": ("--calibration-method", "entropy", "--bias-correction", "on",
-                    "--int8-scheme", "u8s8-7bit-signed-inputs"),
-    "openvino-cpu": ("--calibration-method", "entropy", "--bias-correction", "on", "--quantizer", "nncf",
+    "onnxruntime": ("--calibration-method", "mean-minmax", "--bias-correction", "on",
+                    "--int8-scheme", "u8s8-7bit-first"),
+    "openvino-cpu": ("--calibration-method", "mean-minmax", "--bias-correction", "on", "--quantizer", "nncf",
                      "--int8-scheme", "s8-7bit-first"),
-    "tflite-arm": ("--calibration-method", "entropy", "--bias-correction", "on", "--int8-scheme", "full-int8"),
+    "tflite-arm": ("--calibration-method", "mean-minmax", "--bias-correction", "on", "--int8-scheme", "full-int8"),
 }
 
 

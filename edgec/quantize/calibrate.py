@@ -4,7 +4,11 @@ The float model runs once per calibration run with every tensor to quantize made
 (onnxruntime's HistogramCalibrater); each tensor keeps one signed histogram with its min and max, and
 the sums of each run's min and max. minmax, percentile, entropy and mean-minmax (NNCF's default for
 activations) ranges are all read from those, so `--calibration-method auto` judges the four without
-calibrating four times. The runs are always
+calibrating four times. A clipping method never clips an answer: a model output, or a tensor that reaches
+one through data movement, Softmax or Sigmoid, keeps the range its runs reached. Its extremes are the
+result (the top class's logit, the far corner of a box), and nothing after it averages a clip away: mean-minmax
+clipped MobileNetV2's logits, its graph read 57 % top-1 agreement at 19.2 dB on unseen crops, 87 % without.
+The runs are always
 collected in the same two parts, the calibration part and then the held-back part that auto judges
 on, so a method given on the command line finds the same histograms, and the same bytes, as the
 auto build that chose it.
@@ -14,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
+import onnx_ir as ir
 
 from edgec.ir import runtime
 
@@ -26,6 +32,24 @@ SAMPLED = 1 << 14  # values of one run a tensor's histogram counts
 HELD_BACK = 4  # one run in this many is held back to judge the methods on
 MIN_HELD_BACK = 2
 METHODS = ("minmax", "percentile", "entropy", "mean-minmax")
+# operators whose output's largest values are their input's largest, in the same place or by the same order
+ORDER_KEEPING = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Concat", "Split",
+                           "Slice", "Gather", "Softmax", "LogSoftmax", "Sigmoid", "Cast"})
+
+
+def answers(model: ir.Model) -> frozenset[str]:
+    """The model's outputs and every tensor that reaches one through ORDER_KEEPING operators."""
+    found, stack = set(), list(model.graph.outputs)
+    while stack:
+        value = stack.pop()
+        if value.name in found:
+            continue
+        found.add(value.name)
+        node = value.producer()
+        if node is not None and node.op_type in ORDER_KEEPING:
+            carried = node.inputs if node.op_type == "Concat" else node.inputs[:1]  # the rest: shapes, indices
+            stack.extend(v for v in carried if v is not None)
+    return frozenset(found)
 
 
 class Ranges:
@@ -33,12 +57,14 @@ class Ranges:
 
     def __init__(self, model_path: Path, op_types: tuple[str, ...], runs: list[dict], workdir: Path,
                  input_means_of: frozenset[str] = frozenset(), constant: frozenset[str] = frozenset(),
-                 model_outputs: tuple[str, ...] = (), batched_path: Path | None = None):
+                 model_outputs: tuple[str, ...] = (), batched_path: Path | None = None,
+                 unclipped: frozenset[str] = frozenset()):
         """`input_means_of`: tensors whose mean map over the calibration part's runs is kept too (bias.py);
         `constant`: tensors the model computes from no input (runtime.input_free), which batched runs keep;
         `model_outputs`: the float model's outputs, kept for each held-back run (`held_back_outputs`: the
         reference the methods are judged against, computed here once); `batched_path`: the model with its
-        one-sample axis freed (runtime.free_batch), run instead where onnxruntime takes it."""
+        one-sample axis freed (runtime.free_batch), run instead where onnxruntime takes it; `unclipped`: the
+        tensors every method gives their runs' min and max (`answers`)."""
         from onnxruntime import InferenceSession
         from onnxruntime.quantization.calibrate import HistogramCalibrater
 
@@ -46,6 +72,7 @@ class Ranges:
 
         held = len(runs) // HELD_BACK if len(runs) // HELD_BACK >= MIN_HELD_BACK else 0
         self.workdir, self.held_back = workdir, runs[len(runs) - held:] if held else []
+        self.unclipped = unclipped
         for path in (batched_path, model_path) if batched_path else (model_path,):
             calibrater = HistogramCalibrater(str(path), list(op_types) or None, str(workdir / "augmented.onnx"))
             calibrater.augment_graph()  # every tensor to calibrate made an output
@@ -84,7 +111,8 @@ class Ranges:
         path = self.workdir / f"ranges-{method}-{part}.json"
         if not path.exists():
             ranges = {name: TensorData(lowest=low, highest=high) for name, (low, high) in
-                      ((name, _range(method, histogram)) for name, histogram in self._histograms[part].items())}
+                      ((name, _range("minmax" if name in self.unclipped else method, histogram))
+                       for name, histogram in self._histograms[part].items())}
             save_tensors_data(TensorsData(getattr(CalibrationMethod, ORT_NAMES[method]), ranges), path)
         return path
 

@@ -146,7 +146,7 @@ class Quantizer:
     def __init__(self, model: ir.Model, scheme: Scheme, data: CalibrationData, method: str, workdir: Path):
         """`method` "auto" leaves the choice to the caller, who measures (quantize/choose.py) and calls `use`."""
         from edgec.quantize import bias, placement
-        from edgec.quantize.calibrate import Ranges
+        from edgec.quantize.calibrate import Ranges, answers
 
         self.scheme, self.data, self.workdir = scheme, data, workdir
         self.kept_float = _with_constant_input(model, scheme.computed_inputs_only)
@@ -164,7 +164,7 @@ class Quantizer:
             batched.write_bytes(freed.SerializeToString())
         self.ranges = Ranges(self.float_path, scheme.ops, list(data.feeds()), workdir,
                              frozenset(bias.correctable(model).values()), runtime.input_free(model),
-                             tuple(v.name for v in model.graph.outputs), batched)
+                             tuple(v.name for v in model.graph.outputs), batched, answers(model))
         self.method, self.cache = "", Path()
         if method != "auto":
             self.use(method)
