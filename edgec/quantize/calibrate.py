@@ -4,21 +4,21 @@ The float model runs once per calibration run with every tensor to quantize made
 (onnxruntime's HistogramCalibrater); each tensor keeps one signed histogram with its min and max, and
 the sums of each run's min and max. minmax, percentile, entropy and mean-minmax (NNCF's default for
 activations) ranges are all read from those, so `--calibration-method auto` judges the four without
-calibrating four times. A clipping method never clips an answer: a model output, or a tensor that reaches
-one through data movement, Softmax or Sigmoid, keeps the range its runs reached. Its extremes are the
-result (the top class's logit, the far corner of a box), and nothing after it averages a clip away: mean-minmax
-clipped MobileNetV2's logits, its graph read 57 % top-1 agreement at 19.2 dB on unseen crops, 87 % without.
-The runs are always
-collected in the same two parts, the calibration part and then the held-back part that auto judges
-on, so a method given on the command line finds the same histograms, and the same bytes, as the
-auto build that chose it.
+calibrating four times. The runs are always collected in the same two parts, the calibration part and
+then the held-back part that auto judges on, so a method given on the command line finds the same
+histograms, and the same bytes, as the auto build that chose it.
+
+A clipping method never clips an answer: a model output, or a tensor that reaches one through data
+movement, Softmax or Sigmoid, keeps the range its runs reached. Its extremes are the result (the top
+class's logit, the far corner of a box), and nothing after it averages a clip away: mean-minmax clipped
+MobileNetV2's logits, and its graph read 57 % top-1 agreement at 19.2 dB on unseen crops (87 % with the
+logits unclipped).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-
 import onnx_ir as ir
 
 from edgec.ir import runtime
