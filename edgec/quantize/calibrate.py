@@ -22,6 +22,7 @@ import numpy as np
 import onnx_ir as ir
 
 from edgec.ir import runtime
+from edgec.quantize.islands import DATA_MOVEMENT
 
 BINS = 2048  # signed histogram bins at first (ORT's percentile default); merging adds bins of the same width
 ENTROPY_BINS = 512  # entropy searches a coarser copy: one KL divergence per candidate threshold
@@ -32,9 +33,8 @@ SAMPLED = 1 << 14  # values of one run a tensor's histogram counts
 HELD_BACK = 4  # one run in this many is held back to judge the methods on
 MIN_HELD_BACK = 2
 METHODS = ("minmax", "percentile", "entropy", "mean-minmax")
-# operators whose output's largest values are their input's largest, in the same place or by the same order
-ORDER_KEEPING = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Concat", "Split",
-                           "Slice", "Gather", "Softmax", "LogSoftmax", "Sigmoid", "Cast"})
+# operators whose output's largest values are their (first) input's, moved or in the same order
+ORDER_KEEPING = DATA_MOVEMENT | {"Concat", "Softmax", "LogSoftmax", "Sigmoid", "Cast"}
 
 
 def answers(model: ir.Model) -> frozenset[str]:
