@@ -16,6 +16,7 @@ import variants
 from conftest import edgec, infer, manifest
 from edgec import ir as eir
 from edgec import passes
+from edgec.package import policy
 from edgec.passes.guard import Checker, Step
 
 SHAPE_OPS = {"Shape", "Size", "ConstantOfShape", "Range"}
@@ -107,6 +108,27 @@ def test_constant_node_weights_are_lifted_and_batchnorm_folds(tmp_path, digits_m
     out = tmp_path / "art"
     edgec("build", source, "-t", "tflite-arm", "-o", out, check=True)
     np.testing.assert_allclose(infer(out, {"input": digits_inputs}, tmp_path)["logits"], expected, atol=1e-4)
+
+
+def test_a_declared_output_shape_the_graph_contradicts_gives_way_to_the_inferred_one(tmp_path, digits_model,
+                                                                                     digits_inputs):
+    """Legacy exporters declare some outputs' shapes wrong: ddddocr's [24, 1, 8210] CTC logits as [1, seqlen].
+    Strict shape inference refused the whole graph over that one rank, and the output was judged by the kind
+    its declared rank gave: per-step logits as an unknown tensor, here a classifier's logits as sequences."""
+    proto = onnx.load(digits_model)
+    declared = proto.graph.output[0].type.tensor_type.shape
+    del declared.dim[:]
+    declared.dim.add().dim_value = 1
+    declared.dim.add().dim_param = "seqlen"
+    declared.dim.add().dim_value = 7
+    source = tmp_path / "stale_output_shape.onnx"
+    onnx.save(proto, source)
+    model = eir.load(source)
+    expected = onnxruntime_outputs(digits_model, {"input": digits_inputs})[0]
+    optimized, _ = passes.optimize(model, Checker.of(model, {"input": digits_inputs}, {"logits": expected}))
+    logits = optimized.graph.outputs[0]
+    assert logits.shape.rank() == 2 and logits.shape[-1] == 10
+    assert policy.classify(logits) == "logits"
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Each output gets a kind (KINDS) from the graph that makes it, or from the user (--output-kind
 NAME=KIND), and each kind its own measure (the issue's table): probabilities by absolute error and
-top-1 agreement, a sequence's per-step probabilities (a CTC recogniser's) by their decoded strings,
+top-1 agreement, a sequence's per-step probabilities or logits (a CTC recogniser's) by their decoded strings,
 logits by top-1 agreement, a detector's per-anchor score logits (`scores`) as tensors with their
 sigmoid scores' error and decided anchors' IoU beside, embeddings by cosine, masks by IoU at 0.5,
 boxes by their error in pixels, integers exactly. fp32 promises the source model's numbers, so every float
@@ -135,8 +135,10 @@ def classify(value: ir.Value) -> str:
         return "scores"
     if last == 4:
         return "boxes"
-    if op in _LINEAR and isinstance(last, int) and last > 1 and (rank == 2 or (rank == 3 and op != "Conv")):
-        return "logits"  # a classifier's scores, or a sequence model's per step
+    if op in _LINEAR and isinstance(last, int) and last > 1 and rank == 2:
+        return "logits"  # a classifier's scores
+    if op in _LINEAR and op != "Conv" and isinstance(last, int) and last > 1 and rank == 3:
+        return "sequences"  # logits per step of a sequence: a CTC recogniser's (ddddocr's, a captcha CRNN's)
     return "tensor"
 
 

@@ -39,13 +39,31 @@ class InferShapesPass(ir.passes.InPlacePass):
         if all(known(value) for value in _computed(model.graph)):
             return ir.passes.PassResult(model, False)
 
+        proto = _without_weights(model)
         try:
-            inferred = onnx.shape_inference.infer_shapes(_without_weights(model), check_type=True, strict_mode=True,
-                                                         data_prop=True)
-        except Exception as exc:  # inference refuses some valid models; they keep the shapes they have
-            logger.info("shape inference failed, shapes left as they are: %s", exc)
-            return ir.passes.PassResult(model, False)
+            inferred = _infer(proto)
+        except Exception:  # a partial shape the exporter declared may contradict the graph: infer without them
+            try:
+                inferred = _infer(_without_partial_shapes(proto))
+            except Exception as exc:  # inference refuses some valid models; they keep the shapes they have
+                logger.info("shape inference failed, shapes left as they are: %s", exc)
+                return ir.passes.PassResult(model, False)
         return ir.passes.PassResult(model, _merge(model.graph, inferred.graph))
+
+
+def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
+    return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+
+
+def _without_partial_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """`proto` with the declared shapes that are not fully known dropped from its outputs and value infos (the
+    inputs' are the user's): ddddocr's legacy export declares its [24, 1, 8210] CTC logits as [1, seqlen], and
+    strict inference refused the whole graph over that one rank."""
+    for info in (*proto.graph.output, *proto.graph.value_info):
+        tensor = info.type.tensor_type
+        if tensor.HasField("shape") and not all(dim.HasField("dim_value") for dim in tensor.shape.dim):
+            tensor.ClearField("shape")
+    return proto
 
 
 def _without_weights(model: ir.Model) -> onnx.ModelProto:

@@ -50,7 +50,8 @@ SQNR_DB = 2.0  # on other outputs, SQNR at most this much lower: 7-bit weights c
 # SQNR above this is fp32's result to any task's eye (noise under 1 % of the signal's RMS): the PP-OCR direction
 # classifier's graphs at 163.6 and 174.2 dB are equally faithful, and the faster one, 1.24x, was passed over
 EXACT_DB = 40.0
-CLASS_SCORES = ("probabilities", "logits")  # output kinds (package/policy.py) whose meaning is their top class
+# output kinds (package/policy.py) whose meaning is their top class (per step, for sequences)
+CLASS_SCORES = ("probabilities", "logits", "sequences")
 DRAWS = 64  # rows whose error each row borrows, at most, for the expected top-1 agreement
 
 

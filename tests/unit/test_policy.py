@@ -23,6 +23,7 @@ CORPUS = ROOT / "models" / "corpus" / "cache"
     (CORPUS / "fer_emotion.onnx", {"predictions": "probabilities"}),  # Softmax
     (CORPUS / "ppocr_det.onnx", {"fetch_name_0": "masks"}),  # Sigmoid over an image
     (CORPUS / "ppocr_rec.onnx", {"fetch_name_0": "sequences"}),  # Softmax per step: a CTC recogniser
+    (CORPUS / "captcha_crnn.onnx", {"logits": "sequences"}),  # logits per step, [steps, batch, classes]: CTC
     (CORPUS / "minilm_l6.onnx", {"embedding": "embeddings"}),  # mean-pooled, L2-normalised
     # its 3 LSTM layers' states, concatenated and carried to the next call: vectors, judged like the embedding
     (CORPUS / "resemblyzer_stream.onnx", {"embedding": "embeddings", "h": "embeddings", "c": "embeddings"}),
