@@ -144,8 +144,9 @@ class Histogram:
         if needed > half:
             self.counts = np.pad(self.counts, needed - half)
             half = needed
-        index = np.floor(flat[::max(1, flat.size // SAMPLED)] * (1.0 / self.width)).astype(np.int64) + half
-        self.counts += np.bincount(np.minimum(index, 2 * half - 1), minlength=2 * half)
+        index = np.floor(flat[::max(1, flat.size // SAMPLED)] * (1.0 / self.width)).astype(np.intp)
+        index += half
+        self.counts += np.bincount(np.minimum(index, 2 * half - 1, out=index), minlength=2 * half)
 
     def snapshot(self) -> tuple:
         """(counts, edges, min, max), the form onnxruntime's histogram calibrators keep, then the runs' mean
