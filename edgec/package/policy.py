@@ -135,10 +135,11 @@ def classify(value: ir.Value) -> str:
         return "scores"
     if last == 4:
         return "boxes"
-    if op in _LINEAR and isinstance(last, int) and last > 1 and rank == 2:
-        return "logits"  # a classifier's scores
-    if op in _LINEAR and op != "Conv" and isinstance(last, int) and last > 1 and rank == 3:
-        return "sequences"  # logits per step of a sequence: a CTC recogniser's (ddddocr's, a captcha CRNN's)
+    if op in _LINEAR and isinstance(last, int) and last > 1:
+        if rank == 2:
+            return "logits"  # a classifier's scores
+        if rank == 3 and op != "Conv":
+            return "sequences"  # logits per step of a sequence: a CTC recogniser's (ddddocr's, a captcha CRNN's)
     return "tensor"
 
 
