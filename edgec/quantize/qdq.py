@@ -5,7 +5,7 @@ file, so the method choice, the scheme candidates and the fallback loop re-quant
 calibrating again. Nor do they quantize the weights again: those runs differ in activation ranges,
 biases and excluded nodes, while onnxruntime quantizes every weight channel by channel in Python
 (80 % of a MobileNetV2 quantize_static), so its weight functions answer repeated questions from a
-cache (`_WeightCache`).
+cache (`_WeightCache`), and per-channel weight parameters are computed for all channels at once.
 """
 from __future__ import annotations
 
@@ -319,10 +319,74 @@ class _WeightCache:
         def cached(quantizer) -> dict:
             key = (method, *_weight_settings(quantizer))
             if key not in self.answers:
-                self.answers[key] = method(quantizer)
+                self.answers[key] = _initializer_params(quantizer, method)
             # the int32 bias check rescales some weights of its copy in place
             return {name: copy.deepcopy(params) for name, params in self.answers[key].items()}
         return cached
+
+
+def _initializer_params(quantizer, compute) -> dict:
+    """onnxruntime's quantization parameters of every initializer the quantizer marked (`compute`: its own
+    QDQQuantizer._calc_initializer_quant_params), those of per-channel symmetric weights computed for all
+    channels at once: its loop calls a function per channel (MobileNetV2: 18,056 calls, 0.44 s; at once 0.017 s).
+    The same operations in the same dtypes give the same bytes; every other initializer (per-tensor, blocked,
+    or with overrides beyond the axis and 7-bit weights) is onnxruntime's own."""
+    from onnxruntime.quantization.base_quantizer import QuantizationParams
+
+    at_once = {}
+    for name, (data, axis, reduce_range) in _plain_channel_weights(quantizer).items():
+        zero_point, scale = _symmetric_channel_params(data, axis, quantizer.weight_qType, reduce_range)
+        at_once[name] = QuantizationParams(zero_point=zero_point, scale=scale, quant_type=quantizer.weight_qType,
+                                           axis=axis)
+    marked = quantizer.tensors_to_quantize
+    quantizer.tensors_to_quantize = {name: info for name, info in marked.items() if name not in at_once}
+    try:
+        params = {**compute(quantizer), **at_once}
+    finally:
+        quantizer.tensors_to_quantize = marked
+    return {name: params[name] for name in marked if name in params}
+
+
+def _plain_channel_weights(quantizer) -> dict[str, tuple[np.ndarray, int, bool]]:
+    """The marked float32 weights onnxruntime quantizes per channel, symmetric, from their own values: each one's
+    values, channel axis and whether it gets 7 bits."""
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantTensorType
+    from onnxruntime.quantization.quant_utils import normalize_axis, tensor_proto_to_array
+
+    if quantizer.block_size > 0 or quantizer.min_real_range is not None:
+        return {}
+    initializers = {init.name: init for init in quantizer.model.initializer()}
+    plain = {}
+    for name, info in quantizer.tensors_to_quantize.items():
+        overrides = quantizer.tensor_quant_overrides.get(name, [{}])
+        axis = overrides[0].get("axis", info.axis)
+        if (name not in initializers or info.tensor_type is not QDQQuantTensorType.WEIGHT or axis is None
+                or any(set(o) - {"axis", "reduce_range"} for o in overrides)):
+            continue
+        data = tensor_proto_to_array(initializers[name])
+        valid, axis = normalize_axis(axis, data.ndim)
+        if valid and data.dtype == np.float32 and data.size:
+            plain[name] = data, axis, overrides[0].get("reduce_range", quantizer.reduce_range)
+    return plain
+
+
+def _symmetric_channel_params(data: np.ndarray, axis: int, quant_type, reduce_range: bool
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    """Zero points and scales of `data`'s channels along `axis`, as onnxruntime's compute_scale_zp gives them
+    channel by channel: the range widened to hold 0, made symmetric, its scale in float64 stored in float32;
+    a channel of zeros gets scale 1 and zero point 0."""
+    from onnxruntime.quantization.quant_utils import get_qmin_qmax_for_qType
+
+    qmin, qmax = get_qmin_qmax_for_qType(quant_type, reduce_range, symmetric=True)
+    channels = np.moveaxis(data, axis, 0).reshape(data.shape[axis], -1)
+    zero = np.float32(0)
+    absmax = np.maximum(np.abs(np.minimum(channels.min(1), zero)), np.abs(np.maximum(channels.max(1), zero)))
+    levels = np.array(qmax, dtype=np.float64) - np.array(qmin, dtype=np.float64)
+    scale = (absmax.astype(np.float64) - (-absmax).astype(np.float64)) / levels
+    zeros = scale < np.finfo(np.float32).tiny
+    middle = np.array(np.round((qmin + qmax) / np.array(2.0, dtype=np.float64)), dtype=qmin.dtype)
+    zero_point = np.where(zeros, np.zeros((), qmin.dtype), middle).astype(qmin.dtype)
+    return zero_point, np.where(zeros, np.float32(1.0), scale.astype(np.float32))
 
 
 @contextlib.contextmanager
