@@ -65,6 +65,10 @@ def _hoist(quantize: ir.Node) -> bool:
     for use in consumers:
         use.node.replace_input_with(use.idx, moved)
     quantize.outputs[0].shape = dequantized.shape = data.shape
+    # a shape without a type is not written (onnx_ir warns at every save: 720 times in a captcha CRNN build)
+    zero_point = quantize.inputs[2].const_value if len(quantize.inputs) > 2 and quantize.inputs[2] is not None else None
+    quantize.outputs[0].type = ir.TensorType(zero_point.dtype if zero_point is not None else ir.DataType.UINT8)
+    dequantized.type = data.type or dequantized.type
     return True
 
 
