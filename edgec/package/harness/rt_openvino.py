@@ -52,20 +52,21 @@ class OpenVINOSession(Session):
         self.model = self.core.read_model(os.path.join(self.folder, self.manifest.model.main))
         self.compiled = compile_model(self.core, self.model, self.config, self.threads)
         self.request = self.compiled.create_infer_request()
+        self.ports = self.compiled.inputs  # read once: each read makes new port objects
 
     def _ordered(self, feed):
-        """Inputs by position: OpenVINO keeps the model's order, not always its names (an output that is
+        """Inputs by port index: OpenVINO keeps the model's order, not always its names (an output that is
         an input, a folded scalar, an operator optimized away); outputs are read back the same way.
-        An input OpenVINO dropped (an empty axes list it folded) is matched by the names of those kept."""
-        specs = self.manifest.inputs
-        ports = self.compiled.inputs
+        An input OpenVINO dropped (an empty axes list it folded) is matched by the names of those kept.
+        A dict, not a list: OpenVINO takes a list 3 % slower on a 0.6 ms model (PP-OCR cls)."""
+        specs, ports = self.manifest.inputs, self.ports
         if len(ports) == len(specs):
-            return [feed[spec.name] for spec in specs]
-        return [feed[next((s.name for s in specs if s.name in port.get_names()), specs[i].name)]
-                for i, port in enumerate(ports)]
+            return {i: feed[spec.name] for i, spec in enumerate(specs)}
+        return {i: feed[next((s.name for s in specs if s.name in port.get_names()), specs[i].name)]
+                for i, port in enumerate(ports)}
 
     def _run(self, feed):
-        results = self.request.infer(self._ordered(feed))
+        results = self.request.infer(self._ordered(feed)).to_tuple()  # by position, without a lookup each
         return {spec.name: results[i] for i, spec in enumerate(self.manifest.outputs)}
 
     def _throughput(self, feed, iters, requests=0):
