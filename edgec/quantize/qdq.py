@@ -297,7 +297,8 @@ class _WeightCache:
 
         originals = {name: getattr(qdq_quantizer, name) for name in self.FUNCTIONS}
         for name, function in originals.items():
-            setattr(qdq_quantizer, name, self._cached(function))
+            at_once = _channels_quantized_at_once(function) if name == "quantize_onnx_initializer" else function
+            setattr(qdq_quantizer, name, self._cached(at_once))
         parameters = getattr(qdq_quantizer.QDQQuantizer, self.PARAMETERS)
         setattr(qdq_quantizer.QDQQuantizer, self.PARAMETERS, self._cached_parameters(parameters))
         try:
@@ -345,6 +346,31 @@ def _initializer_params(quantizer, compute) -> dict:
     finally:
         quantizer.tensors_to_quantize = marked
     return {name: params[name] for name in marked if name in params}
+
+
+def _channels_quantized_at_once(quantize):
+    """onnxruntime's quantize_onnx_initializer (`quantize`), with a per-channel int8 or uint8 weight quantized for
+    all channels at once: its loop quantizes one channel at a time (MobileNetV2: 0.4 s of the first
+    quantization). The same operations in the same dtypes (divide in float32, round, add the zero point,
+    clip) give the same bytes; every other weight is onnxruntime's own."""
+    from onnxruntime.quantization import quant_utils
+
+    def at_once(weight, quant_type, zero_point, scale, axis=None, quant_weight_name=None, block_size=0):
+        data = quant_utils.tensor_proto_to_array(weight)
+        if (axis is None or block_size or quant_type not in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+                or data.dtype != np.float32 or scale.dtype != np.float32 or scale.ndim != 1
+                or np.shape(zero_point) != scale.shape):
+            return quantize(weight, quant_type, zero_point, scale, axis, quant_weight_name, block_size)
+        qmin, qmax = quant_utils.get_qmin_qmax_for_qType(quant_type)
+        along = [1] * data.ndim
+        along[axis] = -1
+        quantized = np.asarray((data / scale.reshape(along)).round() + zero_point.reshape(along))
+        np.clip(quantized, qmin, qmax, out=quantized)
+        name = quant_weight_name or f"{weight.name}{quant_utils.TENSOR_NAME_QUANT_SUFFIX}"
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(quant_type)
+        return onnx.numpy_helper.from_array(quantized.astype(dtype).reshape(weight.dims), name)
+
+    return at_once
 
 
 def _plain_channel_weights(quantizer) -> dict[str, tuple[np.ndarray, int, bool]]:

@@ -1,24 +1,25 @@
-"""onnxruntime's per-channel weight parameters computed for all channels at once give what its own
-channel-by-channel loop gives, array for array and dtype for dtype: on BlazeFace's real weights, with 7-bit
-weights on some layers (the overflow fix's override), one channel of zeros (onnxruntime's scale 1), and a weight
-with another override left to onnxruntime."""
+"""onnxruntime's per-channel weight parameters, and the weights quantized with them, computed for all channels
+at once give what its own channel-by-channel loops give, array for array and byte for byte: on BlazeFace's real
+weights, with 7-bit weights on some layers (the overflow fix's override), one channel of zeros (onnxruntime's
+scale 1), and a weight with another override left to onnxruntime."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 import pytest
 from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import qdq_quantizer
 from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 
 from conftest import ROOT
-from edgec.quantize.qdq import Reader, _initializer_params, _plain_channel_weights
+from edgec.quantize.qdq import Reader, _channels_quantized_at_once, _initializer_params, _plain_channel_weights
 
 BLAZEFACE = ROOT / "models" / "corpus" / "cache" / "blazeface.onnx"
 PARAMETERS = "_calc_initializer_quant_params"
 
 
 @pytest.mark.parametrize("weights", [QuantType.QInt8, QuantType.QUInt8])
-def test_all_channels_at_once_give_onnxruntimes_parameters(weights, tmp_path, monkeypatch):
+def test_all_channels_at_once_give_onnxruntimes_parameters_and_weights(weights, tmp_path, monkeypatch):
     model = onnx.load(BLAZEFACE)
     convs = [node for node in model.graph.node if node.op_type == "Conv"]
     initializers = {init.name: init for init in model.graph.initializer}
@@ -39,6 +40,16 @@ def test_all_channels_at_once_give_onnxruntimes_parameters(weights, tmp_path, mo
         return theirs
 
     monkeypatch.setattr(QDQQuantizer, PARAMETERS, both)
+    quantize = qdq_quantizer.quantize_onnx_initializer
+    quantized_alike, left_to_onnxruntime = [], []
+
+    def both_quantized(*args, **kwargs):
+        theirs = quantize(*args, **kwargs)
+        ours = _channels_quantized_at_once(lambda *a: left_to_onnxruntime.append(1) or quantize(*a))(*args, **kwargs)
+        quantized_alike.append(ours.SerializeToString() == theirs.SerializeToString())
+        return theirs
+
+    monkeypatch.setattr(qdq_quantizer, "quantize_onnx_initializer", both_quantized)
     with np.load(ROOT / "models" / "corpus" / "cache" / "blazeface.inputs.npz") as data:
         images = data["input"][:2]
     quantize_static(str(tmp_path / "blazeface.onnx"), str(tmp_path / "int8.onnx"),
@@ -56,3 +67,4 @@ def test_all_channels_at_once_give_onnxruntimes_parameters(weights, tmp_path, mo
             assert np.array_equal(ours[name][key], params[key]), (name, key)
         assert ours[name].get("axis") == params.get("axis") and ours[name]["quant_type"] == params["quant_type"]
     assert theirs[first.name]["scale"][3] == 1.0 and theirs[first.name]["zero_point"][3] == 0
+    assert len(quantized_alike) == len(convs) and all(quantized_alike) and not left_to_onnxruntime
