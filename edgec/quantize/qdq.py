@@ -5,7 +5,7 @@ file, so the method choice, the scheme candidates and the fallback loop re-quant
 calibrating again. Nor do they quantize the weights again: those runs differ in activation ranges,
 biases and excluded nodes, while onnxruntime quantizes every weight channel by channel in Python
 (80 % of a MobileNetV2 quantize_static), so its weight functions answer repeated questions from a
-cache (`_WeightCache`), and per-channel weight parameters are computed for all channels at once.
+cache (`_WeightCache`), and per-channel weights get their parameters and int8 values for all channels at once.
 """
 from __future__ import annotations
 
