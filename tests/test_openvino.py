@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import MOBILENET_INT8_CHOICES, ROOT, accuracy, edgec, harness, host_cpu_features, infer, manifest
+from conftest import MOBILENET, MOBILENET_INT8_CHOICES, ROOT, accuracy, edgec, harness, host_cpu_features, infer, manifest
 
 pytest.importorskip("openvino")
 
@@ -230,6 +230,35 @@ def attention(tmp_path_factory):
     from models.digits.attention import train_attention
 
     return train_attention(tmp_path_factory.mktemp("attention"))
+
+
+def test_nncf_int8_that_fails_verification_keeps_its_most_harmful_layers_float(tmp_path, mobilenet_model):
+    """NNCF's own int8 gets the fallback too: with the user's tighter logits limit (relative error 0.05; NNCF's
+    MobileNetV2 reads 0.058 on the 8 samples) the build keeps the most harmful layers float through NNCF's
+    ignored scope, both halves of each convolution OpenVINO split (Convolution and bias Add), and verifies;
+    the recorded flags rebuild the same bytes; --strict-precision refuses instead."""
+    calibration = MOBILENET / "calibration.npz"
+    common = ("-t", "openvino-cpu", "--quantizer", "nncf", "--calibration", calibration, "--tolerance", "logits.rel_err=0.05")
+    out = tmp_path / "fallback"
+    edgec("build", mobilenet_model, *common, "-o", out, check=True)
+    m = manifest(out)
+    fallback = m["quantization"]["policy_fallback"]
+    assert fallback["passed"] and fallback["failed"]["logits"].startswith("rel_err 0.05")
+    assert 1 <= len(fallback["float_layers"]) <= 8 and m["quantization"]["int8_mac_share"] >= 0.8
+    kept = m["backend"]["nncf"]["float_layers"]
+    assert kept and set(kept) <= set(fallback["float_layers"])
+    measures = m["verification"]["result"]["checks"]["reference"]["logits"]["measures"]
+    assert m["verification"]["result"]["passed"] and measures["rel_err"] <= 0.05
+    ran = {layer["name"]: layer["precision"] for layer in m["backend"]["layers"]}
+    split = [name for name in ran if any(name == f"{layer}/WithoutBiases" for layer in kept)]
+    assert split and all(ran[name] not in INT8 for name in split)  # the convolutions themselves ran float
+    replayed = tmp_path / "replayed"
+    edgec("build", mobilenet_model, *common, *m["quantization"]["scheme_choice"]["replay"].split(), "-o", replayed,
+          check=True)
+    assert (replayed / "model.bin").read_bytes() == (out / "model.bin").read_bytes()
+    refused = edgec("build", mobilenet_model, *common, "--strict-precision", "-o", tmp_path / "strict")
+    assert refused.returncode == 2 and "--strict-precision" in error_lines(refused)[0]
+    assert not (tmp_path / "strict").exists()
 
 
 def test_transformer_candidate_runs_int8_matmuls_within_the_error_bound(attention, tmp_path, monkeypatch):

@@ -35,6 +35,8 @@ REGISTRY = {
         Option("quantizer", str, "auto", "int8 engine: edgec's own QDQ graph, NNCF, or auto: measure both "
                "(fidelity and speed) and keep the more faithful unless the other is 10 % faster at equal fidelity",
                choices=("auto", "edgec", "nncf")),
+        Option("nncf_float_layers", str, None, "with NNCF: keep these nodes float (NAME[,NAME]); the build's "
+               "fallback sets it where NNCF's int8 fails verification"),
     )),
     "tflite": BackendEntry("edgec.backends.tflite:TFLiteBackend", (
         Option("io_layout", str, "nchw", "the artifact's image layout", choices=("nchw", "nhwc")),

@@ -109,6 +109,11 @@ class Backend:
         Scheme: those that fit this model; empty: the target's one scheme)."""
         return []
 
+    def given_int8(self, model: ir.Model, target: Target, calibration, options):
+        """The backend's own int8 engine (quantize.choose.Engine) where these options have it quantize
+        (`quantizes_itself`), for the build to verify before lowering; None where it has none."""
+        return None
+
     def qdq_options(self) -> dict:
         """The option values that make `lower` take edgec's QDQ graph where the backend has engines of its own."""
         return {}

@@ -9,6 +9,7 @@ the artifact's own harness and records, per layer, the precision the compiled mo
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import logging
 import re
@@ -125,19 +126,39 @@ class OpenVINOBackend(Backend):
         if options.quantizer != "auto" or importlib.util.find_spec("nncf") is None:
             return []
         from edgec.backends import openvino_nncf
-        from edgec.quantize.choose import Engine
         from edgec.quantize.qdq import Scheme
 
         schemes = candidates or {None: Scheme.from_target(target.quantization)}
         by_setting: dict[tuple, str | None] = {}
         for name, scheme in schemes.items():
             by_setting.setdefault(openvino_nncf.setting(scheme), name)
-        engines = []
-        for name in by_setting.values():
-            quantized, _ = openvino_nncf.quantize(_convert(model), calibration, options, schemes[name])
-            chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {})}
-            engines.append(Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized)))
-        return engines
+        return [self._engine(model, calibration, options, name, schemes[name]) for name in by_setting.values()]
+
+    def given_int8(self, model: ir.Model, target, calibration, options):
+        """NNCF's int8 model as `--quantizer nncf` makes it (the engine the build verifies before lowering)."""
+        if not self.quantizes_itself(options):
+            return None
+        from edgec.backends import openvino_nncf
+
+        return self._engine(model, calibration, options, None, openvino_nncf.scheme(target, options.int8_scheme))
+
+    def _engine(self, model: ir.Model, calibration, options, name: str | None, scheme,
+                float_layers: tuple[str, ...] = ()):
+        """NNCF's model by `scheme` (the candidate `name`'s), with the nodes `float_layers` (those OpenVINO's
+        converter kept) left float; the fallback makes these where the plain one fails verification."""
+        from edgec.backends import openvino_nncf
+        from edgec.quantize.choose import Engine
+
+        ov_model = _convert(model)
+        given = openvino_nncf.float_layers_option(ov_model, options)
+        kept = tuple(dict.fromkeys((*given, *(layer for layer in float_layers
+                                              if openvino_nncf.converted(ov_model, layer)))))
+        quantized, _ = openvino_nncf.quantize(ov_model, calibration, options, scheme, kept)
+        chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {}),
+                  **({"nncf_float_layers": ",".join(kept)} if kept else {})}
+        return Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized),
+                      None if float_layers else functools.partial(self._engine, model, calibration, options, name,
+                                                                  scheme))
 
     def qdq_options(self) -> dict:
         return {"quantizer": "edgec"}

@@ -8,6 +8,8 @@ rule). Its first-layer-only default lets the u8 x s8 sums of non-VNNI kernels sa
 layer whose input goes below zero (BlazeFace's scores: -27.9 dB against fp32; 7-bit everywhere:
 11.3 dB), but 7 bits cost MobileNetV2 top-1 (85.7 -> 76.8 % of 56 unseen crops): the build
 measures both.
+Where NNCF's model fails the verification policy, the build's fallback keeps its most harmful layers
+float through NNCF's ignored scope (`--nncf-float-layers`, which the manifest's replay flags carry).
 With --max-accuracy-drop it runs NNCF's accuracy control, which keeps
 the most harmful layers in float until the drop on the --eval data fits: accuracy against the
 data's `labels`, or, without labels, top-1 agreement with the fp32 model.
@@ -40,9 +42,10 @@ def setting(scheme) -> tuple[str, str, str]:
     return OVERFLOW_FIX[scheme.overflow_fix], scheme.model_type, preset
 
 
-def quantize(ov_model, calibration, options, scheme):
+def quantize(ov_model, calibration, options, scheme, float_layers: tuple[str, ...] = ()):
     """Return the int8 OpenVINO model and a record of how NNCF made it (the manifest's backend.nncf), with
-    the preset, overflow fix and model type of `scheme` (the target's or a candidate's)."""
+    the preset, overflow fix and model type of `scheme` (the target's or a candidate's), and the nodes
+    `float_layers` (else the `nncf_float_layers` option's) left float."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
@@ -52,8 +55,11 @@ def quantize(ov_model, calibration, options, scheme):
     advanced = AdvancedQuantizationParameters(overflow_fix=fix)
     family = nncf.ModelType(model_type) if model_type else None
     dataset = nncf.Dataset(list(calibration.feeds()))
+    float_layers = float_layers or float_layers_option(ov_model, options)
+    ignored = nncf.IgnoredScope(names=[op for layer in float_layers for op in converted(ov_model, layer)])
     record = {"nncf_version": nncf.__version__, "preset": preset.value, "overflow_fix": fix.value,
-              "model_type": model_type or None, "calibration_samples": calibration.count}
+              "model_type": model_type or None, "calibration_samples": calibration.count,
+              **({"float_layers": list(float_layers)} if float_layers else {})}
     if options.calibration_method not in ("minmax", "auto"):
         logger.info("note: NNCF chooses its own activation ranges; --calibration-method applies to --quantizer edgec")
     if options.bias_correction == "off":
@@ -62,7 +68,7 @@ def quantize(ov_model, calibration, options, scheme):
     if budget is None:
         logger.info(f"quantizing with NNCF ({preset.value} preset, {calibration.count} samples)")
         model = nncf.quantize(ov_model, dataset, preset=preset, subset_size=calibration.count, model_type=family,
-                              advanced_parameters=advanced)
+                              ignored_scope=ignored, advanced_parameters=advanced)
         return model, record
 
     eval_data = _eval_data(calibration, options)
@@ -77,10 +83,28 @@ def quantize(ov_model, calibration, options, scheme):
     model = nncf.quantize_with_accuracy_control(
         ov_model, dataset, nncf.Dataset(list(eval_data.feeds())), validate,
         max_drop=budget / 100.0, drop_type=nncf.DropType.ABSOLUTE, preset=preset, subset_size=calibration.count,
-        model_type=family, advanced_quantization_parameters=advanced)
+        model_type=family, ignored_scope=ignored, advanced_quantization_parameters=advanced)
     record["accuracy_control"] = {"metric": metric, "max_drop_points": budget, "eval_samples": eval_data.count,
                                   "eval": str(options.eval_data)}
     return model, record
+
+
+def converted(ov_model, layer: str) -> list[str]:
+    """The OpenVINO nodes an ONNX node `layer` became: its name, and names it prefixes where the converter
+    split it (a Conv with a bias: Convolution `layer/WithoutBiases` and Add `layer`). Keeping the Add alone
+    float left MobileNetV2's convolutions int8."""
+    return [op.get_friendly_name() for op in ov_model.get_ordered_ops()
+            if op.get_friendly_name() == layer or op.get_friendly_name().startswith(layer + "/")]
+
+
+def float_layers_option(ov_model, options) -> tuple[str, ...]:
+    """The nodes `--nncf-float-layers` names, each one the model has (else the build is refused)."""
+    given = tuple(name.strip() for name in (options.nncf_float_layers or "").split(",") if name.strip())
+    unknown = [name for name in given if not converted(ov_model, name)]
+    if unknown:
+        raise InputError(f"--nncf-float-layers: the model has no node {unknown[0]!r}; name nodes of the "
+                         "imported graph (edgec inspect lists them, the manifest's quantization layers too)")
+    return given
 
 
 def _eval_data(calibration, options):

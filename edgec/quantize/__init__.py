@@ -16,7 +16,7 @@ import onnx_ir as ir
 
 from edgec import system
 from edgec.errors import InputError, UnsupportedError
-from edgec.package.harness.manifest import QuantizationRecord, SchemeChoice
+from edgec.package.harness.manifest import PolicyFallback, QuantizationRecord, SchemeChoice
 from edgec.quantize.data import CalibrationData, load_eval
 from edgec.quantize.qdq import Quantizer, Scheme
 
@@ -101,13 +101,14 @@ def _refuse_under_floor(quantizer: Quantizer, macs, target_name: str) -> None:
 
 def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
                    calibration: CalibrationData, current: ir.Model, fitting: dict[str, Scheme], kinds: list[str],
-                   judge) -> tuple[ir.Model, SchemeChoice]:
+                   judge, macs) -> tuple[ir.Model, SchemeChoice, PolicyFallback | None]:
     """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
     `fitting` scheme candidates edgec builds and the backend's own int8 `engines` (where one of those wins:
     `current`); `current`, quantized with the target's own scheme, serves the candidate that changes nothing.
-    An engine's int8 wins only where it verifies (`judge`): the fallback can keep layers of a QDQ graph
-    float, not of a backend's own model."""
-    from edgec.quantize import choose
+    An engine's int8 wins only where it verifies (`judge`), with the most harmful layers of edgec's graph of
+    its scheme kept float where it can keep layers float (`Engine.keep_float`); that fallback's record comes
+    third."""
+    from edgec.quantize import choose, report
     from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
     base = quantizer.scheme
@@ -129,11 +130,11 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
         return SchemeChoice(name, why, _flags(chosen), measured, chosen)
 
     if given != AUTO_SCHEME:
-        return quantize(given), choice(given, "given", [])
+        return quantize(given), choice(given, "given", []), None
     if len(schemes) == 1 and not own:  # the others would leave too many MACs float: nothing to measure
         (only,) = schemes
         return quantize(only), choice(only, f"the one candidate that keeps {MIN_INT8_MAC_SHARE:.0%} of this "
-                                            "model's MACs in int8", [])
+                                            "model's MACs in int8", []), None
     graphs = {name: quantize(name) for name in schemes}
     runners = {name: backend.int8_runner(graph) for name, graph in graphs.items()}
     if all(run is None for run in runners.values()):
@@ -148,16 +149,62 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
                               calibration, kinds)
     chosen, why = choose.choose(measured)
     failed = judge.failures_of(own[chosen.name].run) if chosen.name in own and judge is not None else {}
+    unrepaired = "no layer float"
+    if failed and own[chosen.name].keep_float is not None:
+        engine = own[chosen.name]
+        layers = report.layer_errors(model, graphs.get(engine.options.get("int8_scheme"), current), calibration)
+        repaired, record = _engine_fallback(engine, layers, judge, macs, failed)
+        if record.passed:
+            logger.info(f"int8 {chosen.name}: {why}; it verifies with {len(record.float_layers)} layer(s) float")
+            own[chosen.name] = repaired
+            return current, choice(chosen.name, f"{why}; it verifies with {len(record.float_layers)} layer(s) "
+                                   "float", measured), record
+        unrepaired = f"layers float ({record.gave_up})"
     if failed:
         unverified = chosen
         chosen, why = choose.choose([c for c in measured if c.name in schemes])
-        why = (f"{unverified.name} does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and keeps "
-               f"no layer float for the fallback; of edgec's: {why}")
+        why = (f"{unverified.name} does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}), "
+               f"with {unrepaired}; of edgec's: {why}")
     logger.info(f"int8 {chosen.name}: {why}")
     if chosen.name in own:
-        return current, choice(chosen.name, why, measured)
+        return current, choice(chosen.name, why, measured), None
     quantizer.scheme = schemes[chosen.name]
-    return graphs[chosen.name], choice(chosen.name, why, measured)
+    return graphs[chosen.name], choice(chosen.name, why, measured), None
+
+
+def _engine_fallback(engine, layers: list, judge, macs, failed: dict[str, str]):
+    """The backend's own int8 `engine` with the fewest of `layers` (most harmful first), or of those nearest
+    the inputs, float for its outputs to pass the policy (fallback.to_verify): (engine, record)."""
+    from edgec.quantize import fallback
+
+    as_quantizer = fallback.EngineFallback(engine, judge)
+    return fallback.to_verify(as_quantizer, layers, as_quantizer, macs, engine, failed)
+
+
+def _verified_engine(model: ir.Model, target, scheme: Scheme, calibration: CalibrationData, backend, options, judge,
+                     record: QuantizationRecord) -> None:
+    """Where the backend quantizes on its own (`--quantizer nncf`), its int8 judged by the verification policy
+    before lowering; where it fails, the fallback keeps the most harmful layers of edgec's graph of the same
+    scheme float in it (or --strict-precision refuses), and `record` gets the choice that replays them."""
+    from edgec.quantize import fallback, report
+
+    engine = backend.given_int8(model, target, calibration, options)
+    failed = judge.failures_of(engine.run, " with the runtime's int8 kernels") if engine and judge else {}
+    if not failed:
+        return
+    if options.strict_precision:
+        raise UnsupportedError(f"int8 does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and "
+                               "--strict-precision keeps every layer int8. Drop --strict-precision to keep the most "
+                               "harmful layers float, or build fp16")
+    macs = fallback.MacShare(model, next(calibration.feeds()))
+    with system.scratch("quant") as tmp:  # edgec's own graph of the scheme, to rank the layers by harm
+        quantizer = Quantizer(model, scheme, calibration, "minmax", Path(tmp))
+        layers = report.layer_errors(model, quantizer.run(), calibration)
+    repaired, record.policy_fallback = _engine_fallback(engine, layers, judge, macs, failed)
+    record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
+    if record.policy_fallback.passed:
+        why = f"given; it verifies with {len(record.policy_fallback.float_layers)} layer(s) float"
+        record.scheme_choice = SchemeChoice(repaired.name, why, _flags(repaired.options), [], repaired.options)
 
 
 def _flags(values: dict) -> str:
@@ -250,12 +297,15 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     if calibration.random:
         logger.warning("calibrating on random noise (--calibration random): expect poor int8 accuracy")
         record.warning = "calibrated on random noise"
-    if backend.quantizes_itself(options):
-        return model, record
-
     scheme = Scheme.from_target(target.quantization)
     scheme = _scheme_for_opset(model, scheme)
     _check_scheme_option(target, scheme, options.int8_scheme)
+    if backend.quantizes_itself(options):
+        if options.max_accuracy_drop is None:  # with a budget, the engine's own accuracy control judges
+            given = scheme.variant(options.int8_scheme) if options.int8_scheme in scheme.candidates else scheme
+            _verified_engine(model, target, given, calibration, backend, options, judge, record)
+        return model, record
+
     method = options.calibration_method
     record.scheme, record.method, record.opset = scheme.to_dict(), method, model.opset_imports.get("")
     record.engine = "edgec (onnxruntime quantize_static, QDQ)"
@@ -313,10 +363,13 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
         _refuse_under_floor(quantizer, macs, target.name)
     engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
     if scheme.candidates or engines:
-        qdq, record.scheme_choice = _choose_scheme(model, quantizer, backend, engines, given, calibration, qdq,
-                                                   fitting, kinds, judge)
+        qdq, record.scheme_choice, engine_fallback = _choose_scheme(
+            model, quantizer, backend, engines, given, calibration, qdq, fitting, kinds, judge, macs)
         if record.scheme_choice.chosen in {engine.name for engine in engines}:
             record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
+            if engine_fallback is not None:
+                record.policy_fallback = engine_fallback
+                record.int8_mac_share = round(engine_fallback.int8_mac_share, 4)
             return model, record
         record.scheme = quantizer.scheme.to_dict()
     record.layers = report.layer_errors(model, qdq, calibration)

@@ -34,12 +34,13 @@ Runner = Callable[[dict], list]  # one feed -> the outputs, in the model's order
 
 @dataclass(frozen=True)
 class Engine:
-    """A backend's own int8 model, competing with edgec's QDQ graphs: the options that build it, and
-    its runner."""
+    """A backend's own int8 model, competing with edgec's QDQ graphs: the options that build it, its
+    runner, and how to make it again with some layers float (None: the engine cannot)."""
 
     name: str
     options: dict
     run: Runner
+    keep_float: Callable[[tuple[str, ...]], Engine] | None = None
 
 JUDGED_RUNS = 32  # calibration runs the candidates are judged on
 ROUNDS = 7  # interleaved timing rounds; a candidate's latency is the median over rounds of its fastest run

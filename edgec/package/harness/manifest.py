@@ -399,7 +399,7 @@ class PolicyFallback:
     passed: bool  # every output meets the policy with these layers float
     int8_mac_share: float  # of the model's multiply-accumulates, with these layers float
     added_bytes: int  # weights stored float instead of int8
-    latency_ratio: Optional[float] = None  # over plain int8's, onnxruntime on the build host (noisy)
+    latency_ratio: Optional[float] = None  # over plain int8's on the build host (noisy): onnxruntime, or the engine's runtime
     gave_up: str = ""  # why it stopped before every output passed
     order: str = "most harmful"  # which layers went float first: the most harmful, or those nearest the inputs
 
