@@ -91,7 +91,7 @@ def main() -> None:
     calibration = MOBILENET / "calibration.npz"
     with np.load(calibration) as data:
         calib_feeds = one_sample_feeds(data["input"])
-    nncf, nncf_agrees = fidelity(openvino_default_int8(_Model, calib_feeds, {}), feeds, reference)
+    nncf, nncf_agrees = fidelity(openvino_default_int8(_Model, calib_feeds, {})(), feeds, reference)
     rows = {"openvino+nncf default": nncf}
     with tempfile.TemporaryDirectory(prefix="edgec-bench-calib-") as tmp:
         for target in args.targets.split(","):
@@ -104,7 +104,7 @@ def main() -> None:
                 start = time.perf_counter()
                 choices: dict = {}
                 run = edgec_artifact(_Model, target, calibration, out, choices, {}, calibration_method=method,
-                                     bias_correction=bias, **options)
+                                     bias_correction=bias, **options)()
                 seconds = time.perf_counter() - start
                 quantization = load_manifest(out).quantization
                 measured, agrees = fidelity(run, feeds, reference)
