@@ -236,7 +236,8 @@ def test_nncf_int8_that_fails_verification_keeps_its_most_harmful_layers_float(t
     """NNCF's own int8 gets the fallback too: with the user's tighter logits limit (relative error 0.05; NNCF's
     MobileNetV2 reads 0.058 on the 8 samples) the build keeps the most harmful layers float through NNCF's
     ignored scope, both halves of each convolution OpenVINO split (Convolution and bias Add), and verifies;
-    the recorded flags rebuild the same bytes; --strict-precision refuses instead."""
+    the recorded flags rebuild the same bytes; --strict-precision refuses instead, and so does a node the
+    model does not have."""
     calibration = MOBILENET / "calibration.npz"
     common = ("-t", "openvino-cpu", "--quantizer", "nncf", "--calibration", calibration, "--tolerance", "logits.rel_err=0.05")
     out = tmp_path / "fallback"
@@ -258,7 +259,9 @@ def test_nncf_int8_that_fails_verification_keeps_its_most_harmful_layers_float(t
     assert (replayed / "model.bin").read_bytes() == (out / "model.bin").read_bytes()
     refused = edgec("build", mobilenet_model, *common, "--strict-precision", "-o", tmp_path / "strict")
     assert refused.returncode == 2 and "--strict-precision" in error_lines(refused)[0]
-    assert not (tmp_path / "strict").exists()
+    unknown = edgec("build", mobilenet_model, *common, "--nncf-float-layers", "Conv_9999", "-o", tmp_path / "unknown")
+    assert unknown.returncode == 2 and "no node 'Conv_9999'" in error_lines(unknown)[0]
+    assert not (tmp_path / "strict").exists() and not (tmp_path / "unknown").exists()
 
 
 def test_transformer_candidate_runs_int8_matmuls_within_the_error_bound(attention, tmp_path, monkeypatch):

@@ -102,8 +102,9 @@ def float_layers_option(ov_model, options) -> tuple[str, ...]:
     given = tuple(name.strip() for name in (options.nncf_float_layers or "").split(",") if name.strip())
     unknown = [name for name in given if not converted(ov_model, name)]
     if unknown:
-        raise InputError(f"--nncf-float-layers: the model has no node {unknown[0]!r}; name nodes of the "
-                         "imported graph (edgec inspect lists them, the manifest's quantization layers too)")
+        raise InputError(f"--nncf-float-layers: the model has no node {unknown[0]!r}; name nodes of the graph "
+                         "edgec imported, as an int8 build's manifest lists them (quantization.layers, "
+                         "quantization.policy_fallback)")
     return given
 
 
