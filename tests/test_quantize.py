@@ -127,6 +127,39 @@ def test_bias_correction_takes_back_weight_rounding(target, tmp_path, digits_mod
     assert accuracy(corrected, digits_data["y_test"]) >= accuracy(plain, digits_data["y_test"]) - 0.005
 
 
+def test_symmetric_uint8_activations_keep_relu_outputs_unsigned(tmp_path, digits_model, digits_data):
+    """openvino-cpu's symmetric candidate, as NNCF's PERFORMANCE preset: a tensor that never goes below zero
+    (a ReLU's output) is [0, max] with zero point 0, so the next convolution takes unsigned inputs and all 256
+    codes; one that does is symmetric about 0 (zero point 128). Symmetric about 0 everywhere had left half of
+    every ReLU output's codes unused (the corpus FER CNN then needed 2 layers float to verify; now none)."""
+    import onnx_ir as ir
+
+    from edgec.ir import runtime
+    from edgec.package.harness.interface import Runs
+    from edgec.quantize.choose import sqnr
+    from edgec.quantize.data import CalibrationData
+    from edgec.quantize.qdq import Quantizer, Scheme
+    from edgec.quantize.ranges import calibrated_spans
+    from edgec.targets import load_target
+
+    model, calib = ir.load(digits_model), digits_data["x_calib"]
+    data = CalibrationData(Runs("stacked", [{"input": calib[i:i + 1]} for i in range(len(calib))]), [], "digits")
+    scheme = Scheme.from_target(load_target("openvino-cpu").quantization).variant("s8-symmetric-7bit-first")
+    quantizer = Quantizer(model, scheme, data, "minmax", tmp_path)
+    qdq = quantizer.run()
+    spans = calibrated_spans(quantizer.cache)
+    points = {node.inputs[0].name: int(node.inputs[2].const_value.numpy())
+              for node in qdq.graph if node.op_type == "QuantizeLinear" and node.inputs[0].name in spans}
+    unsigned = [name for name in points if spans[name].low >= 0]
+    assert len(unsigned) >= 3 and {points[name] for name in unsigned} == {0}  # the ReLU outputs
+    assert {points[name] for name in points if spans[name].low < 0} == {128}
+    test = {"input": digits_data["x_test"]}
+    reference, quantized = runtime.session(model).run(None, test)[0], runtime.session(qdq).run(None, test)[0]
+    print(f"symmetric candidate on digits: {sqnr([reference], [quantized]):.1f} dB")
+    assert sqnr([reference], [quantized]) > 20.0
+    assert accuracy(quantized, digits_data["y_test"]) >= accuracy(reference, digits_data["y_test"]) - 0.01
+
+
 def test_random_calibration_is_recorded(tmp_path, digits_model):
     out = tmp_path / "rand"
     edgec("build", digits_model, "-o", out, "--precision", "int8", "--calibration", "random", check=True)
@@ -235,7 +268,8 @@ def test_int8_kernels_compute_what_their_qdq_graph_says(target, fer_float, tmp_p
     saturate lost 4-6 dB of MobileNetV2's logits against the same graph computed in float, and on these
     faces 16 dB (onnxruntime U8S8: 9.6 dB against 25.9) and 13 dB (OpenVINO, no overflow fix: 12.7 dB; 7-bit
     weights on the first layer only: 13.4 dB). The class is a layer whose input goes below zero: its u8
-    zero point lifts every code, and the pair sums saturate (BlazeFace's scores fell to -18.9 dB)."""
+    zero point lifts every code, and the pair sums saturate (BlazeFace's scores fell to -18.9 dB). Kernels that
+    do not saturate still round otherwise than the graph: they are held within 2 dB of it against fp32."""
     from edgec import ir as eir
     from edgec.backends import get_backend
     from edgec.ir import runtime
@@ -269,7 +303,12 @@ def test_int8_kernels_compute_what_their_qdq_graph_says(target, fer_float, tmp_p
         kernels = np.concatenate([compiled(faces[i : i + 1])[0] for i in range(len(faces))])
     else:
         kernels = runtime.session(qdq, optimize=True).run(None, feed)[0]
-    assert _sqnr(kernels, reference) >= _sqnr(computed_in_float, reference) - 1.0
+    # kernels round otherwise than the graph computed in float (OpenVINO's, against the graph: 24.5-26.4 dB over
+    # its schemes), which moves them against fp32 by -1.2 to +2.2 dB; saturation cost these faces 13-16 dB
+    print(f"{target.name}: kernels {_sqnr(kernels, reference):.2f} dB, graph {_sqnr(computed_in_float, reference):.2f} dB, "
+          f"kernels against the graph {_sqnr(kernels, computed_in_float):.2f} dB")
+    assert _sqnr(kernels, computed_in_float) >= 20.0
+    assert _sqnr(kernels, reference) >= _sqnr(computed_in_float, reference) - 2.0
 
 
 def test_nncf_keeps_7bit_weights_where_inputs_go_below_zero(fer_float, tmp_path):

@@ -270,12 +270,29 @@ class Quantizer:
                 calibrate_method=getattr(CalibrationMethod, METHODS[self.method]),
                 calibration_cache_path=str(self.cache),
                 extra_options={
-                    "ActivationSymmetric": self.scheme.activation_symmetric,
+                    "ActivationSymmetric": self.scheme.activation_symmetric and not self._unsigned_where_positive,
                     "WeightSymmetric": self.scheme.weight_symmetric,
-                    "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}] for w in seven_bit},
+                    "TensorQuantOverrides": {**self._signed_symmetric(),
+                                             **{w: [{"axis": 0, "reduce_range": True}] for w in seven_bit}},
                     **self.scheme.extra,
                 },
             )
+
+    @property
+    def _unsigned_where_positive(self) -> bool:
+        """Symmetric uint8 activations: a tensor that never goes below zero (a ReLU's output) takes [0, max] with
+        zero point 0, and only one that does a range symmetric about 0, as NNCF's PERFORMANCE preset places
+        them. Symmetric about 0 everywhere left half the codes of every ReLU output unused and gave the next
+        layer signed inputs: the corpus FER CNN's 1x1 convolutions ran 101 against NNCF's 86 us."""
+        return self.scheme.activation_symmetric and self.scheme.activations == "uint8"
+
+    def _signed_symmetric(self) -> dict[str, list[dict]]:
+        """The overrides that make each calibrated tensor below zero symmetric (_unsigned_where_positive)."""
+        if not self._unsigned_where_positive:
+            return {}
+        from edgec.quantize.ranges import calibrated_spans
+
+        return {name: [{"symmetric": True}] for name, span in calibrated_spans(self.cache).items() if span.low < 0}
 
 
 class _WeightCache:
