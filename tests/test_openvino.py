@@ -261,7 +261,10 @@ def test_nncf_int8_that_fails_verification_keeps_its_most_harmful_layers_float(t
     assert refused.returncode == 2 and "--strict-precision" in error_lines(refused)[0]
     unknown = edgec("build", mobilenet_model, *common, "--nncf-float-layers", "Conv_9999", "-o", tmp_path / "unknown")
     assert unknown.returncode == 2 and "no node 'Conv_9999'" in error_lines(unknown)[0]
-    assert not (tmp_path / "strict").exists() and not (tmp_path / "unknown").exists()
+    ignored = edgec("build", mobilenet_model, *common[:2], "--quantizer", "edgec", *common[4:], "--nncf-float-layers",
+                    kept[0], "-o", tmp_path / "ignored")  # it would do nothing: refused, not ignored
+    assert ignored.returncode == 2 and "--quantizer nncf or auto" in error_lines(ignored)[0]
+    assert not any((tmp_path / name).exists() for name in ("strict", "unknown", "ignored"))
 
 
 def test_transformer_candidate_runs_int8_matmuls_within_the_error_bound(attention, tmp_path, monkeypatch):

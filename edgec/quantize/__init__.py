@@ -43,6 +43,9 @@ def check_options(precision: str, calibration, options) -> None:
             raise InputError("--max-accuracy-drop applies to --precision int8 only")
         if not options.eval_data:
             raise InputError("--max-accuracy-drop needs --eval PATH: an .npz of inputs (and optional 'labels')")
+    if getattr(options, "nncf_float_layers", None) and (precision != "int8" or options.quantizer == "edgec"):
+        raise InputError("--nncf-float-layers applies to NNCF's int8: build --precision int8 with --quantizer nncf "
+                         "or auto, or drop it")
 
 
 def _scheme_for_opset(model: ir.Model, scheme: Scheme) -> Scheme:
