@@ -259,6 +259,7 @@ def test_nncf_int8_that_fails_verification_keeps_its_most_harmful_layers_float(t
     assert (replayed / "model.bin").read_bytes() == (out / "model.bin").read_bytes()
     refused = edgec("build", mobilenet_model, *common, "--strict-precision", "-o", tmp_path / "strict")
     assert refused.returncode == 2 and "--strict-precision" in error_lines(refused)[0]
+    assert fallback["order"] == "most harmful" and f"layers: {fallback['float_layers'][0]} (" in error_lines(refused)[0]
     unknown = edgec("build", mobilenet_model, *common, "--nncf-float-layers", "Conv_9999", "-o", tmp_path / "unknown")
     assert unknown.returncode == 2 and "no node 'Conv_9999'" in error_lines(unknown)[0]
     ignored = edgec("build", mobilenet_model, *common[:2], "--quantizer", "edgec", *common[4:], "--nncf-float-layers",

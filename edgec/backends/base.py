@@ -109,9 +109,10 @@ class Backend:
         Scheme: those that fit this model; empty: the target's one scheme)."""
         return []
 
-    def given_int8(self, model: ir.Model, target: Target, calibration, options):
-        """The backend's own int8 engine (quantize.choose.Engine) where these options have it quantize
-        (`quantizes_itself`), for the build to verify before lowering; None where it has none."""
+    def given_int8(self, model: ir.Model, scheme, calibration, options):
+        """The backend's own int8 engine (quantize.choose.Engine) by the int8 `scheme` (a quantize.qdq.Scheme: the
+        target's, or the candidate these options name) where they have it quantize (`quantizes_itself`), for
+        the build to verify before lowering; None where it has none."""
         return None
 
     def qdq_options(self) -> dict:

@@ -134,13 +134,9 @@ class OpenVINOBackend(Backend):
             by_setting.setdefault(openvino_nncf.setting(scheme), name)
         return [self._engine(model, calibration, options, name, schemes[name]) for name in by_setting.values()]
 
-    def given_int8(self, model: ir.Model, target, calibration, options):
+    def given_int8(self, model: ir.Model, scheme, calibration, options):
         """NNCF's int8 model as `--quantizer nncf` makes it (the engine the build verifies before lowering)."""
-        if not self.quantizes_itself(options):
-            return None
-        from edgec.backends import openvino_nncf
-
-        return self._engine(model, calibration, options, None, openvino_nncf.scheme(target, options.int8_scheme))
+        return self._engine(model, calibration, options, None, scheme) if self.quantizes_itself(options) else None
 
     def _engine(self, model: ir.Model, calibration, options, name: str | None, scheme,
                 float_layers: tuple[str, ...] = ()):

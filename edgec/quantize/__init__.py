@@ -104,13 +104,13 @@ def _refuse_under_floor(quantizer: Quantizer, macs, target_name: str) -> None:
 
 def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list, given: str,
                    calibration: CalibrationData, current: ir.Model, fitting: dict[str, Scheme], kinds: list[str],
-                   judge, macs) -> tuple[ir.Model, SchemeChoice, PolicyFallback | None]:
+                   judge, macs, strict: bool) -> tuple[ir.Model, SchemeChoice, PolicyFallback | None]:
     """The QDQ graph of the candidate `given`, or of the one measured best (quantize/choose.py) among the
     `fitting` scheme candidates edgec builds and the backend's own int8 `engines` (where one of those wins:
     `current`); `current`, quantized with the target's own scheme, serves the candidate that changes nothing.
     An engine's int8 wins only where it verifies (`judge`), with the most harmful layers of edgec's graph of
-    its scheme kept float where it can keep layers float (`Engine.keep_float`); that fallback's record comes
-    third."""
+    its scheme kept float where it can keep layers float (`Engine.keep_float`; not when `strict`, for
+    --strict-precision); that fallback's record comes third."""
     from edgec.quantize import choose, report
     from edgec.quantize.fallback import MIN_INT8_MAC_SHARE
 
@@ -153,7 +153,7 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
     chosen, why = choose.choose(measured)
     failed = judge.failures_of(own[chosen.name].run) if chosen.name in own and judge is not None else {}
     unrepaired = "no layer float"
-    if failed and own[chosen.name].keep_float is not None:
+    if failed and own[chosen.name].keep_float is not None and not strict:
         engine = own[chosen.name]
         layers = report.layer_errors(model, graphs.get(engine.options.get("int8_scheme"), current), calibration)
         repaired, record = _engine_fallback(engine, layers, judge, macs, failed)
@@ -166,7 +166,7 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
     if failed:
         unverified = chosen
         chosen, why = choose.choose([c for c in measured if c.name in schemes])
-        why = (f"{unverified.name} does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}), "
+        why = (f"{unverified.name} does not verify ({_listed(failed)}), "
                f"with {unrepaired}; of edgec's: {why}")
     logger.info(f"int8 {chosen.name}: {why}")
     if chosen.name in own:
@@ -184,30 +184,41 @@ def _engine_fallback(engine, layers: list, judge, macs, failed: dict[str, str]):
     return fallback.to_verify(as_quantizer, layers, as_quantizer, macs, engine, failed)
 
 
-def _verified_engine(model: ir.Model, target, scheme: Scheme, calibration: CalibrationData, backend, options, judge,
+def _verified_engine(model: ir.Model, scheme: Scheme, calibration: CalibrationData, backend, options, judge,
                      record: QuantizationRecord) -> None:
     """Where the backend quantizes on its own (`--quantizer nncf`), its int8 judged by the verification policy
     before lowering; where it fails, the fallback keeps the most harmful layers of edgec's graph of the same
     scheme float in it (or --strict-precision refuses), and `record` gets the choice that replays them."""
     from edgec.quantize import fallback, report
 
-    engine = backend.given_int8(model, target, calibration, options)
+    engine = backend.given_int8(model, scheme, calibration, options)
     failed = judge.failures_of(engine.run, " with the runtime's int8 kernels") if engine and judge else {}
     if not failed:
         return
-    if options.strict_precision:
-        raise UnsupportedError(f"int8 does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and "
-                               "--strict-precision keeps every layer int8. Drop --strict-precision to keep the most "
-                               "harmful layers float, or build fp16")
-    macs = fallback.MacShare(model, next(calibration.feeds()))
     with system.scratch("quant") as tmp:  # edgec's own graph of the scheme, to rank the layers by harm
         quantizer = Quantizer(model, scheme, calibration, "minmax", Path(tmp))
         layers = report.layer_errors(model, quantizer.run(), calibration)
+    if options.strict_precision:
+        raise _strict_refusal(failed, layers)
+    macs = fallback.MacShare(model, next(calibration.feeds()))
     repaired, record.policy_fallback = _engine_fallback(engine, layers, judge, macs, failed)
     record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
     if record.policy_fallback.passed:
         why = f"given; it verifies with {len(record.policy_fallback.float_layers)} layer(s) float"
         record.scheme_choice = SchemeChoice(repaired.name, why, _flags(repaired.options), [], repaired.options)
+
+
+def _listed(failed: dict[str, str]) -> str:
+    """What failed verification, output by output."""
+    return "; ".join(f"{name}: {what}" for name, what in failed.items())
+
+
+def _strict_refusal(failed: dict[str, str], layers: list) -> UnsupportedError:
+    """--strict-precision's refusal of an int8 model that does not verify, naming its most harmful layers."""
+    worst = ", ".join(f"{layer.name} ({layer.harm_db:.1f} dB)" for layer in layers[:5])
+    return UnsupportedError(f"int8 does not verify ({_listed(failed)}) and --strict-precision keeps every layer "
+                            f"int8; the most harmful layers: {worst}. Drop --strict-precision to keep them float, "
+                            "or build fp16")
 
 
 def _flags(values: dict) -> str:
@@ -306,7 +317,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     if backend.quantizes_itself(options):
         if options.max_accuracy_drop is None:  # with a budget, the engine's own accuracy control judges
             given = scheme.variant(options.int8_scheme) if options.int8_scheme in scheme.candidates else scheme
-            _verified_engine(model, target, given, calibration, backend, options, judge, record)
+            _verified_engine(model, given, calibration, backend, options, judge, record)
         return model, record
 
     method = options.calibration_method
@@ -367,7 +378,8 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
     engines = backend.own_int8(model, target, calibration, options, fitting) if given == AUTO_SCHEME else []
     if scheme.candidates or engines:
         qdq, record.scheme_choice, engine_fallback = _choose_scheme(
-            model, quantizer, backend, engines, given, calibration, qdq, fitting, kinds, judge, macs)
+            model, quantizer, backend, engines, given, calibration, qdq, fitting, kinds, judge, macs,
+            options.strict_precision)
         if record.scheme_choice.chosen in {engine.name for engine in engines}:
             record.engine, record.scheme, record.method = f"{record.scheme_choice.chosen} (see backend)", None, None
             if engine_fallback is not None:
@@ -382,11 +394,7 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
     # with an accuracy budget, the accuracy fallback below judges instead
     failed = judge.failures(qdq) if judge is not None and budget is None else {}
     if failed and options.strict_precision:
-        worst = ", ".join(f"{layer.name} ({layer.harm_db:.1f} dB)" for layer in record.layers[:5])
-        raise UnsupportedError(
-            f"int8 does not verify ({'; '.join(f'{k}: {v}' for k, v in failed.items())}) and --strict-precision "
-            f"keeps every layer int8; the most harmful layers: {worst}. Drop --strict-precision to keep them "
-            "float, or build fp16")
+        raise _strict_refusal(failed, record.layers)
     if failed:
         qdq, record.policy_fallback = fallback.to_verify(quantizer, record.layers, judge, macs, qdq, failed)
         record.int8_mac_share = round(record.policy_fallback.int8_mac_share, 4)
