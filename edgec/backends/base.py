@@ -97,11 +97,17 @@ class Backend:
         """True when, for these options, the backend quantizes from ctx.calibration on its own."""
         return False
 
-    def int8_runner(self, model: ir.Model):
-        """A callable (feed -> outputs) that runs the QDQ graph `model` as the artifact will, with the
-        runtime's int8 kernels on one thread: the build measures int8 candidates with it. None: this
-        backend's candidates cannot be measured on the build host."""
+    def int8_opener(self, model: ir.Model):
+        """A callable that compiles the QDQ graph `model` as the artifact will, with the runtime's int8
+        kernels on one thread, into a runner (feed -> outputs), anew at each call: the build measures
+        int8 candidates with several compilations of each. None: this backend's candidates cannot be
+        measured on the build host."""
         return None
+
+    def int8_runner(self, model: ir.Model):
+        """One compilation of `int8_opener` (None where there is none): the verification policy judges it."""
+        opener = self.int8_opener(model)
+        return opener() if opener is not None else None
 
     def own_int8(self, model: ir.Model, target: Target, calibration, options, candidates: dict) -> list:
         """The backend's own int8 engines (quantize.choose.Engine) that compete with edgec's QDQ graph

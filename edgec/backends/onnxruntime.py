@@ -7,6 +7,7 @@ weights in half precision, since onnxruntime's x86 CPU kernels compute in fp32.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import onnx_ir as ir
@@ -28,10 +29,11 @@ class OnnxRuntimeBackend(Backend):
     def extra_domains(self) -> tuple[str, ...]:
         return ("com.microsoft", "ai.onnx.ml")
 
-    def int8_runner(self, model: ir.Model):
+    def int8_opener(self, model: ir.Model):
         from edgec.quantize.choose import onnxruntime_runner
 
-        return onnxruntime_runner(model, optimize=True, threads=1)
+        serialized = eir.Snapshot.of(model) or model  # serialized once for every compilation
+        return functools.partial(onnxruntime_runner, serialized, optimize=True, threads=1)
 
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
         import onnx

@@ -117,8 +117,8 @@ class OpenVINOBackend(Backend):
     def quantizes_itself(self, options) -> bool:
         return options.quantizer == "nncf"
 
-    def int8_runner(self, model: ir.Model):
-        return _runner(_convert(model))
+    def int8_opener(self, model: ir.Model):
+        return functools.partial(_runner, _convert(model))
 
     def own_int8(self, model: ir.Model, target, calibration, options, candidates: dict) -> list:
         """NNCF's int8 models, one per distinct NNCF setting (overflow fix, model type) among the scheme
@@ -152,7 +152,7 @@ class OpenVINOBackend(Backend):
         quantized, _ = openvino_nncf.quantize(ov_model, calibration, options, scheme, kept)
         chosen = {"quantizer": "nncf", **({"int8_scheme": name} if name else {}),
                   **({"nncf_float_layers": ",".join(kept)} if kept else {})}
-        return Engine(f"nncf {name}" if name else "nncf", chosen, _runner(quantized),
+        return Engine(f"nncf {name}" if name else "nncf", chosen, functools.partial(_runner, quantized),
                       None if float_layers else functools.partial(self._engine, model, calibration, options, name,
                                                                   scheme))
 

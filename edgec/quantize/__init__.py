@@ -139,16 +139,16 @@ def _choose_scheme(model: ir.Model, quantizer: Quantizer, backend, engines: list
         return quantize(only), choice(only, f"the one candidate that keeps {MIN_INT8_MAC_SHARE:.0%} of this "
                                             "model's MACs in int8", []), None
     graphs = {name: quantize(name) for name in schemes}
-    runners = {name: backend.int8_runner(graph) for name, graph in graphs.items()}
-    if all(run is None for run in runners.values()):
+    openers = {name: backend.int8_opener(graph) for name, graph in graphs.items()}
+    if all(opener is None for opener in openers.values()):
         raise UnsupportedError(f"int8 candidates are measured with the runtime's own kernels, which the "
                                f"{backend.name} backend cannot run on this host; list one scheme for its target")
-    for name in [name for name, run in runners.items() if run is None]:
+    for name in [name for name, opener in openers.items() if opener is None]:
         logger.info(f"int8 {name}: the {backend.name} backend cannot run this model's graph: not measured")
-        del runners[name]
+        del openers[name]
     overrides = {name: base.candidates.get(name, {}) for name in schemes} | {
         name: engine.options for name, engine in own.items()}
-    measured = choose.measure(model, runners | {name: engine.run for name, engine in own.items()}, overrides,
+    measured = choose.measure(model, openers | {name: engine.open for name, engine in own.items()}, overrides,
                               calibration, kinds)
     chosen, why = choose.choose(measured)
     failed = judge.failures_of(own[chosen.name].run) if chosen.name in own and judge is not None else {}

@@ -9,10 +9,11 @@ parameters, with float I/O by default and integer I/O with `--io-dtype int8`. Op
 int8 kernel for stay float inside an int8 graph, and the build says which. A scheme with activation
 ranges taken at run time becomes TFLite's hybrid kernels: float activations, int8 weights (hybrid.py).
 Every model is opened and allocated by LiteRT before it is written (validate.py); the build measures
-int8 candidates with LiteRT itself (`int8_runner`).
+int8 candidates with LiteRT itself (`int8_opener`).
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 import onnx_ir as ir
@@ -45,12 +46,10 @@ class TFLiteBackend(Backend):
     def check_node(self, node: ir.Node) -> str:
         return ops.check(node)
 
-    def int8_runner(self, model: ir.Model):
-        """The QDQ graph written as the artifact's .tflite, run by LiteRT (XNNPACK, one thread); None where
-        it cannot be written or LiteRT cannot open it (a candidate's graph: the build measures the others)."""
-        import numpy as np
-        from ai_edge_litert.interpreter import Interpreter
-
+    def int8_opener(self, model: ir.Model):
+        """The QDQ graph written once as the artifact's .tflite, each compilation a LiteRT interpreter of it
+        (XNNPACK, one thread); None where it cannot be written or LiteRT cannot open it (a candidate's
+        graph: the build measures the others)."""
         from edgec import ir as eir
 
         try:  # the ONNX interface (NCHW, float I/O), which the build's feeds have
@@ -59,20 +58,7 @@ class TFLiteBackend(Backend):
             return None
         if litert_failure(content) is not None:
             return None
-        interpreter = Interpreter(model_content=content, num_threads=1)
-        interpreter.allocate_tensors()
-        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-
-        def run(feed: dict) -> list:
-            for detail in inputs:
-                value = np.ascontiguousarray(feed[detail["name"]])
-                if value.size == np.prod(detail["shape"]):  # a scalar input's run arrives as one element
-                    value = value.reshape(detail["shape"])
-                interpreter.set_tensor(detail["index"], value)
-            interpreter.reset_all_variables()  # an LSTM kernel's state starts from zero, as in the harness
-            interpreter.invoke()
-            return [interpreter.get_tensor(detail["index"]) for detail in outputs]
-        return run
+        return functools.partial(_interpreter_runner, content)
 
     def lower(self, model: ir.Model, ctx: BuildContext) -> Lowered:
         io_layout, io_dtype = ctx.options.io_layout, ctx.options.io_dtype
@@ -126,3 +112,24 @@ def _note_float(lowering, node: ir.Node) -> None:
     outputs = [v for v in node.outputs if v is not None and v in lowering.refs]
     if any(lowering.refs[v].quant is None and lowering.dtype(lowering.refs[v]) == "float32" for v in outputs):
         lowering.note(f"{node.op_type} runs in float inside the int8 graph")
+
+
+def _interpreter_runner(content: bytes):
+    """A LiteRT interpreter of `content` on one thread, as a runner (feed -> outputs)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def run(feed: dict) -> list:
+        for detail in inputs:
+            value = np.ascontiguousarray(feed[detail["name"]])
+            if value.size == np.prod(detail["shape"]):  # a scalar input's run arrives as one element
+                value = value.reshape(detail["shape"])
+            interpreter.set_tensor(detail["index"], value)
+        interpreter.reset_all_variables()  # an LSTM kernel's state starts from zero, as in the harness
+        interpreter.invoke()
+        return [interpreter.get_tensor(detail["index"]) for detail in outputs]
+    return run
