@@ -104,11 +104,12 @@ def _unsigned_where_never_negative(model, record: dict):
     for fake_quantize in model.get_ordered_ops():
         if fake_quantize.get_type_name() != "FakeQuantize" or not _never_negative(fake_quantize.input_value(0).get_node()):
             continue
-        for port in (1, 3):  # input_low, output_low
-            low = fake_quantize.input_value(port).get_node()
-            if low.get_type_name() == "Constant" and (values := low.get_data()).min() < 0:
-                fake_quantize.input(port).replace_source_output(ov.op.Constant(np.maximum(values, 0)).output(0))
-                raised += port == 1
+        below = [(port, low.get_data()) for port in (1, 3)  # input_low, output_low
+                 if (low := fake_quantize.input_value(port).get_node()).get_type_name() == "Constant"
+                 and low.get_data().min() < 0]
+        for port, values in below:
+            fake_quantize.input(port).replace_source_output(ov.op.Constant(np.maximum(values, 0)).output(0))
+        raised += bool(below)
     if raised:
         record["unsigned_ranges"] = raised
     return model, record
