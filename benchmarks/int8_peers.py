@@ -62,6 +62,10 @@ def edgec_artifact(model, target: str, calibration: Path, out: Path, choices: di
         choice = manifest.quantization.scheme_choice
         choices[target] = {"chosen": choice.chosen, "why": choice.why, "replay": choice.replay,
                            "candidates": [dataclasses.asdict(c) for c in choice.candidates]}
+    if manifest.quantization.float_precision_choice is not None:
+        choice = manifest.quantization.float_precision_choice
+        choices[f"{target} float precision"] = {"chosen": choice.chosen, "why": choice.why,
+                                                 "candidates": [dataclasses.asdict(c) for c in choice.candidates]}
     if getattr(manifest.backend, "layers", None):
         graphs[f"edgec {target}"] = layer_counts(manifest.backend.layers)
     names = {spec.name for spec in manifest.inputs}
@@ -112,10 +116,11 @@ def onnxruntime_default_int8(model, calib_feeds: list[dict], tmp: Path):
 
 
 def layer_counts(layers: list) -> dict:
-    """What OpenVINO's compiled model executes (CompiledLayer records): how many layers, how many in int8
-    and in f32, and FakeQuantize layers it could not fuse into the layer before."""
+    """What OpenVINO's compiled model executes (CompiledLayer records): how many layers, how many in int8,
+    f32 and bf16, and FakeQuantize layers it could not fuse into the layer before."""
     return {"executed": len(layers), "int8": sum(layer.precision in ("u8", "i8") for layer in layers),
             "f32": sum(layer.precision == "f32" for layer in layers),
+            "bf16": sum(layer.precision == "bf16" for layer in layers),
             "FakeQuantize": sum(layer.type == "FakeQuantize" for layer in layers)}
 
 
@@ -242,11 +247,13 @@ def markdown(rows: list[dict], rounds: int) -> str:
         lines.append(f"| {row['model']} | " + " | ".join(ratio(row, p) for p in pairs) + " |")
     medians = [statistics.median(r[p] for r in rows if p in r) if any(p in r for r in rows) else None for p in pairs]
     lines.append("| **median** | " + " | ".join(f"**{m:.2f}x**" if m else "-" for m in medians) + " |")
-    lines += ["", "OpenVINO's compiled runtime graphs (executed layers; those in int8 and f32; FakeQuantize left unfused):",
-              "", "| model | variant | layers | int8 | f32 | FakeQuantize |", "|---|---|---|---|---|---|"]
+    lines += ["", "OpenVINO's compiled runtime graphs (executed layers; those in int8, f32 and bf16; FakeQuantize left "
+              "unfused):", "", "| model | variant | layers | int8 | f32 | bf16 | FakeQuantize |",
+              "|---|---|---|---|---|---|---|"]
     for row in rows:
         for name, g in row.get("runtime_graphs", {}).items():
-            lines.append(f"| {row['model']} | {name} | {g['executed']} | {g['int8']} | {g['f32']} | {g['FakeQuantize']} |")
+            lines.append(f"| {row['model']} | {name} | {g['executed']} | {g['int8']} | {g['f32']} | {g.get('bf16', '-')} "
+                         f"| {g['FakeQuantize']} |")
     lines += ["", "edgec's openvino-cpu int8 choice, measured by the build with OpenVINO's kernels on its calibration "
               "samples (p50: fastest of 5 runs, median over 7 rounds, one thread):", "",
               "| model | candidate | p50 ms | SQNR dB | top-1 % | chosen |", "|---|---|---|---|---|---|"]
@@ -256,6 +263,12 @@ def markdown(rows: list[dict], rounds: int) -> str:
             top1 = "" if c["top1_agreement"] is None else f"{c['top1_agreement']:.1f}"
             mark = f"**yes**: {choice['why']}" if c["name"] == choice["chosen"] else ""
             lines.append(f"| {row['model']} | {c['name']} | {c['p50_ms']:.2f} | {c['sqnr_db']:.1f} | {top1} | {mark} |")
+    lines += ["", "What the openvino-cpu artifact's layers without an int8 kernel compute in (`--float-precision auto`, "
+              "quantization.float_precision_choice):", "", "| model | chosen | why |", "|---|---|---|"]
+    for row in rows:
+        choice = row.get("choices", {}).get("openvino-cpu float precision")
+        if choice:
+            lines.append(f"| {row['model']} | {choice['chosen']} | {choice['why']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -274,7 +287,7 @@ def merged(earlier: dict | None, row: dict, pipelines: list[str]) -> dict:
     return {**{k: v for k, v in earlier.items() if k in ratios}, **row,
             "variants": {**part("variants", names), **row["variants"]},
             "failed": {**part("failed", names), **row["failed"]},
-            "choices": {**part("choices", targets), **row["choices"]},
+            "choices": {**part("choices", targets | {f"{t} float precision" for t in targets}), **row["choices"]},
             "runtime_graphs": {**part("runtime_graphs", names), **row["runtime_graphs"]}}
 
 

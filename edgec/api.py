@@ -156,7 +156,7 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         )
 
     quantization = None
-    float_model = model
+    float_model, judge = model, None
     if precision != "fp32":
         from edgec.quantize import quantize_for_target
 
@@ -174,7 +174,10 @@ def _build(source, target, output, unverified, user_files, started, precision, i
         logger.info(f"lowering with the {backend.name} backend")
         with stage(f"lowering with {backend.name}", f"try another target; `edgec inspect {source}` lists them"):
             lowered = backend.lower(model, BuildContext(target, precision, folder, calibration_data, values,
-                                                        float_model))
+                                                        float_model, judge))
+        if lowered.choice is not None:  # recorded with the quantization's choices, and replayed as they are
+            quantization.float_precision_choice = lowered.choice
+            values = dataclasses.replace(values, **lowered.choice.options)
         inputs = _with_batch_axes(lowered.inputs, source_inputs)
         outputs = _with_batch_axes(lowered.outputs, source_outputs)
         from edgec.package.harness import interface

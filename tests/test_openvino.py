@@ -119,6 +119,78 @@ def test_qdq_graph_fuses_into_the_convolutions_as_nncf_places_it(tmp_path):
         assert accuracy(logits, data["labels"]) >= model["accuracy"] - 0.01
 
 
+# ddddocr_ocr's choices as a measured build made them (replayed: the build measures only the float precision)
+DDDDOCR_INT8 = ("--quantizer", "edgec", "--int8-scheme", "s8-7bit", "--calibration-method", "mean-minmax",
+                "--bias-correction", "on")
+
+
+@pytest.mark.slow
+def test_float_precision_is_measured_where_a_layer_has_no_int8_kernel(tmp_path):
+    """The ddddocr CRNN's bidirectional LSTM has no int8 kernel in OpenVINO (its int8 LSTMSequence runs a
+    reference f32 kernel): auto times it in f32 and bf16 on the artifact's model and keeps bf16 only where
+    it is 10 % faster at equal fidelity and verifies; the record replays it. Given bf16, the LSTM runs bf16
+    while the convolution the fallback kept float for fidelity stays f32, the harness verifies it, and
+    the decoded strings of its real captchas are fp32's."""
+    import openvino as ov
+
+    from edgec.package.harness.manifest import SchemeCandidate
+    from edgec.quantize import choose
+
+    sys.path.insert(0, str(ROOT))
+    from models.corpus.measure import artifact_outputs, compare
+    from models.corpus.reference import reference_outputs
+    from models.corpus.registry import MODELS
+
+    model = next(m for m in MODELS if m.name == "ddddocr_ocr")
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    built = {}
+    for name, flags in (("auto", ()), ("bf16", ("--float-precision", "bf16"))):
+        edgec("build", model.onnx_path, "-t", "openvino-cpu", *model.build_flags(), "--calibration",
+              model.calibration_file(tmp_path), *DDDDOCR_INT8, *flags, "-o", tmp_path / name, check=True)
+        built[name] = manifest(tmp_path / name)
+    choice = built["auto"]["quantization"]["float_precision_choice"]
+    if has_bf16:
+        assert choice["why"].endswith("without an int8 kernel: 1 LSTMSequence")
+        f32, bf16 = (SchemeCandidate(**c) for c in choice["candidates"])
+        assert (f32.name, bf16.name) == ("f32", "bf16") and f32.p50_ms > 0 and bf16.p50_ms > 0
+        assert f32.top1_agreement >= 95 and bf16.top1_agreement >= 95 and f32.sqnr_db > 15 and bf16.sqnr_db > 15
+        assert (choice["chosen"] == "bf16") == (choose.faster_at_equal_fidelity(bf16, f32)
+                                                and "does not verify" not in choice["why"])
+    assert built["auto"]["build"]["options"]["float_precision"] == choice["chosen"]
+    for name, m in built.items():
+        ran = {layer["type"]: layer["precision"] for layer in m["backend"]["layers"]
+               if layer["type"] in ("RNNSeq", "Convolution", "FullyConnected") and layer["precision"] not in INT8}
+        lstm = choice["chosen"] if name == "auto" else "bf16" if has_bf16 else "f32"
+        assert ran == {"RNNSeq": lstm, "Convolution": "f32"}  # the fallback's float convolution stays f32
+        assert m["backend"]["inference_precision"] == "f32" and m["verification"]["result"]["passed"]
+    proc = harness(tmp_path / "bf16", "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = compare(model, reference_outputs(model), artifact_outputs(model, tmp_path / "bf16"))
+    assert result.task >= model.fidelity.bar, f"{model.fidelity.measure}: {result.task:.4f}"
+    replayed = tmp_path / "replayed"
+    edgec("build", model.onnx_path, "-t", "openvino-cpu", *model.build_flags(), "--calibration",
+          model.calibration_file(tmp_path), *DDDDOCR_INT8, *choice["replay"].split(), "-o", replayed, check=True)
+    assert manifest(replayed)["quantization"].get("float_precision_choice") is None
+    same = tmp_path / ("bf16" if choice["chosen"] == "bf16" else "auto")
+    assert (replayed / "model.xml").read_bytes() == (same / "model.xml").read_bytes()
+    assert (replayed / "model.bin").read_bytes() == (same / "model.bin").read_bytes()
+
+
+def test_a_model_all_int8_has_no_float_precision_to_measure(digits_int8):
+    choice = manifest(digits_int8)["quantization"]["float_precision_choice"]
+    assert choice["chosen"] == "f32" and choice["candidates"] == [] and "speed up nothing" in choice["why"]
+
+
+def test_bf16_is_refused_for_a_float_build(tmp_path, digits_model):
+    out = tmp_path / "fp32"
+    proc = edgec("build", digits_model, "-t", "openvino-cpu", "--precision", "fp32", "--float-precision", "bf16",
+                 "-o", out)
+    assert proc.returncode == 2
+    assert error_lines(proc) == [line for line in proc.stderr.splitlines() if "error" in line]
+    assert "--float-precision bf16 applies to int8 builds" in error_lines(proc)[0] and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
 def test_verify_fails_when_int8_layers_run_float(digits_int8, digits_fp32, tmp_path):
     """Swap the float model in under an int8 manifest: the runtime graph gives it away."""
     art = tmp_path / "tampered"

@@ -37,6 +37,10 @@ REGISTRY = {
                choices=("auto", "edgec", "nncf")),
         Option("nncf_float_layers", str, None, "with NNCF: keep these nodes float (NAME[,NAME]); the build's "
                "fallback sets it where NNCF's int8 fails verification"),
+        Option("float_precision", str, "auto", "what an int8 artifact's layers without an int8 kernel (LSTM, "
+               "GRU, RNN, matmuls of two float activations) compute in: f32, bf16, or auto: measure both on the build "
+               "host and keep bf16 only where it is 10 % faster at equal fidelity and verifies; layers kept float "
+               "for fidelity stay f32", choices=("auto", "f32", "bf16")),
     )),
     "tflite": BackendEntry("edgec.backends.tflite:TFLiteBackend", (
         Option("io_layout", str, "nchw", "the artifact's image layout", choices=("nchw", "nhwc")),

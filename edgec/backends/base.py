@@ -12,7 +12,7 @@ from typing import Any
 
 import onnx_ir as ir
 
-from edgec.package.harness.manifest import ComparisonPolicy, RuntimeConfig, Target, TensorSpec
+from edgec.package.harness.manifest import ComparisonPolicy, RuntimeConfig, SchemeChoice, Target, TensorSpec
 
 STANDARD_DOMAINS = ("", "ai.onnx")
 
@@ -55,6 +55,7 @@ class BuildContext:
     calibration: Any = None  # quantize.data.CalibrationData, already checked against the model
     options: Any = None  # the values of the options the target takes (edgec.options.resolve): options.io_layout
     float_model: ir.Model | None = None  # the optimized float model, when `model` is a QDQ graph
+    judge: Any = None  # quantize.fallback.PolicyJudge: verifies what a backend chooses by measuring while lowering
 
     def __post_init__(self):
         if self.options is None or isinstance(self.options, dict):
@@ -73,6 +74,7 @@ class Lowered:
     config: RuntimeConfig  # what the backend built, and what its harness adapter needs
     host_policy: ComparisonPolicy | None = None  # how closely a device must match the build host, if looser
     host_simulated: bool = False  # the build host cannot run the runtime: it verifies `run.py --simulate`
+    choice: SchemeChoice | None = None  # what the backend measured and chose while lowering (OpenVINO's float precision)
 
 
 class Backend:

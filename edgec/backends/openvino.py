@@ -2,12 +2,18 @@
 
 int8 comes from edgec's QDQ graph (OpenVINO turns QuantizeLinear/DequantizeLinear pairs into
 FakeQuantize and runs u8/i8 kernels) or from NNCF (`--quantizer nncf`). fp16 stores the
-weights in half precision and computes in f32. The float layers always run in f32: left to
-itself OpenVINO picks bf16 on CPUs that have it. The build compiles the saved IR once with
-the artifact's own harness and records, per layer, the precision the compiled model ran.
+weights in half precision and computes in f32. The float layers run in f32, set on purpose:
+left to itself OpenVINO picks bf16 on CPUs that have it. One exception, per layer: in an int8
+build, the layers OpenVINO has no int8 kernel for (recurrent sequences, matmuls of two float
+activations) may compute in bf16 (`--float-precision`), by Convert nodes around them in the
+IR. By default (auto) the build measures both and keeps bf16 only where it is 10 % faster at
+equal fidelity and verifies; layers kept float for fidelity stay f32 either way. The build
+compiles the saved IR once with the artifact's own harness and records, per layer, the
+precision the compiled model ran.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import importlib.util
@@ -20,14 +26,16 @@ import onnx_ir as ir
 from edgec import ir as eir
 from edgec import system
 from edgec.backends.base import STANDARD_DOMAINS, Backend, BuildContext, Lowered, UnsupportedOp
-from edgec.errors import UnsupportedError, require
-from edgec.package.harness.manifest import OpenVINOConfig
+from edgec.errors import InputError, UnsupportedError, require
+from edgec.package.harness.manifest import OpenVINOConfig, SchemeChoice
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.xml"
 WEIGHTS_FILE = "model.bin"
-INFERENCE_PRECISION = "f32"
+INFERENCE_PRECISION = "f32"  # the float layers', set on purpose: OpenVINO's default is bf16 where the CPU has it
+F32, BF16 = "f32", "bf16"  # --float-precision: what an int8 model's layers without an int8 kernel compute in
+RECURRENT = frozenset({"LSTMSequence", "GRUSequence", "RNNSequence"})
 # int8 comes from edgec's QDQ graph or from NNCF (the `quantizer` option, edgec/backends/__init__.py).
 # Neither wins everywhere (benchmarks/results/int8_peers.md), so by default (`auto`) the build measures
 # both, with OpenVINO's kernels (edgec/quantize/choose.py), and keeps the better.
@@ -215,10 +223,11 @@ class OpenVINOBackend(Backend):
         config = OpenVINOConfig(self.name, "CPU", INFERENCE_PRECISION, {"fp32": "f32", "fp16": "f16", "int8": "i8"}[
             ctx.precision], int8_layers, [], ("nncf" if nncf_int8 else "edgec") if ctx.precision == "int8" else None, nncf)
         with _refused("compile"):
+            choice = _float_precision(core, path, ctx)
             config.layers = _compiled_layers(core, path, config, ctx.target.threads)
         # OpenVINO keeps the ONNX graph's input and output names, shapes and dtypes.
         return Lowered([MODEL_FILE, WEIGHTS_FILE], eir.io_specs(model.graph.inputs), eir.io_specs(model.graph.outputs),
-                       config)
+                       config, choice=choice)
 
 
 def _convert(model: ir.Model):
@@ -226,6 +235,112 @@ def _convert(model: ir.Model):
     ov = require("openvino", "openvino")
     with system.scratch("ov") as tmp, _refused("convert"):
         return ov.convert_model(str(eir.save(model, Path(tmp) / "model.onnx")))
+
+
+def _float_precision(core, path: Path, ctx: BuildContext) -> SchemeChoice | None:
+    """Whether the layers of the saved int8 model at `path` that OpenVINO has no int8 kernel for compute in
+    bf16 (where they do, the model there is saved with them so), and the measured choice where the build made
+    one. Layers kept float for fidelity (the fallback's, a mixed-range head) stay f32 whatever is chosen.
+
+    `--float-precision` auto measures f32 and bf16 as the int8 candidates are measured (quantize/choose.py:
+    fidelity on the calibration samples, latency over several compilations) and keeps bf16 only where it is
+    10 % faster at equal fidelity and passes the verification policy."""
+    given = ctx.options.float_precision
+    if ctx.precision != "int8":
+        if given == BF16:
+            raise InputError(f"--float-precision bf16 applies to int8 builds, whose layers without an int8 kernel "
+                             f"it sets; a {ctx.precision} build computes in f32: drop the option or build "
+                             "--precision int8")
+        return None
+    if given == F32:
+        return None
+    marked = core.read_model(path)
+    layers = _in_bf16(marked)
+    if given == BF16:
+        if layers:
+            _save_over(marked, path)
+        return None
+    if not layers:
+        return SchemeChoice(F32, "no layer is float for want of an int8 kernel: bf16 would speed up nothing",
+                            f"--float-precision {F32}", [], {"float_precision": F32})
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return SchemeChoice(F32, "this CPU has no bf16 to measure", f"--float-precision {F32}", [],
+                            {"float_precision": F32})
+    from edgec.quantize import choose, output_kinds
+
+    kinds = output_kinds(ctx.float_model, ctx.judge)
+    models = {F32: core.read_model(path), BF16: marked}
+    f32, bf16 = choose.measure(ctx.float_model, {p: functools.partial(_runner, m) for p, m in models.items()},
+                               {p: {"float_precision": p} for p in models}, ctx.calibration, kinds)
+    chosen, why = f32, f"bf16 is not 10 % faster at equal fidelity ({bf16.p50_ms} against {f32.p50_ms} ms)"
+    if choose.faster_at_equal_fidelity(bf16, f32):
+        failed = ctx.judge.failures_of(_runner(marked), " in bf16") if ctx.judge is not None else {}
+        chosen, why = (f32, f"bf16 is {f32.p50_ms / bf16.p50_ms:.2f}x faster but does not verify: "
+                       + "; ".join(f"{name}: {what}" for name, what in failed.items())) if failed else (
+            bf16, f"bf16 is {f32.p50_ms / bf16.p50_ms:.2f}x faster than f32 at equal fidelity and verifies")
+    why += "; without an int8 kernel: " + ", ".join(
+        f"{count} {kind}" for kind, count in sorted(collections.Counter(layers).items()))
+    logger.info(f"layers without an int8 kernel in {chosen.name}: {why}")
+    if chosen is bf16:
+        _save_over(marked, path)
+    return SchemeChoice(chosen.name, why, f"--float-precision {chosen.name}", [f32, bf16],
+                        {"float_precision": chosen.name})
+
+
+def _save_over(ov_model, path: Path) -> None:
+    """Save `ov_model` in place of the IR at `path`, which models read from it map in memory: the new files
+    are written beside it and moved over it, so those maps keep the old ones (writing over a mapped .bin
+    kills the process with SIGBUS)."""
+    ov = require("openvino", "openvino")
+    staged = path.with_name(f"staged-{path.name}")
+    ov.save_model(ov_model, staged, compress_to_fp16=False)
+    staged.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    staged.replace(path)
+
+
+def _in_bf16(ov_model) -> list[str]:
+    """Make the layers OpenVINO's CPU plugin has no int8 kernel for compute in bf16, by Convert nodes around
+    them, and return their types: recurrent sequences (an int8 LSTMSequence runs a reference f32 kernel) and
+    matmuls of two float activations (attention's, where the quantizer left them float). Layers with constant
+    weights that are float were kept float on purpose, for fidelity, and stay f32, and a matmul whose input
+    is quantized is the quantizer's. On a CPU without bf16, OpenVINO's CPU plugin turns bf16 into f32 (its
+    ConvertPrecision pass), and the Converts do nothing."""
+    from openvino import opset13
+
+    ov = require("openvino", "openvino")
+    marked = []
+    for op in ov_model.get_ordered_ops():
+        kind = op.get_type_name()
+        if kind not in RECURRENT and not (kind == "MatMul" and not any(
+                _constant(op.input_value(i)) or _source(op.input_value(i)).get_type_name() == "FakeQuantize"
+                for i in range(2))):
+            continue
+        name = op.get_friendly_name()
+        for index in range(op.get_input_size()):
+            source = op.input_value(index)
+            if source.get_element_type() == ov.Type.f32:
+                narrowed = opset13.convert(source, ov.Type.bf16, name=f"{name}/bf16_in{index}")
+                op.input(index).replace_source_output(narrowed.output(0))
+        for index in range(op.get_output_size()):
+            output = op.output(index)
+            if output.get_element_type() != ov.Type.f32:
+                continue
+            users = list(output.get_target_inputs())
+            widened = opset13.convert(output, ov.Type.f32, name=f"{name}/f32_out{index}")
+            for user in users:
+                user.replace_source_output(widened.output(0))
+        marked.append(kind)
+    if marked:
+        ov_model.validate_nodes_and_infer_types()
+    return marked
+
+
+def _constant(value) -> bool:
+    """Whether `value` is a constant, perhaps dequantized or reshaped: weights, not an activation."""
+    node = _source(value)
+    while node.get_type_name() in WEIGHT_OPS:
+        node = _source(node.input_value(0))
+    return node.get_type_name() == "Constant"
 
 
 def _runner(ov_model):

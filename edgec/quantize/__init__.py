@@ -259,7 +259,7 @@ def _measured_choice(option: str, value: str, why: str, measured: list) -> Schem
     return SchemeChoice(value, why, _flags(chosen), measured, chosen)
 
 
-def _output_kinds(model: ir.Model, judge) -> list[str]:
+def output_kinds(model: ir.Model, judge) -> list[str]:
     """What each output means: the verification policy's word (the user's --output-kind included), or
     the graph's where no judge is given."""
     from edgec.package import policy
@@ -326,7 +326,7 @@ def quantize_for_target(model: ir.Model, target, precision: str, calibration: Ca
     with system.scratch("quant") as tmp:
         logger.info(f"calibrating int8 ranges ({method}, {calibration.count} samples)")
         quantizer = Quantizer(model, scheme, calibration, method, Path(tmp))
-        kinds = _output_kinds(model, judge)
+        kinds = output_kinds(model, judge)
         _choose_ranges_and_bias(model, quantizer, record, options, kinds)
         ranges_chosen = quantizer.method, quantizer.correct_bias
 

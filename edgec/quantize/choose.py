@@ -164,12 +164,17 @@ def choose(measured: list[SchemeCandidate]) -> tuple[SchemeCandidate, str]:
     Of several candidates 10 % faster, the most faithful is kept: their few percent apart are timing noise (the
     captcha CRNN's two NNCF graphs, 4.94 and 5.03 ms, took turns from build to build), their fidelity is not."""
     best = max(measured, key=_rank)
-    faster = [c for c in measured if c.p50_ms * FASTER <= best.p50_ms and _equal(c, best)]
+    faster = [c for c in measured if faster_at_equal_fidelity(c, best)]
     if not faster:
         return best, f"{best.name} is the most faithful ({_fidelity(best)}) and none as faithful is 10 % faster"
     chosen = max(faster, key=_rank)
     return chosen, (f"{chosen.name} is {best.p50_ms / chosen.p50_ms:.2f}x faster than {best.name} at equal "
                     f"fidelity ({_fidelity(chosen)} vs {_fidelity(best)})")
+
+
+def faster_at_equal_fidelity(candidate: SchemeCandidate, best: SchemeCandidate) -> bool:
+    """Whether `candidate` is at least 10 % faster than `best` and as faithful (`_equal`)."""
+    return candidate.p50_ms * FASTER <= best.p50_ms and _equal(candidate, best)
 
 
 def _rank(c: SchemeCandidate) -> tuple:

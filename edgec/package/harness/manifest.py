@@ -426,11 +426,13 @@ class QuantizationRecord:
     float_islands: List[FloatIsland] = field(default_factory=list)
     int8_mac_share: Optional[float] = None  # of the multiply-accumulates: an int8 artifact runs at least 0.8
     policy_fallback: Optional[PolicyFallback] = None
+    float_precision_choice: Optional[SchemeChoice] = None  # --float-precision auto's measured choice (OpenVINO)
 
     def chosen_options(self) -> Dict[str, Any]:
         """The option values of every int8 choice the build made (scheme, calibration method, bias
-        correction): given to a rebuild, they replay the choices without measuring them again."""
-        return {name: value for choice in (self.scheme_choice, self.calibration_choice, self.bias_choice)
+        correction, float precision): given to a rebuild, they replay the choices without measuring them again."""
+        return {name: value for choice in (self.scheme_choice, self.calibration_choice, self.bias_choice,
+                                           self.float_precision_choice)
                 if choice is not None for name, value in choice.options.items()}
 
 
