@@ -261,30 +261,35 @@ def _float_precision(core, path: Path, ctx: BuildContext) -> SchemeChoice | None
             _save_over(marked, path)
         return None
     if not layers:
-        return SchemeChoice(F32, "no layer is float for want of an int8 kernel: bf16 would speed up nothing",
-                            f"--float-precision {F32}", [], {"float_precision": F32})
+        return _float_choice(F32, "no layer is float for want of an int8 kernel: bf16 would speed up nothing")
     if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        return SchemeChoice(F32, "this CPU has no bf16 to measure", f"--float-precision {F32}", [],
-                            {"float_precision": F32})
+        return _float_choice(F32, "this CPU has no bf16 to measure")
     from edgec.quantize import choose, output_kinds
 
     kinds = output_kinds(ctx.float_model, ctx.judge)
     models = {F32: core.read_model(path), BF16: marked}
     f32, bf16 = choose.measure(ctx.float_model, {p: functools.partial(_runner, m) for p, m in models.items()},
                                {p: {"float_precision": p} for p in models}, ctx.calibration, kinds)
-    chosen, why = f32, f"bf16 is not 10 % faster at equal fidelity ({bf16.p50_ms} against {f32.p50_ms} ms)"
-    if choose.faster_at_equal_fidelity(bf16, f32):
-        failed = ctx.judge.failures_of(_runner(marked), " in bf16") if ctx.judge is not None else {}
-        chosen, why = (f32, f"bf16 is {f32.p50_ms / bf16.p50_ms:.2f}x faster but does not verify: "
-                       + "; ".join(f"{name}: {what}" for name, what in failed.items())) if failed else (
-            bf16, f"bf16 is {f32.p50_ms / bf16.p50_ms:.2f}x faster than f32 at equal fidelity and verifies")
+    faster = choose.faster_at_equal_fidelity(bf16, f32)
+    failed = ctx.judge.failures_of(_runner(marked), " in bf16") if faster and ctx.judge is not None else {}
+    speedup = f"bf16 is {f32.p50_ms / bf16.p50_ms:.2f}x faster"
+    if not faster:
+        chosen, why = f32, f"bf16 is not 10 % faster at equal fidelity ({bf16.p50_ms} against {f32.p50_ms} ms)"
+    elif failed:
+        chosen, why = f32, f"{speedup} but does not verify: " + "; ".join(f"{n}: {w}" for n, w in failed.items())
+    else:
+        chosen, why = bf16, f"{speedup} than f32 at equal fidelity and verifies"
     why += "; without an int8 kernel: " + ", ".join(
         f"{count} {kind}" for kind, count in sorted(collections.Counter(layers).items()))
     logger.info(f"layers without an int8 kernel in {chosen.name}: {why}")
     if chosen is bf16:
         _save_over(marked, path)
-    return SchemeChoice(chosen.name, why, f"--float-precision {chosen.name}", [f32, bf16],
-                        {"float_precision": chosen.name})
+    return _float_choice(chosen.name, why, [f32, bf16])
+
+
+def _float_choice(chosen: str, why: str, measured: list | None = None) -> SchemeChoice:
+    """The record of a `--float-precision auto` choice, with the flag that replays it."""
+    return SchemeChoice(chosen, why, f"--float-precision {chosen}", measured or [], {"float_precision": chosen})
 
 
 def _save_over(ov_model, path: Path) -> None:
@@ -311,9 +316,8 @@ def _in_bf16(ov_model) -> list[str]:
     marked = []
     for op in ov_model.get_ordered_ops():
         kind = op.get_type_name()
-        if kind not in RECURRENT and not (kind == "MatMul" and not any(
-                _constant(op.input_value(i)) or _source(op.input_value(i)).get_type_name() == "FakeQuantize"
-                for i in range(2))):
+        if kind not in RECURRENT and not (kind == "MatMul" and all(
+                _float_activation(op.input_value(i)) for i in range(2))):
             continue
         name = op.get_friendly_name()
         for index in range(op.get_input_size()):
@@ -333,6 +337,11 @@ def _in_bf16(ov_model) -> list[str]:
     if marked:
         ov_model.validate_nodes_and_infer_types()
     return marked
+
+
+def _float_activation(value) -> bool:
+    """Whether `value` is computed from the inputs and not quantized: neither weights nor a FakeQuantize's."""
+    return not _constant(value) and _source(value).get_type_name() != "FakeQuantize"
 
 
 def _constant(value) -> bool:
@@ -419,9 +428,7 @@ def _quantized_weights(value) -> bool:
     node = _source(value)
     if node.get_type_name() == "Constant":
         return not node.get_element_type().is_real()
-    while node.get_type_name() in WEIGHT_OPS:
-        node = _source(node.input_value(0))
-    return node.get_type_name() == "Constant"
+    return _constant(value)
 
 
 def _compiled_layers(core, path: Path, config: OpenVINOConfig, threads: int) -> list:
