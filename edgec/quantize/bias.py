@@ -2,9 +2,10 @@
 
 Rounding a layer's weights moves its outputs by layer(x, dW); the layer is linear in x, so the
 mean of that shift over the calibration samples is layer(E[x], dW), with E[x] the mean input map
-(not reduced over space: padding, stride, dilation and groups are then exact). The float bias
-absorbs its mean over the output positions before quantization (Nagel et al., "Data-free
-quantization", 2019; NNCF's bias correction measures the same shift). onnxruntime computes it, one
+(not reduced over space: padding, stride, dilation and groups are then exact). The bias absorbs
+its mean over the output positions (Nagel et al., "Data-free quantization", 2019; NNCF's bias
+correction measures the same shift), edited into the QDQ graph onnxruntime made: the graph with and
+without the correction cost one quantization. onnxruntime computes it, one
 run of the layers with dW weights on the mean maps; E[x] comes from the calibration pass's
 calibration runs (quantize/calibrate.py), never the held-back ones that judge whether the
 correction is kept (quantize/__init__.py). On MobileNetV2's stride-2 depthwise convolution from 14x14
@@ -93,16 +94,43 @@ def output_shifts(model: ir.Model, weights: dict[str, np.ndarray], means: dict[s
     return {layers[index].name: summed / weight for index, (summed, weight) in totals.items()}
 
 
-def correct(model: ir.Model, shifts: dict[str, np.ndarray]) -> int:
-    """Subtract from each bias in `model` its layer's mean output shift; the count corrected."""
+def float_biases(model: ir.Model) -> dict[str, np.ndarray]:
+    """Layer name -> its float bias, for every correctable layer."""
+    layers = correctable(model)
+    return {node.name: node.inputs[2].const_value.numpy() for node in model.graph if node.name in layers}
+
+
+def correct(qdq: ir.Model, biases: dict[str, np.ndarray], shifts: dict[str, np.ndarray]) -> int:
+    """Take from each layer's bias in the QDQ graph `qdq` its mean output shift; the count corrected. An int32
+    bias is quantized again from its float value (`biases`) less the shift, with its own scale as onnxruntime
+    quantizes it (divided in float64, rounded, clipped to int32), so the graph is the one onnxruntime makes of
+    the corrected float model; a bias left float takes the corrected value."""
     count = 0
-    for node in model.graph:
+    for node in qdq.graph:
         if node.name not in shifts:
             continue
-        bias = node.inputs[2].const_value.numpy()
-        node.inputs[2].const_value = ir.tensor((bias - shifts[node.name]).astype(bias.dtype), name=node.inputs[2].name)
+        value, corrected = node.inputs[2], (biases[node.name] - shifts[node.name]).astype(biases[node.name].dtype)
+        dequantize = value.producer()
+        if dequantize is None and value.const_value is not None:
+            value.const_value = ir.tensor(corrected, name=value.name)
+        elif dequantize is not None and dequantize.op_type == "DequantizeLinear" and _constant_int32(dequantize):
+            codes, scale = dequantize.inputs[0], dequantize.inputs[1].const_value.numpy()
+            zero = dequantize.inputs[2].const_value.numpy() if len(dequantize.inputs) > 2 and dequantize.inputs[2] else 0
+            int32 = np.iinfo(np.int32)
+            quantized = np.round(corrected.astype(np.float64) / scale.astype(np.float64)) + zero
+            codes.const_value = ir.tensor(np.clip(quantized, int32.min, int32.max).astype(np.int32).reshape(
+                codes.const_value.shape.numpy()), name=codes.name)
+        else:
+            continue
         count += 1
     return count
+
+
+def _constant_int32(dequantize: ir.Node) -> bool:
+    """Whether a DequantizeLinear takes constant int32 codes and a constant scale (onnxruntime's int32 bias)."""
+    codes, scale = dequantize.inputs[0], dequantize.inputs[1]
+    return (codes is not None and codes.const_value is not None and codes.const_value.dtype == ir.DataType.INT32
+            and scale is not None and scale.const_value is not None)
 
 
 def dequantized_weights(qdq: ir.Model) -> dict[str, np.ndarray]:

@@ -15,7 +15,6 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -171,9 +170,11 @@ class Quantizer:
         if method != "auto":
             self.use(method)
         self.always_float: tuple[str, ...] = ()  # nodes no run quantizes (mixed-range heads)
-        self._shifts: dict[tuple, dict] = {}  # (scheme, 7-bit weights) -> each layer's mean output shift
+        # (scheme, 7-bit weights) -> the layers measured, and each one's mean output shift (`_shifts_of`)
+        self._shifts: dict[tuple, tuple[set[str], dict[str, np.ndarray]]] = {}
+        self._float_biases = bias.float_biases(model)
         self._weights = _WeightCache()
-        self._graphs: dict[tuple, tuple[Path, int]] = {}  # see _quantize: its QDQ file, the biases corrected
+        self._graphs: dict[tuple, Path] = {}  # see _quantize: its QDQ file
         self.bias_corrected = 0  # layers the last run corrected
         self.correct_bias = True
 
@@ -191,28 +192,38 @@ class Quantizer:
 
     def run(self, exclude: tuple[str, ...] = ()) -> ir.Model:
         """The QDQ graph, `exclude` and the always-float nodes left float; with `correct_bias`, every int8
-        layer's bias takes back its weights' mean rounding shift (quantize/bias.py). The weights' rounding
-        depends on the scheme and on which weights get 7 bits only: one extra quantization per such pair
-        measures it."""
+        layer's bias takes back its weights' mean rounding shift (quantize/bias.py), edited into the graph
+        onnxruntime quantized: the bias choice's "on" and "off" are one quantization. The shifts depend on
+        the scheme and on which weights get 7 bits only, so each such pair measures them once, from the
+        weights of the first graph that has them."""
         from edgec.quantize import bias
 
         seven_bit = self._seven_bit_weights()
-        key = (repr(self.scheme), tuple(seven_bit))
+        model = self._quantize(exclude, seven_bit)
         self.bias_corrected = 0
-        if not self.correct_bias or self.scheme.activation_ranges == "runtime":  # no fixed bias scale to correct
-            return self._quantize(("float",), lambda: self.float_path, exclude, seven_bit)
-        if key not in self._shifts:
-            weights = bias.dequantized_weights(self._quantize(("float",), lambda: self.float_path, (), seven_bit))
-            self._shifts[key] = bias.output_shifts(ir.load(self.float_path), weights, self.ranges.input_means)
-        floating = {*exclude, *self.always_float, *self.kept_float}
-        shifts = {k: s for k, s in self._shifts[key].items() if k not in floating}
+        if self.correct_bias and self.scheme.activation_ranges != "runtime":  # else no fixed bias scale to correct
+            floating = {*exclude, *self.always_float, *self.kept_float}
+            shifts = self._shifts_of(model, (repr(self.scheme), tuple(seven_bit)), floating)
+            self.bias_corrected = bias.correct(model, self._float_biases, shifts)
+            model.meta[QDQ_FILE] += "+bias-corrected"
+        if self.scheme.quantize_at_producer and self.scheme.activation_ranges != "runtime":
+            from edgec.quantize import placement
 
-        def corrected() -> Path:
-            model = ir.load(self.float_path)
-            self.bias_corrected = bias.correct(model, shifts)
-            return eir.save(model, self.workdir / "float-bias-corrected.onnx")
+            placement.hoist_over_data_movement(model)
+        return model
 
-        return self._quantize(("bias-corrected", key, tuple(shifts)), corrected, exclude, seven_bit)
+    def _shifts_of(self, model: ir.Model, key: tuple, floating: set[str]) -> dict[str, np.ndarray]:
+        """The mean output shifts of the int8 layers of `model`, a QDQ graph under the weight settings `key`;
+        layers none of the key's graphs had in int8 before are measured on this one's weights."""
+        from edgec.quantize import bias
+
+        measured, shifts = self._shifts.setdefault(key, (set(), {}))
+        wanted = set(self._float_biases) - floating
+        if not wanted <= measured:
+            weights = {name: w for name, w in bias.dequantized_weights(model).items() if name not in measured}
+            shifts.update(bias.output_shifts(ir.load(self.float_path), weights, self.ranges.input_means))
+            measured.update(wanted, weights)
+        return {name: shifts[name] for name in wanted if name in shifts}
 
     def _seven_bit_weights(self) -> list[str]:
         """The weights that get 7 bits under `overflow_fix` ("enable" is onnxruntime's reduce_range)."""
@@ -227,23 +238,15 @@ class Quantizer:
                     if weight in first or (data in spans and spans[data].low < 0)]
         return []
 
-    def _quantize(self, source: tuple, float_path: Callable[[], Path], exclude: tuple[str, ...],
-                  seven_bit: list[str]) -> ir.Model:
-        """The QDQ graph of the float model `source` names (`float_path` writes it): made once per
-        source, exclusion, scheme and ranges (the bias choice's "on" is the method choice's graph)."""
-        key = (source, tuple(exclude), tuple(seven_bit), repr(self.scheme), self.cache, self.always_float,
+    def _quantize(self, exclude: tuple[str, ...], seven_bit: list[str]) -> ir.Model:
+        """onnxruntime's QDQ graph of the float model: made once per exclusion, scheme and ranges."""
+        key = (tuple(exclude), tuple(seven_bit), repr(self.scheme), self.cache, self.always_float,
                tuple(self.kept_float))
         if key not in self._graphs:
-            path = self.workdir / f"qdq-{len(self._graphs)}.onnx"
-            self._write_qdq(float_path(), path, exclude, seven_bit)
-            self._graphs[key] = path, self.bias_corrected
-        path, self.bias_corrected = self._graphs[key]
-        model = ir.load(path)
-        model.meta[QDQ_FILE] = str(path)
-        if self.scheme.quantize_at_producer and self.scheme.activation_ranges != "runtime":
-            from edgec.quantize import placement
-
-            placement.hoist_over_data_movement(model)
+            self._graphs[key] = self.workdir / f"qdq-{len(self._graphs)}.onnx"
+            self._write_qdq(self.float_path, self._graphs[key], exclude, seven_bit)
+        model = ir.load(self._graphs[key])
+        model.meta[QDQ_FILE] = str(self._graphs[key])
         return model
 
     def _write_qdq(self, float_path: Path, out: Path, exclude: tuple[str, ...], seven_bit: list[str]) -> None:
