@@ -60,7 +60,8 @@ def run_all(sess, runs, outputs: list) -> dict[str, np.ndarray]:
 BATCH_BYTES = 1 << 26  # outputs of one batched run at most (every calibrated tensor of MobileNetV2: ~25 MB a sample)
 
 
-def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) -> Iterator[list[np.ndarray]]:
+def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset(), digest: Callable | None = None
+             ) -> Iterator:
     """Every feed's outputs, in order, as a run of that feed alone gives them, from fewer runs: one-sample
     feeds of the same shapes run together where each output not in `constant` (see `input_free`) comes
     back with one row per sample. onnxruntime's CPU kernels compute a sample of a batch as they compute it
@@ -68,11 +69,14 @@ def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) ->
     third of 8 lone ones. The first batch proves it for the model at hand: it repeats the first feed, and
     its first and last rows must equal their lone runs (a sample mixed with those before it along axis 0,
     a sequence or a cumulative sum, shows in the last); else every feed runs alone. After the proof, the
-    next batch runs while the caller uses the one before (onnxruntime releases the GIL)."""
+    next batch runs while the caller uses the one before (onnxruntime releases the GIL). `digest`: what is
+    yielded for each feed's outputs instead of them, computed in the thread that ran the batch (a summary
+    of large outputs, numpy's reductions releasing the GIL too)."""
     if not feeds:
         return
+    digest = digest or _as_they_are
     first = sess.run(None, feeds[0])
-    yield first
+    yield digest(first)
     names = [o.name for o in sess.get_outputs()]
     varying = [i for i, name in enumerate(names) if name not in constant]
     batchable = all(_rows(first[i]) == 1 for i in varying) and _one_sample_shapes(feeds[0]) is not None
@@ -81,28 +85,33 @@ def run_each(sess, feeds: list[dict], constant: frozenset[str] = frozenset()) ->
     while start < len(feeds) and size > 1 and not trusted:
         end = _batch_end(feeds, start, size)
         if end - start < 2:
-            yield from (sess.run(None, feed) for feed in feeds[start:end])
+            yield from (digest(sess.run(None, feed)) for feed in feeds[start:end])
         else:
             same = _one_sample_shapes(feeds[0]) == _one_sample_shapes(feeds[start])
             rows = _batched(sess, feeds[:1] + feeds[start:end], varying) if same else None
             last = sess.run(None, feeds[end - 1])
             trusted = rows is not None and _equal(rows[0], first) and _equal(rows[-1], last)
             size = size if trusted else 1
-            yield from rows[1:] if trusted else [*(sess.run(None, feed) for feed in feeds[start:end - 1]), last]
+            yield from map(digest, rows[1:] if trusted else [*(sess.run(None, feed) for feed in feeds[start:end - 1]),
+                                                             last])
         start = end
     batches = []
     while start < len(feeds):
         end = _batch_end(feeds, start, size)
         batches.append(feeds[start:end])
         start = end
-    for outputs in _ahead(functools.partial(_run_batch, sess, batch, varying) for batch in batches):
-        yield from outputs
+    for digests in _ahead(functools.partial(_run_batch, sess, batch, varying, digest) for batch in batches):
+        yield from digests
 
 
-def _run_batch(sess, batch: list[dict], varying: list[int]) -> list[list[np.ndarray]]:
-    """Each feed's outputs: from one run of the batch where onnxruntime takes it, else from lone runs."""
+def _as_they_are(outputs: list[np.ndarray]) -> list[np.ndarray]:
+    return outputs
+
+
+def _run_batch(sess, batch: list[dict], varying: list[int], digest: Callable) -> list:
+    """Each feed's outputs, digested: from one run of the batch where onnxruntime takes it, else from lone runs."""
     rows = _batched(sess, batch, varying) if len(batch) > 1 else None
-    return rows if rows is not None else [sess.run(None, feed) for feed in batch]
+    return [digest(outputs) for outputs in (rows if rows is not None else [sess.run(None, feed) for feed in batch])]
 
 
 def _ahead(calls: Iterator[Callable]) -> Iterator:

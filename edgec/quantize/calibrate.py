@@ -89,13 +89,13 @@ class Ranges:
         self._histograms, self.input_means = {}, {}
         self.held_back_outputs: list[list[np.ndarray]] = []
         for part, chunk in (("calibration", runs[:len(runs) - held]), ("all", self.held_back)):
-            for feed, values in zip(chunk, runtime.run_each(session, chunk, constant)):
+            for feed, (values, extremes) in zip(chunk, runtime.run_each(session, chunk, constant, _with_extremes)):
                 computed = dict(zip(outputs, values))
                 if part == "all":
                     self.held_back_outputs.append([computed[name].copy() for name in model_outputs])
-                for name, value in computed.items():
-                    if name in names and value.size and np.issubdtype(value.dtype, np.floating):
-                        histograms.setdefault(name, Histogram()).add(value)
+                for name, value, extreme in zip(outputs, values, extremes):
+                    if name in names and extreme is not None:
+                        histograms.setdefault(name, Histogram()).add(value, *extreme)
                 for name, value in {**feed, **computed}.items():  # a graph input feeds a layer too
                     if part == "calibration" and name in input_means_of and value.ndim >= 2:
                         self.input_means.setdefault(name, MeanInput()).add(value)
@@ -117,6 +117,13 @@ class Ranges:
         return path
 
 
+def _with_extremes(values: list[np.ndarray]) -> tuple[list[np.ndarray], list[tuple[float, float] | None]]:
+    """A run's outputs and each float one's min and max (None where it has no values), computed in the
+    thread that ran it (runtime.run_each) while the calibration pass bins the run before."""
+    return values, [(float(v.min()), float(v.max())) if isinstance(v, np.ndarray) and v.size
+                    and np.issubdtype(v.dtype, np.floating) else None for v in values]
+
+
 class Histogram:
     """One tensor's signed histogram over runs: bins of one width, symmetric about zero, added at both
     ends as larger values come; its exact min and max. Each run is binned from at most SAMPLED of its
@@ -126,9 +133,9 @@ class Histogram:
         self.counts, self.width, self.low, self.high = np.zeros(0, np.int64), 0.0, np.inf, -np.inf
         self.runs, self.lows, self.highs = 0, 0.0, 0.0  # each run's min and max, summed (mean-minmax)
 
-    def add(self, value: np.ndarray) -> None:
+    def add(self, value: np.ndarray, low: float, high: float) -> None:
+        """Count one run's `value`, whose min and max are `low` and `high`."""
         flat = value.ravel()
-        low, high = float(flat.min()), float(flat.max())
         if not np.isfinite(low) or not np.isfinite(high):  # NaN or Inf: count the finite values only
             flat = flat[np.isfinite(flat)]
             if not flat.size:

@@ -23,7 +23,7 @@ def _relu_with_outliers() -> list[np.ndarray]:
 def test_methods_read_one_histogram():
     histogram = Histogram()
     for run in _relu_with_outliers():
-        histogram.add(run)
+        histogram.add(run, run.min(), run.max())
     counts, edges, low, high, mean_low, mean_high = snapshot = histogram.snapshot()
     assert counts.sum() == 8 * 20_000 and counts.size == edges.size - 1 and edges[0] == -edges[-1]
     assert (low, high) == (0.0, 40.0) and _range("minmax", snapshot) == (0.0, 40.0)
@@ -40,9 +40,9 @@ def test_methods_read_one_histogram():
 
 def test_larger_values_extend_the_histogram_without_rebinning():
     histogram = Histogram()
-    histogram.add(np.linspace(-1, 1, 1001, dtype=np.float32))
+    histogram.add(np.linspace(-1, 1, 1001, dtype=np.float32), -1.0, 1.0)
     width = histogram.width
-    histogram.add(np.array([0.0, 7.5], dtype=np.float32))
+    histogram.add(np.array([0.0, 7.5], dtype=np.float32), 0.0, 7.5)
     counts, edges, low, high = histogram.snapshot()[:4]
     assert histogram.width == width and edges[-1] >= 7.5 and counts.sum() == 1003 and (low, high) == (-1.0, 7.5)
 
