@@ -230,10 +230,12 @@ def _flags(values: dict) -> str:
 
 
 def _choose_on_held_back(quantizer: Quantizer, option: str, values: tuple[str, ...],
-                         apply: Callable[[str], None], unmeasured: str, held_back_judge) -> SchemeChoice:
+                         apply: Callable[[str], None], unmeasured: str, held_back_judge,
+                         meanwhile: Callable[[], None] = lambda: None) -> SchemeChoice:
     """Quantize with each value of `option` (`apply` sets it on the quantizer, whose ranges come from the
     calibration part), judge each on the held-back runs against fp32 (`held_back_judge`, a choose.HeldBack) and keep
-    the most faithful; with too few runs to hold any back, `unmeasured`. The record replays the value chosen."""
+    the most faithful; with too few runs to hold any back, `unmeasured`. The record replays the value chosen.
+    `meanwhile`: work that does not depend on the choice, done while the last values are judged."""
     from edgec.quantize import choose
 
     held_back = quantizer.ranges.held_back
@@ -246,6 +248,7 @@ def _choose_on_held_back(quantizer: Quantizer, option: str, values: tuple[str, .
         for value in values:
             apply(value)
             judged.append(pool.submit(held_back_judge.measure, option, {value: quantizer.run()}))
+        meanwhile()
         measured = [candidate for future in judged for candidate in future.result()]
     chosen, why = choose.most_faithful(measured, len(held_back))
     logger.info(f"{option.replace('_', ' ')} {chosen.name}: {why}")
@@ -289,9 +292,17 @@ def _choose_ranges_and_bias(model: ir.Model, quantizer: Quantizer, record: Quant
             # unjudged, on: the judge keeps the exact correction on MobileNetV2 on every target (+1.1 to
             # +1.4 dB) and on FER on onnxruntime and tflite-arm, and it turns the corpus MobileNetV2
             # calibrated on its 7 photos from 6 to 7 of them agreeing with fp32 on tflite-arm
-            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on", held_back_judge)
+            lambda value: setattr(quantizer, "correct_bias", value == "on"), "on", held_back_judge,
+            meanwhile=lambda: _graph_from_every_run(quantizer))
     quantizer.use(quantizer.method)
     record.method = quantizer.method
+
+
+def _graph_from_every_run(quantizer: Quantizer) -> None:
+    """The chosen method's ranges from every calibration run, and their graph made while the bias choice is
+    judged: the correction is an edit of that graph (quantize/bias.py), so the graph need not wait for it."""
+    quantizer.use(quantizer.method)
+    quantizer.run()
 
 
 def quantize_for_target(model: ir.Model, target, precision: str, calibration: CalibrationData | None, backend,
@@ -387,12 +398,14 @@ def _quantize_chosen(model: ir.Model, target, scheme: Scheme, quantizer: Quantiz
                 record.int8_mac_share = round(engine_fallback.int8_mac_share, 4)
             return model, record
         record.scheme = quantizer.scheme.to_dict()
-    record.layers = report.layer_errors(model, qdq, calibration)
+    budget = options.max_accuracy_drop
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # the policy judges the graph while the report is made
+        # with an accuracy budget, the accuracy fallback below judges instead
+        judged = pool.submit(judge.failures, qdq) if judge is not None and budget is None else None
+        record.layers = report.layer_errors(model, qdq, calibration)
+        failed = judged.result() if judged is not None else {}
     _mark_float(record, quantizer.float_layers)
     record.int8_mac_share = round(macs.int8_share(quantizer.float_layers), 4)
-    budget = options.max_accuracy_drop
-    # with an accuracy budget, the accuracy fallback below judges instead
-    failed = judge.failures(qdq) if judge is not None and budget is None else {}
     if failed and options.strict_precision:
         raise _strict_refusal(failed, record.layers)
     if failed:
