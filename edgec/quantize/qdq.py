@@ -244,8 +244,9 @@ class Quantizer:
         key = (tuple(exclude), tuple(seven_bit), repr(self.scheme), self.cache, self.always_float,
                tuple(self.kept_float))
         if key not in self._graphs:
-            self._graphs[key] = self.workdir / f"qdq-{len(self._graphs)}.onnx"
-            self._write_qdq(self.float_path, self._graphs[key], exclude, seven_bit)
+            path = self.workdir / f"qdq-{len(self._graphs)}.onnx"
+            self._write_qdq(self.float_path, path, exclude, seven_bit)
+            self._graphs[key] = path
         model = ir.load(self._graphs[key])
         model.meta[QDQ_FILE] = str(self._graphs[key])
         return model
