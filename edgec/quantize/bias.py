@@ -101,29 +101,39 @@ def float_biases(model: ir.Model) -> dict[str, np.ndarray]:
 
 
 def correct(qdq: ir.Model, biases: dict[str, np.ndarray], shifts: dict[str, np.ndarray]) -> int:
-    """Take from each layer's bias in the QDQ graph `qdq` its mean output shift; the count corrected. An int32
-    bias is quantized again from its float value (`biases`) less the shift, with its own scale as onnxruntime
+    """Take from each layer's bias in the QDQ graph `qdq` its mean output shift; the count of layers corrected. An
+    int32 bias is quantized again from its float value (`biases`) less the shift, with its own scale as onnxruntime
     quantizes it (divided in float64, rounded, clipped to int32), so the graph is the one onnxruntime makes of
-    the corrected float model; a bias left float takes the corrected value."""
-    count = 0
+    the corrected float model; a bias left float takes the corrected value. A bias several layers share (an
+    unrolled recurrent cell's, at every step) is one value for all of them: it takes the mean of their shifts,
+    once (each layer subtracting its own from the shared value took the sum of 20 steps' shifts from a CRNN's
+    LSTM biases, and the judge then kept the correction off)."""
+    sharing: dict[int, tuple[ir.Value, ir.Node | None, list[str]]] = {}
     for node in qdq.graph:
         if node.name not in shifts:
             continue
-        value, corrected = node.inputs[2], (biases[node.name] - shifts[node.name]).astype(biases[node.name].dtype)
+        value = node.inputs[2]
         dequantize = value.producer()
         if dequantize is None and value.const_value is not None:
-            value.const_value = ir.tensor(corrected, name=value.name)
+            stored, dequantize = value, None
         elif dequantize is not None and dequantize.op_type == "DequantizeLinear" and _constant_int32(dequantize):
-            codes, scale = dequantize.inputs[0], dequantize.inputs[1].const_value.numpy()
-            zero = dequantize.inputs[2].const_value.numpy() if len(dequantize.inputs) > 2 and dequantize.inputs[2] else 0
-            int32 = np.iinfo(np.int32)
-            quantized = np.round(corrected.astype(np.float64) / scale.astype(np.float64)) + zero
-            codes.const_value = ir.tensor(np.clip(quantized, int32.min, int32.max).astype(np.int32).reshape(
-                codes.const_value.shape.numpy()), name=codes.name)
+            stored = dequantize.inputs[0]
         else:
             continue
-        count += 1
-    return count
+        sharing.setdefault(id(stored), (stored, dequantize, []))[2].append(node.name)
+    for stored, dequantize, layers in sharing.values():
+        bias = biases[layers[0]]
+        corrected = (bias - np.mean([shifts[name] for name in layers], axis=0)).astype(bias.dtype)
+        if dequantize is None:
+            stored.const_value = ir.tensor(corrected, name=stored.name)
+            continue
+        scale = dequantize.inputs[1].const_value.numpy()
+        zero = dequantize.inputs[2].const_value.numpy() if len(dequantize.inputs) > 2 and dequantize.inputs[2] else 0
+        int32 = np.iinfo(np.int32)
+        quantized = np.round(corrected.astype(np.float64) / scale.astype(np.float64)) + zero
+        stored.const_value = ir.tensor(np.clip(quantized, int32.min, int32.max).astype(np.int32).reshape(
+            stored.const_value.shape.numpy()), name=stored.name)
+    return sum(len(layers) for _, _, layers in sharing.values())
 
 
 def _constant_int32(dequantize: ir.Node) -> bool:
